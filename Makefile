@@ -1,0 +1,39 @@
+# Thin wrapper over meson: installs what the build needs, configures once, builds, runs.
+#   make demo   build, then run the main job on a built-in tiny default
+#   make test   build, then run the CPU test suite, plain and under ASan+UBSan
+BUILD ?= build
+ASAN_BUILD ?= build-asan
+MESON_OPTS ?= -Dwerror=true
+SANITIZE_OPTS = -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug \
+                -Dc_args=-fno-sanitize-recover=all
+export ASAN_OPTIONS ?= detect_leaks=1:abort_on_error=1:strict_string_checks=1
+export UBSAN_OPTIONS ?= halt_on_error=1:print_stacktrace=1
+
+.PHONY: all deps build build-asan demo test test-unit test-asan clean
+
+all: build
+
+deps:
+	@tools/install-deps.sh
+
+build: deps
+	@test -f $(BUILD)/build.ninja || meson setup $(BUILD) $(MESON_OPTS)
+	meson compile -C $(BUILD)
+
+build-asan: deps
+	@test -f $(ASAN_BUILD)/build.ninja || meson setup $(ASAN_BUILD) $(MESON_OPTS) $(SANITIZE_OPTS)
+	meson compile -C $(ASAN_BUILD)
+
+demo: build
+	@tools/demo.sh $(BUILD)
+
+test-unit: build
+	meson test -C $(BUILD) --print-errorlogs
+
+test-asan: build-asan
+	meson test -C $(ASAN_BUILD) --print-errorlogs
+
+test: test-unit test-asan
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -1,0 +1,3 @@
+#include "qd/version.h"
+
+const char* qd_version_string(void) { return QD_VERSION_STRING; }

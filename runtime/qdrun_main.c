@@ -1,0 +1,37 @@
+/* qdrun: runs a compiled .qplan. */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "qd/log.h"
+#include "qd/version.h"
+
+static void qdrun_usage(FILE* f) {
+  fprintf(f,
+          "qdrun %s: run a compiled qd plan\n"
+          "\n"
+          "usage: qdrun [options]\n"
+          "\n"
+          "options:\n"
+          "  -h, --help       show this help\n"
+          "      --version    print the version\n",
+          QD_VERSION_STRING);
+}
+
+int main(int argc, char** argv) {
+  static const struct option opts[] = {
+      {"help", no_argument, NULL, 'h'},
+      {"version", no_argument, NULL, 'V'},
+      {NULL, 0, NULL, 0},
+  };
+  int c;
+  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    switch (c) {
+      case 'h': qdrun_usage(stdout); return 0;
+      case 'V': printf("qdrun %s\n", QD_VERSION_STRING); return 0;
+      default: qdrun_usage(stderr); return 2;
+    }
+  }
+  qdrun_usage(stderr);
+  return 2;
+}
