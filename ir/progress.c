@@ -5,13 +5,13 @@
 #include <time.h>
 #include <unistd.h>
 
-static qd_progress_sink_t qd_progress_default_ = {QD_PROGRESS_AUTO, NULL, NULL, NULL};
+static qd_progress_sink_t qd_progress_default_ = {QD_PROGRESS_AUTO, NULL, NULL, NULL, 0.5};
 
 void qd_progress_set_default_sink(const qd_progress_sink_t* sink) {
   if (sink)
     qd_progress_default_ = *sink;
   else
-    qd_progress_default_ = (qd_progress_sink_t){QD_PROGRESS_AUTO, NULL, NULL, NULL};
+    qd_progress_default_ = (qd_progress_sink_t){QD_PROGRESS_AUTO, NULL, NULL, NULL, 0.5};
 }
 
 const qd_progress_sink_t* qd_progress_default_sink(void) { return &qd_progress_default_; }
@@ -95,6 +95,7 @@ static void qd_progress_draw_(qd_progress_t* p, double now, bool final) {
     fflush(f);
   }
   p->t_last_draw = now;
+  p->printed = true;
 }
 
 void qd_progress_begin(qd_progress_t* p, const qd_progress_sink_t* sink, const char* label, uint64_t total,
@@ -120,7 +121,7 @@ bool qd_progress_set(qd_progress_t* p, uint64_t done) {
   p->done = done;
   double now = qd_now_seconds();
   if (p->sink.fn && !p->sink.fn(p->sink.user, p->label, p->done, p->total, now - p->t_start)) p->cancelled = true;
-  if (p->sink.style == QD_PROGRESS_QUIET) return !p->cancelled;
+  if (p->sink.style == QD_PROGRESS_QUIET || now - p->t_start < p->sink.delay_s) return !p->cancelled;
   if (p->draw_bar) {
     if (now - p->t_last_draw >= 0.1) qd_progress_draw_(p, now, false);
   } else if (p->total) {
@@ -139,6 +140,7 @@ bool qd_progress_advance(qd_progress_t* p, uint64_t amount) { return qd_progress
 void qd_progress_end(qd_progress_t* p) {
   double now = qd_now_seconds();
   if (p->sink.style == QD_PROGRESS_QUIET) return;
+  if (!p->printed && now - p->t_start < p->sink.delay_s) return;
   FILE* f = qd_progress_stream_(p);
   if (p->draw_bar) {
     qd_progress_draw_(p, now, true);

@@ -116,7 +116,7 @@ START_TEST(progress_lines_and_cancel) {
   char* text = NULL;
   size_t len = 0;
   FILE* mem = open_memstream(&text, &len);
-  qd_progress_sink_t sink = {QD_PROGRESS_LINES, mem, progress_cb, NULL};
+  qd_progress_sink_t sink = {QD_PROGRESS_LINES, mem, progress_cb, NULL, 0};
   qd_progress_t p;
   qd_progress_begin(&p, &sink, "quantize", 10, "tensors");
   bool keep_going = true;
@@ -132,7 +132,7 @@ START_TEST(progress_lines_and_cancel) {
   /* Quiet prints nothing at all. */
   text = NULL;
   mem = open_memstream(&text, &len);
-  sink = (qd_progress_sink_t){QD_PROGRESS_QUIET, mem, NULL, NULL};
+  sink = (qd_progress_sink_t){QD_PROGRESS_QUIET, mem, NULL, NULL, 0};
   qd_progress_begin(&p, &sink, "x", 4, "B");
   qd_progress_advance(&p, 4);
   qd_progress_end(&p);

@@ -6,7 +6,7 @@
  *   - QD_PROGRESS_QUIET: nothing (--quiet).
  * A sink may also carry a callback, which receives every update (the public API's progress callback).
  * Passing NULL as the sink uses the process default (qd_progress_set_default_sink), which starts as AUTO on
- * stderr.
+ * stderr with a half-second delay, so that work which finishes quickly prints nothing.
  */
 #ifndef QD_PROGRESS_H
 #define QD_PROGRESS_H
@@ -35,6 +35,7 @@ typedef struct qd_progress_sink {
   FILE* stream;        /* NULL = stderr */
   qd_progress_fn fn;   /* optional */
   void* user;
+  double delay_s;      /* print nothing until the work has run this long: quick work stays quiet */
 } qd_progress_sink_t;
 
 typedef struct qd_progress {
@@ -42,6 +43,7 @@ typedef struct qd_progress {
   bool draw_bar;       /* resolved from the style and the stream */
   bool bytes;          /* unit is bytes: print 1.2 GB, 3.4 GB/s */
   bool cancelled;
+  bool printed;        /* anything was drawn: the end line is owed */
   char label[48];
   char unit[16];
   uint64_t total;

@@ -1,0 +1,16 @@
+/* Command-line parsing helpers; see cli.h. */
+#include "compiler/cli.h"
+
+#include <stdlib.h>
+
+bool qdc_parse_resolution(const char* text, int64_t* out_width, int64_t* out_height) {
+  char* end;
+  long long w = strtoll(text, &end, 10);
+  if (end == text || (*end != 'x' && *end != 'X' && *end != '*')) return false;
+  const char* h_text = end + 1;
+  long long h = strtoll(h_text, &end, 10);
+  if (end == h_text || *end != '\0' || w <= 0 || h <= 0 || w > 65536 || h > 65536) return false;
+  *out_width = w;
+  *out_height = h;
+  return true;
+}

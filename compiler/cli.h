@@ -1,0 +1,11 @@
+/* Small command-line parsing helpers shared by qdc's subcommands. */
+#ifndef QDC_CLI_H
+#define QDC_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Parses "1024x768" (also "1024X768", "1024*768"); false on anything else or sides outside 1..65536. */
+bool qdc_parse_resolution(const char* text, int64_t* out_width, int64_t* out_height);
+
+#endif

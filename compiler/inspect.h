@@ -1,0 +1,22 @@
+/* qdc inspect: the options every input kind's handler receives, and the handlers that live in their own files. */
+#ifndef QDC_INSPECT_H
+#define QDC_INSPECT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "compiler/cli.h"
+
+typedef struct qdc_inspect_options {
+  const char* path;
+  bool json;
+  bool summary;           /* no per-tensor table / array */
+  bool verify;            /* plans: recompute every checksum */
+  const char* config;     /* graphs: configuration (NULL = default) */
+  int64_t width, height;  /* graphs: resolution (0 = 1024x1024) */
+  int64_t batch;          /* graphs: batch (0 = 1) */
+} qdc_inspect_options_t;
+
+int qdc_inspect_graph(const qdc_inspect_options_t* opt);
+
+#endif
