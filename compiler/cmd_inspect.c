@@ -40,7 +40,7 @@ static const struct {
   int (*run)(const qdc_inspect_options_t* opt);
 } qdc_inspect_kinds_[] = {
     {QDC_INPUT_CHECKPOINT, "a safetensors checkpoint", qdc_inspect_checkpoint_},
-    {QDC_INPUT_GRAPH, "a graph description", NULL},
+    {QDC_INPUT_GRAPH, "a graph description", qdc_inspect_graph},
     {QDC_INPUT_PLAN, "a compiled plan", NULL},
 };
 

@@ -1,0 +1,74 @@
+/* Plain C reference implementations of every op in ir/ops.def, in fp32 with fp32 or wider accumulation.
+ *
+ * These are the oracle: the CPU executor runs them, and every GPU kernel test compares against them. They take
+ * plain row-major float arrays (shapes as in ir/ops.def) and an optional thread pool; they never allocate
+ * except where noted (linear packs a weight panel per task on the stack), never fail, and write every element of
+ * their output. Callers check shapes (the graph's shape inference did).
+ */
+#ifndef QD_CPU_REF_H
+#define QD_CPU_REF_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "runtime/cpu/threadpool.h"
+
+/* y[m, n] = sum_k x[m, k] * w[n, k] + b[n]; b may be NULL. */
+void qd_ref_linear(qd_threadpool_t* pool, const float* x, const float* w, const float* b, float* y, int64_t m,
+                   int64_t n, int64_t k);
+
+/* Per row of `cols`: (x - mean) / sqrt(var + eps), then * w + b when w (and b) are given. */
+void qd_ref_layer_norm(qd_threadpool_t* pool, const float* x, const float* w, const float* b, float* y,
+                       int64_t rows, int64_t cols, float eps);
+/* Per group of `dim` consecutive elements: x / sqrt(mean(x^2) + eps) * w[d] (w may be NULL). */
+void qd_ref_rms_norm(qd_threadpool_t* pool, const float* x, const float* w, float* y, int64_t groups, int64_t dim,
+                     float eps);
+
+/* x [batch, tokens, ch]; shift, scale, gate [batch, ch]. */
+void qd_ref_modulate(qd_threadpool_t* pool, const float* x, const float* shift, const float* scale, float* y,
+                     int64_t batch, int64_t tokens, int64_t ch);
+void qd_ref_gated_add(qd_threadpool_t* pool, const float* residual, const float* gate, const float* x, float* y,
+                      int64_t batch, int64_t tokens, int64_t ch);
+
+typedef enum qd_ref_binary_op { QD_REF_ADD, QD_REF_MUL } qd_ref_binary_op_t;
+/* y = a (op) b, b broadcast numpy-style to a's shape (b's rank <= a's; b dims equal a's or 1). */
+void qd_ref_binary(qd_threadpool_t* pool, qd_ref_binary_op_t op, const float* a, const int64_t* a_dims,
+                   int32_t a_rank, const float* b, const int64_t* b_dims, int32_t b_rank, float* y);
+
+typedef enum qd_ref_unary_op {
+  QD_REF_SILU,
+  QD_REF_GELU,
+  QD_REF_GELU_TANH,
+  QD_REF_QUICK_GELU,
+  QD_REF_SCALE,
+} qd_ref_unary_op_t;
+void qd_ref_unary(qd_threadpool_t* pool, qd_ref_unary_op_t op, const float* x, float* y, int64_t n, float factor);
+float qd_ref_gelu_tanh(float x);
+
+/* Copies x[..., start:start+size, ...] along axis: outer = product of dims before axis, inner = after. */
+void qd_ref_slice(const float* x, float* y, int64_t outer, int64_t axis_dim, int64_t inner, int64_t start,
+                  int64_t size);
+/* Joins inputs along an axis; sizes[i] is each input's extent on that axis. Element size in bytes lets ids
+ * (I32/I64) be joined too. */
+void qd_ref_concat(const void* const* inputs, const int64_t* sizes, int32_t count, void* y, int64_t outer,
+                   int64_t inner, int64_t elem_size);
+
+/* diffusers' get_timestep_embedding, in the same float32 order of operations: t [batch] -> [batch, dim]. */
+void qd_ref_timestep_embedding(const float* t, float* y, int64_t batch, int64_t dim, bool flip_sin_to_cos,
+                               float downscale_freq_shift, float input_scale, float max_period);
+/* FluxPosEmbed: ids [tokens, n_axes] -> y [2, tokens, sum(axes)] holding cos then sin, each angle repeated for the
+ * two elements of its pair. Computed in float64 as diffusers does. */
+void qd_ref_rope_freqs(const float* ids, float* y, int64_t tokens, const int64_t* axes, int32_t n_axes,
+                       double theta);
+/* Rotates interleaved pairs: y0 = x0 cos - x1 sin, y1 = x1 cos + x0 sin, per head of x [batch, tokens, H*D]. */
+void qd_ref_rope(qd_threadpool_t* pool, const float* x, const float* freqs, float* y, int64_t batch, int64_t tokens,
+                 int64_t heads, int64_t head_dim);
+
+/* Scaled dot-product attention per head. q [batch, sq, heads*d], k [batch, sk, heads*d], v [batch, sk, heads*dv],
+ * y [batch, sq, heads*dv]. bias (may be NULL) is [bias_batch, bias_heads, sq, sk] with bias_batch in {1, batch}
+ * and bias_heads in {1, heads}, added to the scaled scores. causal masks keys after the query. */
+void qd_ref_attention(qd_threadpool_t* pool, const float* q, const float* k, const float* v, const float* bias,
+                      int64_t bias_batch, int64_t bias_heads, float* y, int64_t batch, int64_t sq, int64_t sk,
+                      int64_t heads, int64_t d, int64_t dv, float scale, bool causal);
+
+#endif
