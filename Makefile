@@ -1,15 +1,18 @@
 # Thin wrapper over meson: installs what the build needs, configures once, builds, runs.
 #   make demo   build, then run the main job on a built-in tiny default
-#   make test   build, then run the CPU test suite, plain and under ASan+UBSan
+#   make test   build, then run the CPU test suite, plain and under ASan+UBSan, then the fuzzers (make fuzz)
+#   make fuzz   build the libFuzzer targets with clang and run each for FUZZ_SECONDS on its seeds
 BUILD ?= build
 ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 30
 MESON_OPTS ?= -Dwerror=true
 SANITIZE_OPTS = -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug \
                 -Dc_args=-fno-sanitize-recover=all
 export ASAN_OPTIONS ?= detect_leaks=1:abort_on_error=1:strict_string_checks=1
 export UBSAN_OPTIONS ?= halt_on_error=1:print_stacktrace=1
 
-.PHONY: all deps build build-asan demo test test-unit test-asan clean
+.PHONY: all deps build build-asan demo test test-unit test-asan fuzz clean
 
 all: build
 
@@ -33,7 +36,10 @@ test-unit: build
 test-asan: build-asan
 	meson test -C $(ASAN_BUILD) --print-errorlogs
 
-test: test-unit test-asan
+fuzz: deps
+	tools/run_fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+test: test-unit test-asan fuzz
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -1,6 +1,7 @@
 /* Command-line parsing helpers; see cli.h. */
 #include "compiler/cli.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 bool qdc_parse_resolution(const char* text, int64_t* out_width, int64_t* out_height) {
@@ -13,4 +14,19 @@ bool qdc_parse_resolution(const char* text, int64_t* out_width, int64_t* out_hei
   *out_width = w;
   *out_height = h;
   return true;
+}
+
+const char* qdc_format_count(uint64_t n, char* buf, size_t size) {
+  static const char* const units[] = {"", " K", " M", " B", " T"};
+  double v = (double)n;
+  int u = 0;
+  while (v >= 1000.0 && u < 4) {
+    v /= 1000.0;
+    u++;
+  }
+  if (u == 0)
+    snprintf(buf, size, "%llu", (unsigned long long)n);
+  else
+    snprintf(buf, size, "%.*f%s", v < 10 ? 2 : 1, v, units[u]);
+  return buf;
 }

@@ -20,6 +20,7 @@
 #include "compiler/qdc_commands.h"
 #include "ir/strict_json.h"
 #include "qd/checkpoint.h"
+#include "qd/plan_format.h"
 #include "qd/progress.h"
 #include "qd/safetensors.h"
 
@@ -41,7 +42,7 @@ static const struct {
 } qdc_inspect_kinds_[] = {
     {QDC_INPUT_CHECKPOINT, "a safetensors checkpoint", qdc_inspect_checkpoint_},
     {QDC_INPUT_GRAPH, "a graph description", qdc_inspect_graph},
-    {QDC_INPUT_PLAN, "a compiled plan", NULL},
+    {QDC_INPUT_PLAN, "a compiled plan", qdc_inspect_plan},
 };
 
 static const char qdc_inspect_accepted_[] =
@@ -66,6 +67,8 @@ static void qdc_inspect_usage_(FILE* f) {
           "  --config NAME        graphs: the configuration (default: the graph's default)\n"
           "  --resolution WxH     graphs: image size for token counts and FLOPs (default 1024x1024)\n"
           "  --batch N            graphs: images per forward pass (default 1)\n"
+          "  --verify             plans: recompute every section's checksum, weights included (exit 1 on a\n"
+          "                       mismatch)\n"
           "  --help, -h           show this help\n"
           "\n"
           "Exit status: 0 valid, 1 invalid or unreadable (one 'qdc: error:' line on stderr), 2 usage error.\n");
@@ -91,6 +94,7 @@ static qdc_input_kind_t qdc_inspect_detect_(const char* path) {
   unsigned char head[9];
   ssize_t got = read(fd, head, sizeof head);
   close(fd);
+  if (got >= QD_PLAN_MAGIC_SIZE && memcmp(head, QD_PLAN_MAGIC, QD_PLAN_MAGIC_SIZE) == 0) return QDC_INPUT_PLAN;
   if (got == (ssize_t)sizeof head && head[8] == '{') {
     uint64_t n = 0;
     for (int i = 7; i >= 0; i--) n = (n << 8) | head[i];
@@ -397,6 +401,8 @@ int qdc_cmd_inspect(int argc, char** argv) {
         return 0;
       } else if (strcmp(a, "--json") == 0) {
         opt.json = true;
+      } else if (strcmp(a, "--verify") == 0) {
+        opt.verify = true;
       } else if ((strcmp(a, "--config") == 0 || strcmp(a, "--resolution") == 0 || strcmp(a, "--batch") == 0) &&
                  i + 1 >= argc) {
         fprintf(stderr, "qdc: error: inspect: %s needs a value\n", a);

@@ -18,5 +18,6 @@ typedef struct qdc_inspect_options {
 } qdc_inspect_options_t;
 
 int qdc_inspect_graph(const qdc_inspect_options_t* opt);
+int qdc_inspect_plan(const qdc_inspect_options_t* opt); /* compiler/inspect_plan.c */
 
 #endif

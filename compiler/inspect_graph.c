@@ -54,8 +54,10 @@ static int qdc_graph_text_(const qd_graph_desc_t* d, const qd_graph_t* g, const 
     if (st.node_count_by_op[op]) printf(" %s %d", qd_op_name((qd_op_t)op), st.node_count_by_op[op]);
   printf("\n");
   double total = st.linear_flops + st.attention_flops + st.other_flops;
-  printf("FLOPs        %.2f TFLOP per forward pass: linear %.2f, attention %.2f\n", total / 1e12,
+  printf("FLOPs        %.2f TFLOP per forward pass: linear %.2f, attention %.2f", total / 1e12,
          st.linear_flops / 1e12, st.attention_flops / 1e12);
+  if (st.other_flops > 0) printf(", other %.2f (convolutions)", st.other_flops / 1e12);
+  printf("\n");
   if (!opt->summary) {
     printf("sizes       ");
     for (int32_t i = 0; i < g->size_count; i++) printf(" %s=%lld", g->sizes[i].name, (long long)g->sizes[i].value);

@@ -4,5 +4,7 @@
 #define QDC_COMMANDS_H
 
 int qdc_cmd_inspect(int argc, char** argv);
+int qdc_cmd_compile(int argc, char** argv);
+int qdc_cmd_synth(int argc, char** argv);
 
 #endif

@@ -1,7 +1,9 @@
 /* qdc: the qd model compiler. Dispatches to one subcommand per file (compiler/cmd_*.c). */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "compiler/plan_writer.h"
 #include "compiler/qdc_commands.h"
 #include "qd/version.h"
 
@@ -12,7 +14,9 @@ typedef struct qdc_command {
 } qdc_command_t;
 
 static const qdc_command_t qdc_commands[] = {
-    {"inspect", qdc_cmd_inspect, "describe a .safetensors file, checkpoint index or directory"},
+    {"compile", qdc_cmd_compile, "compile a checkpoint and a graph description into a .qplan"},
+    {"synth", qdc_cmd_synth, "write seeded random weights for a graph (checkpoint or plan)"},
+    {"inspect", qdc_cmd_inspect, "describe a checkpoint, a graph description or a plan"},
 };
 
 static void qdc_usage(FILE* f) {
@@ -30,7 +34,26 @@ static void qdc_usage(FILE* f) {
           "Run 'qdc <command> --help' for a command's options.\n");
 }
 
+/* Ctrl-C or a kill during `qdc compile` must not leave a half-written plan's temporary file behind (the final name
+ * is only ever a complete plan: compiler/plan_writer.h). Only async-signal-safe work here: remove the temporary
+ * files, then die of the same signal (SA_RESETHAND restored the default action), so the exit status says so. */
+static void qdc_on_signal_(int sig) {
+  qd_plan_writer_remove_temporaries();
+  raise(sig);
+}
+
+static void qdc_install_signal_handlers_(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = qdc_on_signal_;
+  sa.sa_flags = SA_RESETHAND;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+}
+
 int main(int argc, char** argv) {
+  qdc_install_signal_handlers_();
   if (argc < 2) {
     qdc_usage(stderr);
     return 2;

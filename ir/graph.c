@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "ir/hash64.h"
+
 /* Limits that keep hostile descriptions from exhausting memory or overflowing int32 indices. */
 enum { QD_GRAPH_MAX_ITEMS = 1 << 22 };
 
@@ -329,4 +331,34 @@ void qd_graph_stats(const qd_graph_t* g, qd_graph_stats_t* st) {
     else
       st->other_flops += f;
   }
+}
+
+uint64_t qd_graph_digest(const qd_graph_t* g) {
+  qd_hash64_state_t h;
+  qd_hash64_init(&h, 0x71647067u); /* "qdpg" */
+  for (int32_t v = 0; v < g->value_count; v++) {
+    const qd_value_t* val = &g->values[v];
+    qd_hash64_update(&h, &val->dtype, sizeof val->dtype);
+    qd_hash64_update(&h, &val->shape.rank, sizeof val->shape.rank);
+    qd_hash64_update(&h, val->shape.dims, sizeof(int64_t) * (size_t)val->shape.rank);
+  }
+  for (int32_t i = 0; i < g->node_count; i++) {
+    const qd_node_t* n = &g->nodes[i];
+    qd_hash64_update(&h, &n->op, sizeof n->op);
+    qd_hash64_update(&h, &n->input_count, sizeof n->input_count);
+    qd_hash64_update(&h, n->inputs, sizeof(int32_t) * (size_t)n->input_count);
+    qd_hash64_update(&h, &n->output, sizeof n->output);
+    qd_hash64_update(&h, n->weights, sizeof n->weights);
+    for (int a = 0; a < QD_MAX_ATTRS; a++) {
+      qd_hash64_update(&h, &n->attrs[a].i, sizeof n->attrs[a].i);
+      qd_hash64_update(&h, &n->attrs[a].f, sizeof n->attrs[a].f);
+      qd_hash64_update(&h, &n->attrs[a].count, sizeof n->attrs[a].count);
+      qd_hash64_update(&h, n->attrs[a].list, sizeof(int64_t) * (size_t)n->attrs[a].count);
+    }
+  }
+  for (int32_t w = 0; w < g->weight_count; w++) {
+    qd_hash64_update(&h, g->weights[w].name, strlen(g->weights[w].name) + 1);
+    qd_hash64_update(&h, g->weights[w].shape.dims, sizeof(int64_t) * (size_t)g->weights[w].shape.rank);
+  }
+  return qd_hash64_digest(&h);
 }

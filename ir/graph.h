@@ -146,4 +146,10 @@ typedef struct qd_graph_stats {
 
 void qd_graph_stats(const qd_graph_t* g, qd_graph_stats_t* out_stats);
 
+/* A digest of the program: every node's op, attributes, input and output values (by index) with their types and
+ * shapes, and every weight's name and shape. Plans record it, and the runtime compares it with the graph it
+ * instantiates from the plan's description, so a plan can never run a program other than the one it was
+ * compiled (and memory-planned) for. */
+uint64_t qd_graph_digest(const qd_graph_t* g);
+
 #endif

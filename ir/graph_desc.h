@@ -59,6 +59,11 @@ qd_status_t qd_graph_desc_instantiate(const qd_graph_desc_t* desc, const char* c
                                       const qd_size_binding_t* bindings, int32_t binding_count,
                                       qd_allocator_t allocator, qd_graph_t** out_graph);
 
+/* True when the description's "quantization": {"keep": [...]} lists a pattern matching weight_name ('*' matches
+ * any run of characters): the weight must stay in a floating-point type even when the rest is quantized
+ * (transformers' _keep_in_fp32_modules, e.g. T5's feed-forward output projections). */
+bool qd_graph_desc_keep_unquantized(const qd_graph_desc_t* desc, const char* weight_name);
+
 /* The "weight_layouts" object (NULL when absent), for ir/weight_map.c. */
 const struct cJSON* qd_graph_desc_layouts(const qd_graph_desc_t* desc);
 

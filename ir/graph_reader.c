@@ -15,6 +15,7 @@ enum {
   QD_DESC_MAX_CALL_DEPTH = 16,
   QD_DESC_MAX_REPEAT = 4096,
   QD_DESC_MAX_NAME = 512,
+  QD_DESC_MAX_PARAMS = 8, /* size parameters of one block */
 };
 
 struct qd_graph_desc {
@@ -32,6 +33,7 @@ struct qd_graph_desc {
   cJSON* bind;
   cJSON* resolution;
   cJSON* layouts;
+  cJSON* quantization;
 };
 
 /* --- small JSON helpers --------------------------------------------------------------------------------- */
@@ -83,7 +85,7 @@ void qd_graph_desc_destroy(qd_graph_desc_t* d) {
 static qd_status_t qd_desc_check_structure_(qd_graph_desc_t* d) {
   static const char* const top_fields[] = {"qd_graph", "name", "doc", "default_config", "configs", "bind",
                                            "resolution", "sizes", "inputs", "outputs", "blocks", "nodes",
-                                           "weight_layouts", NULL};
+                                           "weight_layouts", "quantization", NULL};
   QD_TRY(qd_desc_check_object_(d, "the document", d->root, top_fields));
   const cJSON* version = cJSON_GetObjectItemCaseSensitive(d->root, "qd_graph");
   if (!version)
@@ -156,7 +158,7 @@ static qd_status_t qd_desc_check_structure_(qd_graph_desc_t* d) {
   d->blocks = cJSON_GetObjectItemCaseSensitive(d->root, "blocks");
   if (d->blocks) {
     QD_TRY(qd_desc_check_object_(d, "\"blocks\"", d->blocks, NULL));
-    static const char* const block_fields[] = {"inputs", "outputs", "nodes", "doc", NULL};
+    static const char* const block_fields[] = {"inputs", "outputs", "params", "nodes", "doc", NULL};
     for (cJSON* b = d->blocks->child; b; b = b->next) {
       char path[QD_DESC_MAX_NAME];
       snprintf(path, sizeof path, "blocks.%s", b->string);
@@ -171,12 +173,36 @@ static qd_status_t qd_desc_check_structure_(qd_graph_desc_t* d) {
       for (cJSON* x = bo->child; x; x = x->next)
         if (!cJSON_IsString(x)) return qd_desc_type_error_(d, "a block output", x, "a value name");
       if (!cJSON_IsArray(bn)) return qd_desc_type_error_(d, "a block's \"nodes\"", bn, "an array");
+      const cJSON* bp = cJSON_GetObjectItemCaseSensitive(b, "params");
+      if (bp && !cJSON_IsArray(bp)) return qd_desc_type_error_(d, "a block's \"params\"", bp, "an array of names");
+      if (bp && cJSON_GetArraySize(bp) > QD_DESC_MAX_PARAMS)
+        return QD_ERR(BAD_INPUT, GRAPH_TOO_LARGE, "%s: %s has %d params; the limit is %d", d->source, path,
+                      cJSON_GetArraySize(bp), QD_DESC_MAX_PARAMS);
+      for (const cJSON* x = bp ? bp->child : NULL; x; x = x->next) {
+        if (!cJSON_IsString(x) || !qd_expr_is_name(x->valuestring))
+          return qd_desc_type_error_(d, "a block param", x, "a size name");
+        for (const cJSON* y = x->next; y; y = y->next)
+          if (cJSON_IsString(y) && strcmp(x->valuestring, y->valuestring) == 0)
+            return QD_ERR(BAD_INPUT, GRAPH_BLOCK_ARGS, "%s: %s.params lists \"%s\" twice", d->source, path,
+                          x->valuestring);
+      }
     }
   }
   d->nodes = cJSON_GetObjectItemCaseSensitive(d->root, "nodes");
   if (!cJSON_IsArray(d->nodes)) return qd_desc_type_error_(d, "\"nodes\"", d->nodes, "an array");
   d->layouts = cJSON_GetObjectItemCaseSensitive(d->root, "weight_layouts");
   if (d->layouts) QD_TRY(qd_desc_check_object_(d, "\"weight_layouts\"", d->layouts, NULL));
+  d->quantization = cJSON_GetObjectItemCaseSensitive(d->root, "quantization");
+  if (d->quantization) {
+    static const char* const quant_fields[] = {"keep", "doc", NULL};
+    QD_TRY(qd_desc_check_object_(d, "\"quantization\"", d->quantization, quant_fields));
+    const cJSON* keep = cJSON_GetObjectItemCaseSensitive(d->quantization, "keep");
+    if (keep && !cJSON_IsArray(keep))
+      return qd_desc_type_error_(d, "quantization.keep", keep, "an array of weight-name patterns");
+    for (const cJSON* k = keep ? keep->child : NULL; k; k = k->next)
+      if (!cJSON_IsString(k) || !*k->valuestring)
+        return qd_desc_type_error_(d, "an entry of quantization.keep", k, "a weight-name pattern");
+  }
   return QD_OK;
 }
 
@@ -260,9 +286,39 @@ const char* qd_graph_desc_binding_name(const qd_graph_desc_t* d, int32_t i) {
 }
 const struct cJSON* qd_graph_desc_layouts(const qd_graph_desc_t* d) { return d->layouts; }
 
+/* Glob match where '*' matches any run of characters, dots included. Iterative: on a mismatch, the last '*'
+ * absorbs one more character. */
+static bool qd_desc_glob_(const char* pattern, const char* name) {
+  const char *star = NULL, *resume = NULL;
+  while (*name) {
+    if (*pattern == '*') {
+      star = pattern++;
+      resume = name;
+    } else if (*pattern == *name) {
+      pattern++;
+      name++;
+    } else if (star) {
+      pattern = star + 1;
+      name = ++resume;
+    } else {
+      return false;
+    }
+  }
+  while (*pattern == '*') pattern++;
+  return *pattern == '\0';
+}
+
+bool qd_graph_desc_keep_unquantized(const qd_graph_desc_t* d, const char* weight_name) {
+  const cJSON* keep = d->quantization ? cJSON_GetObjectItemCaseSensitive(d->quantization, "keep") : NULL;
+  for (const cJSON* k = keep ? keep->child : NULL; k; k = k->next)
+    if (qd_desc_glob_(k->valuestring, weight_name)) return true;
+  return false;
+}
+
 /* --- symbols: configuration values, derived sizes, bindings, loop variables ------------------------------ */
 
-enum { QD_MAX_LOOP_VARS = QD_DESC_MAX_CALL_DEPTH };
+/* Each call level binds its loop variable and its block's params. */
+enum { QD_MAX_LOOP_VARS = QD_DESC_MAX_CALL_DEPTH * (1 + QD_DESC_MAX_PARAMS) };
 
 typedef struct qd_loop_var {
   const char* name;
@@ -279,6 +335,8 @@ typedef struct qd_symbols {
   int32_t binding_count;
   qd_loop_var_t loop[QD_MAX_LOOP_VARS];
   int loop_count;
+  int in_size; /* > 0 while a derived size is evaluated: those are cached, so they must not see loop variables or
+                  block params */
   /* Derived sizes are evaluated on first use; the state marks cycles. */
   uint8_t* size_state; /* 0 unvisited, 1 evaluating, 2 done */
   int64_t* size_value;
@@ -374,7 +432,7 @@ static qd_status_t qd_json_to_int_(const qd_symbols_t* sy, const cJSON* j, const
 
 static qd_status_t qd_symbols_lookup_(void* user, const char* name, size_t len, int64_t* out) {
   qd_symbols_t* sy = user;
-  for (int i = sy->loop_count - 1; i >= 0; i--)
+  for (int i = sy->in_size ? -1 : sy->loop_count - 1; i >= 0; i--)
     if (strncmp(sy->loop[i].name, name, len) == 0 && sy->loop[i].name[len] == '\0') {
       *out = sy->loop[i].value;
       return QD_OK;
@@ -416,7 +474,9 @@ static qd_status_t qd_symbols_lookup_(void* user, const char* name, size_t len, 
     sy->size_state[idx] = 1;
     char what[QD_DESC_MAX_NAME];
     snprintf(what, sizeof what, "sizes.%s", it->string);
+    sy->in_size++;
     qd_status_t s = qd_json_to_int_(sy, it, what, out);
+    sy->in_size--;
     if (s) return s;
     sy->size_state[idx] = 2;
     sy->size_value[idx] = *out;
@@ -430,6 +490,11 @@ static qd_status_t qd_symbols_lookup_(void* user, const char* name, size_t len, 
                     "%s: size '%s' must be bound by the caller (from the inputs or the resolution)", sy->desc->source,
                     b);
   }
+  for (int i = 0; i < sy->loop_count && sy->in_size; i++)
+    if (strncmp(sy->loop[i].name, name, len) == 0 && sy->loop[i].name[len] == '\0')
+      return QD_ERR(BAD_INPUT, GRAPH_EXPR_UNKNOWN_NAME, "%s: '%.*s' is a loop variable or block param; \"sizes\" are "
+                    "evaluated once and cannot use those (write the expression where it is needed)", sy->desc->source,
+                    (int)len, name);
   return QD_ERR(BAD_INPUT, GRAPH_EXPR_UNKNOWN_NAME, "%s: '%.*s' is not a config value, a size or a bound name",
                 sy->desc->source, (int)len, name);
 }
@@ -859,7 +924,8 @@ static qd_status_t qd_expand_op_(qd_expand_t* x, const cJSON* node, const char* 
 
 static qd_status_t qd_expand_call_(qd_expand_t* x, const cJSON* node, const char* path, qd_scope_t* scope,
                                    const char* instance, const char* weight_prefix) {
-  static const char* const call_fields[] = {"call", "repeat", "var", "prefix", "in", "out", "when", "doc", NULL};
+  static const char* const call_fields[] = {"call", "repeat", "var", "prefix", "in", "out", "with", "when", "doc",
+                                           NULL};
   QD_TRY(qd_desc_check_object_(x->desc, path, node, call_fields));
   const cJSON* call = cJSON_GetObjectItemCaseSensitive(node, "call");
   const cJSON* block = x->desc->blocks ? cJSON_GetObjectItemCaseSensitive(x->desc->blocks, call->valuestring) : NULL;
@@ -898,6 +964,25 @@ static qd_status_t qd_expand_call_(qd_expand_t* x, const cJSON* node, const char
     if (!cJSON_GetObjectItemCaseSensitive(b_outputs, co->string))
       return QD_ERR(BAD_INPUT, GRAPH_BLOCK_ARGS, "%s: %s.out takes \"%s\", which is not an output of block \"%s\"",
                     x->desc->source, path, co->string, call->valuestring);
+  /* Size parameters: "with" must bind exactly the block's "params". */
+  const cJSON* b_params = cJSON_GetObjectItemCaseSensitive(block, "params");
+  const cJSON* c_with = cJSON_GetObjectItemCaseSensitive(node, "with");
+  if (c_with) {
+    snprintf(what, sizeof what, "%s.with", path);
+    QD_TRY(qd_desc_check_object_(x->desc, what, c_with, NULL));
+  }
+  for (const cJSON* bp = b_params ? b_params->child : NULL; bp; bp = bp->next)
+    if (!c_with || !cJSON_GetObjectItemCaseSensitive(c_with, bp->valuestring))
+      return QD_ERR(BAD_INPUT, GRAPH_BLOCK_ARGS, "%s: %s.with does not bind block \"%s\"'s param \"%s\"",
+                    x->desc->source, path, call->valuestring, bp->valuestring);
+  for (const cJSON* cw = c_with ? c_with->child : NULL; cw; cw = cw->next) {
+    bool known = false;
+    for (const cJSON* bp = b_params ? b_params->child : NULL; bp; bp = bp->next)
+      if (strcmp(bp->valuestring, cw->string) == 0) known = true;
+    if (!known)
+      return QD_ERR(BAD_INPUT, GRAPH_BLOCK_ARGS, "%s: %s.with binds \"%s\", which is not a param of block \"%s\"",
+                    x->desc->source, path, cw->string, call->valuestring);
+  }
 
   int64_t repeat = 1;
   const cJSON* rep = cJSON_GetObjectItemCaseSensitive(node, "repeat");
@@ -917,6 +1002,7 @@ static qd_status_t qd_expand_call_(qd_expand_t* x, const cJSON* node, const char
   char block_path[QD_DESC_MAX_NAME];
   snprintf(block_path, sizeof block_path, "blocks.%s.nodes", call->valuestring);
   x->call_stack[x->call_depth++] = call->valuestring;
+  int loop_base = x->sy->loop_count;
   x->sy->loop[x->sy->loop_count].name = var ? var->valuestring : "i";
   x->sy->loop_count++;
   qd_status_t s = QD_OK;
@@ -925,7 +1011,21 @@ static qd_status_t qd_expand_call_(qd_expand_t* x, const cJSON* node, const char
   qd_scope_init_(&scopes[1], x->allocator);
   qd_scope_t* prev = NULL;
   for (int64_t k = 0; k < repeat && !s; k++) {
-    x->sy->loop[x->sy->loop_count - 1].value = k;
+    x->sy->loop[loop_base].value = k;
+    /* Params are evaluated in the caller's scope (with this call's loop variable), all before any is bound. */
+    x->sy->loop_count = loop_base + 1;
+    int64_t param_values[QD_DESC_MAX_PARAMS];
+    int pi = 0;
+    for (const cJSON* cw = c_with ? c_with->child : NULL; cw && !s; cw = cw->next, pi++) {
+      snprintf(what, sizeof what, "%s.with.%s", path, cw->string);
+      s = qd_symbols_int_(x->sy, cw, what, &param_values[pi]);
+    }
+    if (s) break;
+    pi = 0;
+    for (const cJSON* cw = c_with ? c_with->child : NULL; cw; cw = cw->next, pi++) {
+      x->sy->loop[x->sy->loop_count].name = cw->string;
+      x->sy->loop[x->sy->loop_count++].value = param_values[pi];
+    }
     qd_scope_t* inner = &scopes[k & 1];
     qd_scope_deinit_(inner);
     qd_scope_init_(inner, x->allocator);
@@ -984,7 +1084,7 @@ static qd_status_t qd_expand_call_(qd_expand_t* x, const cJSON* node, const char
   }
   qd_scope_deinit_(&scopes[0]);
   qd_scope_deinit_(&scopes[1]);
-  x->sy->loop_count--;
+  x->sy->loop_count = loop_base;
   x->call_depth--;
   return s;
 }

@@ -38,6 +38,28 @@ static const qd_op_info_t qd_op_infos_[QD_OP_COUNT_] = {
     [QD_OP_ROPE].attrs = {[QD_ROPE_HEAD_DIM] = A_INT("head_dim", NULL)},
     [QD_OP_ATTENTION].attrs = {[QD_ATTN_HEADS] = A_INT("heads", NULL), [QD_ATTN_CAUSAL] = A_INT("causal", "0"),
                                [QD_ATTN_SCALE] = A_FLOAT("scale", "0")},
+    [QD_OP_AFFINE].attrs = {[QD_AFFINE_SCALE] = A_FLOAT("scale", "1"), [QD_AFFINE_DIVISOR] = A_FLOAT("divisor", "1"),
+                            [QD_AFFINE_SHIFT] = A_FLOAT("shift", "0")},
+    [QD_OP_EMBEDDING].has_weights = true,
+    [QD_OP_EMBEDDING].attrs = {[QD_EMBED_VOCAB] = A_INT("vocab", NULL), [QD_EMBED_FEATURES] = A_INT("features", NULL)},
+    [QD_OP_ARANGE].attrs = {[QD_ARANGE_AXIS] = A_INT("axis", NULL)},
+    [QD_OP_EOS_POOL].attrs = {[QD_EOS_TOKEN] = A_INT("token", NULL)},
+    [QD_OP_CONV2D].has_weights = true,
+    [QD_OP_CONV2D].attrs = {[QD_CONV_FEATURES] = A_INT("features", NULL), [QD_CONV_KERNEL] = A_INT("kernel", NULL),
+                            [QD_CONV_STRIDE] = A_INT("stride", "1"), [QD_CONV_PADDING] = A_INT("padding", "0"),
+                            [QD_CONV_BIAS] = A_INT("bias", "1")},
+    [QD_OP_GROUP_NORM].has_weights = true,
+    [QD_OP_GROUP_NORM].attrs = {[QD_GROUP_NORM_GROUPS] = A_INT("groups", NULL),
+                                [QD_GROUP_NORM_EPS] = A_FLOAT("eps", "1e-5"),
+                                [QD_GROUP_NORM_AFFINE] = A_INT("affine", "1")},
+    [QD_OP_UPSAMPLE_NEAREST].attrs = {[QD_UPSAMPLE_FACTOR] = A_INT("factor", "2")},
+    [QD_OP_RESHAPE].attrs = {[QD_RESHAPE_SHAPE] = A_INTS("shape", NULL)},
+    [QD_OP_PERMUTE].attrs = {[QD_PERMUTE_PERM] = A_INTS("perm", NULL)},
+    [QD_OP_T5_RELATIVE_BIAS].has_weights = true,
+    [QD_OP_T5_RELATIVE_BIAS].attrs = {[QD_T5_BIAS_BUCKETS] = A_INT("buckets", NULL),
+                                      [QD_T5_BIAS_MAX_DISTANCE] = A_INT("max_distance", NULL),
+                                      [QD_T5_BIAS_HEADS] = A_INT("heads", NULL),
+                                      [QD_T5_BIAS_BIDIRECTIONAL] = A_INT("bidirectional", "1")},
 };
 #pragma GCC diagnostic pop
 
@@ -121,6 +143,24 @@ static qd_status_t qd_infer_float_inputs_(qd_infer_ctx_t* c, int first, int last
   return QD_OK;
 }
 
+/* Token ids: I32 or I64. */
+static qd_status_t qd_infer_ids_input_(qd_infer_ctx_t* c, int i) {
+  qd_value_t* v = &c->g->values[c->node->inputs[i]];
+  if (v->dtype == QD_DTYPE_I32 || v->dtype == QD_DTYPE_I64) return QD_OK;
+  return QD_ERR(BAD_INPUT, GRAPH_DTYPE_MISMATCH, "%s: op '%s': input '%s' is %s; it must be ids (I32 or I64)",
+                c->node->origin, qd_op_name(c->node->op), v->name, qd_dtype_name(v->dtype));
+}
+
+/* Normalizes a possibly negative axis attribute in place. */
+static qd_status_t qd_infer_axis_(qd_infer_ctx_t* c, int slot, const char* name, int32_t rank) {
+  int64_t axis = c->node->attrs[slot].i;
+  if (axis < 0) axis += rank;
+  if (axis < 0 || axis >= rank)
+    return qd_infer_bad_attr_(c, name, c->node->attrs[slot].i, "it is outside the input's dimensions");
+  c->node->attrs[slot].i = axis;
+  return QD_OK;
+}
+
 static int64_t qd_last_dim_(const qd_shape_t* s) { return s->rank > 0 ? s->dims[s->rank - 1] : 1; }
 
 static qd_status_t qd_infer_broadcast_(qd_infer_ctx_t* c) {
@@ -152,9 +192,14 @@ qd_status_t qd_op_infer(qd_graph_t* g, qd_node_t* node) {
     return QD_ERR(BAD_INPUT, GRAPH_BAD_ATTR, "%s: op '%s' takes no weights, but names \"%s\"", node->origin,
                   qd_op_name(node->op), node->weight_base);
   /* Data movement keeps any element type; arithmetic needs floating point. */
-  bool moves_data = node->op == QD_OP_ALIAS || node->op == QD_OP_SLICE || node->op == QD_OP_CONCAT;
-  if (!moves_data) QD_TRY(qd_infer_float_inputs_(&c, 0, node->input_count - 1));
-  qd_dtype_t out_dtype = moves_data ? g->values[node->inputs[0]].dtype : QD_DTYPE_F32;
+  bool moves_data = node->op == QD_OP_ALIAS || node->op == QD_OP_SLICE || node->op == QD_OP_CONCAT ||
+                    node->op == QD_OP_RESHAPE || node->op == QD_OP_PERMUTE;
+  /* Ops that read ids check their input types in their own cases. */
+  bool reads_ids = node->op == QD_OP_EMBEDDING || node->op == QD_OP_ARANGE || node->op == QD_OP_EOS_POOL;
+  if (!moves_data && !reads_ids) QD_TRY(qd_infer_float_inputs_(&c, 0, node->input_count - 1));
+  qd_dtype_t out_dtype = moves_data                  ? g->values[node->inputs[0]].dtype
+                         : node->op == QD_OP_ARANGE ? QD_DTYPE_I32
+                                                    : QD_DTYPE_F32;
   for (int32_t i = 1; i < node->input_count && moves_data; i++)
     if (g->values[node->inputs[i]].dtype != out_dtype)
       return QD_ERR(BAD_INPUT, GRAPH_DTYPE_MISMATCH, "%s: op '%s': inputs '%s' (%s) and '%s' (%s) differ in type",
@@ -309,6 +354,138 @@ qd_status_t qd_op_infer(qd_graph_t* g, qd_node_t* node) {
       break;
     }
 
+    case QD_OP_AFFINE:
+      if (a[QD_AFFINE_DIVISOR].f == 0) return qd_infer_bad_attr_(&c, "divisor", 0, "it must not be zero");
+      break;
+
+    case QD_OP_EMBEDDING: {
+      QD_TRY(qd_infer_ids_input_(&c, 0));
+      int64_t vocab = a[QD_EMBED_VOCAB].i, f = a[QD_EMBED_FEATURES].i;
+      if (vocab <= 0) return qd_infer_bad_attr_(&c, "vocab", vocab, "it must be positive");
+      if (f <= 0) return qd_infer_bad_attr_(&c, "features", f, "it must be positive");
+      if (out.rank >= QD_GRAPH_MAX_RANK) return qd_infer_fail_(&c, "the ids have too many dimensions");
+      /* A table of rows, not a matrix product: NF4 quantization does not apply (no QD_WEIGHT_LINEAR). */
+      int64_t wd[2] = {vocab, f};
+      QD_TRY(qd_infer_weight_(&c, QD_WEIGHT_SLOT_MAIN, "weight", 2, wd, 0));
+      out.dims[out.rank++] = f;
+      break;
+    }
+
+    case QD_OP_ARANGE:
+      QD_TRY(qd_infer_axis_(&c, QD_ARANGE_AXIS, "axis", out.rank));
+      out.dims[0] = c.in[0]->dims[a[QD_ARANGE_AXIS].i];
+      out.rank = 1;
+      break;
+
+    case QD_OP_EOS_POOL: {
+      QD_TRY(qd_infer_float_inputs_(&c, 0, 0));
+      QD_TRY(qd_infer_ids_input_(&c, 1));
+      QD_TRY(qd_infer_require_rank_(&c, 0, 3));
+      QD_TRY(qd_infer_require_rank_(&c, 1, 2));
+      if (c.in[1]->dims[0] != out.dims[0] || c.in[1]->dims[1] != out.dims[1])
+        return qd_infer_fail_(&c, "the ids must be [batch, tokens] of the hidden states");
+      out.rank = 2;
+      out.dims[1] = c.in[0]->dims[2];
+      break;
+    }
+
+    case QD_OP_CONV2D: {
+      QD_TRY(qd_infer_require_rank_(&c, 0, 4));
+      int64_t f = a[QD_CONV_FEATURES].i, k = a[QD_CONV_KERNEL].i, st = a[QD_CONV_STRIDE].i, pad = a[QD_CONV_PADDING].i;
+      if (f <= 0) return qd_infer_bad_attr_(&c, "features", f, "it must be positive");
+      if (k <= 0 || k > 64) return qd_infer_bad_attr_(&c, "kernel", k, "it must be from 1 to 64");
+      if (st <= 0 || st > 64) return qd_infer_bad_attr_(&c, "stride", st, "it must be from 1 to 64");
+      if (pad < 0 || pad >= k) return qd_infer_bad_attr_(&c, "padding", pad, "it must be from 0 to kernel - 1");
+      for (int d = 2; d < 4; d++) {
+        if (out.dims[d] + 2 * pad < k) return qd_infer_fail_(&c, "the padded image is smaller than the kernel");
+        out.dims[d] = (out.dims[d] + 2 * pad - k) / st + 1;
+      }
+      int64_t wd[4] = {f, c.in[0]->dims[1], k, k};
+      QD_TRY(qd_infer_weight_(&c, QD_WEIGHT_SLOT_MAIN, "weight", 4, wd, 0));
+      if (a[QD_CONV_BIAS].i) QD_TRY(qd_infer_weight_(&c, QD_WEIGHT_SLOT_BIAS, "bias", 1, &f, QD_WEIGHT_BIAS));
+      out.dims[1] = f;
+      break;
+    }
+
+    case QD_OP_GROUP_NORM: {
+      if (out.rank < 2) return qd_infer_fail_(&c, "the input must be [batch, channels, ...]");
+      int64_t groups = a[QD_GROUP_NORM_GROUPS].i, ch = out.dims[1];
+      if (groups <= 0 || ch % groups)
+        return qd_infer_bad_attr_(&c, "groups", groups, "it must be positive and divide the channels");
+      if (!(a[QD_GROUP_NORM_EPS].f > 0)) return qd_infer_bad_attr_(&c, "eps", 0, "it must be positive");
+      if (a[QD_GROUP_NORM_AFFINE].i) {
+        QD_TRY(qd_infer_weight_(&c, QD_WEIGHT_SLOT_MAIN, "weight", 1, &ch, QD_WEIGHT_NORM));
+        QD_TRY(qd_infer_weight_(&c, QD_WEIGHT_SLOT_BIAS, "bias", 1, &ch, QD_WEIGHT_NORM | QD_WEIGHT_BIAS));
+      }
+      break;
+    }
+
+    case QD_OP_UPSAMPLE_NEAREST: {
+      QD_TRY(qd_infer_require_rank_(&c, 0, 4));
+      int64_t f = a[QD_UPSAMPLE_FACTOR].i;
+      if (f < 1 || f > 64) return qd_infer_bad_attr_(&c, "factor", f, "it must be from 1 to 64");
+      for (int d = 2; d < 4; d++)
+        if (__builtin_mul_overflow(out.dims[d], f, &out.dims[d])) return qd_infer_fail_(&c, "the output is too large");
+      break;
+    }
+
+    case QD_OP_RESHAPE: {
+      const qd_attr_value_t* sh = &a[QD_RESHAPE_SHAPE];
+      if (sh->count < 1) return qd_infer_bad_attr_(&c, "shape", 0, "it must list at least one dimension");
+      int64_t numel = qd_shape_numel(c.in[0]), known = 1;
+      int32_t infer_at = -1;
+      for (int32_t i = 0; i < sh->count; i++) {
+        if (sh->list[i] == -1 && infer_at < 0) {
+          infer_at = i;
+        } else if (sh->list[i] <= 0) {
+          return qd_infer_bad_attr_(&c, "shape", sh->list[i], "entries must be positive, or one of them -1");
+        } else if (__builtin_mul_overflow(known, sh->list[i], &known)) {
+          return qd_infer_fail_(&c, "the shape's product overflows");
+        }
+      }
+      if (numel % known) return qd_infer_fail_(&c, "the new shape does not hold the same number of elements");
+      out.rank = sh->count;
+      for (int32_t i = 0; i < sh->count; i++) out.dims[i] = i == infer_at ? numel / known : sh->list[i];
+      if (infer_at < 0 && known != numel)
+        return qd_infer_fail_(&c, "the new shape does not hold the same number of elements");
+      break;
+    }
+
+    case QD_OP_PERMUTE: {
+      const qd_attr_value_t* perm = &a[QD_PERMUTE_PERM];
+      if (perm->count != out.rank) return qd_infer_fail_(&c, "'perm' must list every axis of the input once");
+      bool seen[QD_GRAPH_MAX_RANK] = {false};
+      for (int32_t i = 0; i < perm->count; i++) {
+        int64_t p = perm->list[i];
+        if (p < 0 || p >= out.rank || seen[p])
+          return qd_infer_bad_attr_(&c, "perm", p, "it must be a permutation of the input's axes");
+        seen[p] = true;
+        out.dims[i] = c.in[0]->dims[p];
+      }
+      break;
+    }
+
+    case QD_OP_T5_RELATIVE_BIAS: {
+      if (out.rank < 2) return qd_infer_fail_(&c, "the input must be [batch, tokens, ...]");
+      int64_t nb = a[QD_T5_BIAS_BUCKETS].i, md = a[QD_T5_BIAS_MAX_DISTANCE].i, h = a[QD_T5_BIAS_HEADS].i;
+      /* Bidirectional halves the buckets; half of those count exact distances, which must leave at least one. */
+      int64_t exact = (a[QD_T5_BIAS_BIDIRECTIONAL].i ? nb / 2 : nb) / 2;
+      if (nb < 2 || nb > 4096 || exact < 1)
+        return qd_infer_bad_attr_(&c, "buckets", nb, "it must be from 2 (4 when bidirectional) to 4096");
+      if (md <= exact) return qd_infer_bad_attr_(&c, "max_distance", md, "it must exceed the exact-distance buckets");
+      if (h <= 0) return qd_infer_bad_attr_(&c, "heads", h, "it must be positive");
+      int64_t s = c.in[0]->dims[1], numel;
+      if (__builtin_mul_overflow(s, s, &numel) || __builtin_mul_overflow(numel, h, &numel))
+        return qd_infer_fail_(&c, "the bias would be too large");
+      int64_t wd[2] = {nb, h};
+      QD_TRY(qd_infer_weight_(&c, QD_WEIGHT_SLOT_MAIN, "weight", 2, wd, 0));
+      out.rank = 4;
+      out.dims[0] = 1;
+      out.dims[1] = h;
+      out.dims[2] = out.dims[3] = s;
+      break;
+    }
+
     case QD_OP_INVALID:
     case QD_OP_COUNT_: return QD_ERR(INTERNAL, INTERNAL, "%s: invalid op", node->origin);
   }
@@ -332,6 +509,11 @@ double qd_op_flops(const qd_graph_t* g, const qd_node_t* node) {
       double b = (double)x->dims[0], sq = (double)x->dims[1], sk = (double)k->dims[1];
       double qk_ch = (double)x->dims[2], v_ch = (double)y->dims[2];
       return 2.0 * b * sq * sk * (qk_ch + v_ch);
+    }
+    case QD_OP_CONV2D: {
+      /* Every output element is a dot product over Cin * k * k inputs. */
+      double k = (double)node->attrs[QD_CONV_KERNEL].i;
+      return 2.0 * (double)qd_shape_numel(y) * (double)x->dims[1] * k * k;
     }
     default: return 0.0;
   }

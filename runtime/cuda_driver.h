@@ -115,6 +115,8 @@ extern "C" {
   X(cuOccupancyMaxActiveBlocksPerMultiprocessor)                                                       \
   X(cuLaunchKernel)                                                                                    \
   X(cuLaunchKernelEx)                                                                                  \
+  /* TMA tensor maps for the Hopper kernels' bulk tensor copies (attention_sm90.cu) */                 \
+  X(cuTensorMapEncodeTiled)                                                                            \
   /* CUDA graphs: the denoising step is captured once and replayed */                                  \
   X(cuStreamBeginCapture)                                                                              \
   X(cuStreamEndCapture)                                                                                \

@@ -6,6 +6,7 @@
 
 #include "ir/graph_desc.h"
 #include "ir/weight_map.h"
+#include "runtime/plan_internal.h"
 
 enum { QD_RUNNER_MAX_BINDINGS = 32 };
 
@@ -17,6 +18,8 @@ struct qd_graph_runner {
   qd_weight_binding_t* binding;
   float** weights;
   qd_threadpool_t* pool;
+  qd_plan_t* plan; /* plan mode: weights come from here */
+  int32_t component;
 };
 
 static bool qd_runner_shape_of_(void* user, const char* name, qd_shape_t* out) {
@@ -30,6 +33,8 @@ static bool qd_runner_shape_of_(void* user, const char* name, qd_shape_t* out) {
 
 void qd_graph_runner_destroy(qd_graph_runner_t* r) {
   if (!r) return;
+  if (r->plan) qd_plan_weights_f32_free(r->plan, r->component, r->allocator, r->weights);
+  qd_plan_close(r->plan);
   if (r->binding) qd_weights_f32_free(r->binding, r->weights);
   qd_weight_binding_destroy(r->binding);
   qd_checkpoint_close(r->ckpt);
@@ -39,8 +44,41 @@ void qd_graph_runner_destroy(qd_graph_runner_t* r) {
   qd_free(r->allocator, r, sizeof *r);
 }
 
+/* Adds the resolution's bindings to those the inputs gave (batch from the inputs, else 1). */
+static qd_status_t qd_runner_bind_resolution_(const qd_graph_desc_t* d, const char* config, int64_t width,
+                                              int64_t height, qd_size_binding_t* bindings, int32_t* count) {
+  int64_t batch = 1;
+  for (int32_t i = 0; i < *count; i++)
+    if (strcmp(bindings[i].name, "batch") == 0) batch = bindings[i].value;
+  qd_size_binding_t res[QD_RUNNER_MAX_BINDINGS];
+  int32_t nr = 0;
+  QD_TRY(qd_graph_desc_resolution_bindings(d, config, width, height, batch, res, QD_RUNNER_MAX_BINDINGS, &nr));
+  for (int32_t k = 0; k < nr; k++) {
+    int32_t existing = -1;
+    for (int32_t i = 0; i < *count; i++)
+      if (strcmp(bindings[i].name, res[k].name) == 0) existing = i;
+    if (existing >= 0) {
+      if (bindings[existing].value != res[k].value)
+        return QD_ERR(INVALID_ARGUMENT, INPUT_SHAPE, "the inputs give '%s' = %lld, but a %lldx%lld image gives %lld",
+                      res[k].name, (long long)bindings[existing].value, (long long)width, (long long)height,
+                      (long long)res[k].value);
+      continue;
+    }
+    if (*count == QD_RUNNER_MAX_BINDINGS)
+      return QD_ERR(INVALID_ARGUMENT, GRAPH_TOO_LARGE, "more than %d bound sizes", QD_RUNNER_MAX_BINDINGS);
+    bindings[(*count)++] = res[k];
+  }
+  return QD_OK;
+}
+
 qd_status_t qd_graph_runner_create(const qd_graph_runner_options_t* o, const qd_safetensors_t* inputs,
                                    qd_allocator_t allocator, qd_graph_runner_t** out_runner) {
+  return qd_graph_runner_create_for_image(o, inputs, 0, 0, allocator, out_runner);
+}
+
+qd_status_t qd_graph_runner_create_for_image(const qd_graph_runner_options_t* o, const qd_safetensors_t* inputs,
+                                             int64_t width, int64_t height, qd_allocator_t allocator,
+                                             qd_graph_runner_t** out_runner) {
   *out_runner = NULL;
   qd_graph_runner_t* r;
   QD_TRY(qd_calloc(allocator, 1, sizeof *r, (void**)&r));
@@ -51,6 +89,7 @@ qd_status_t qd_graph_runner_create(const qd_graph_runner_options_t* o, const qd_
   if (!s)
     s = qd_graph_desc_infer_bindings(r->desc, o->config, qd_runner_shape_of_, (void*)inputs, bindings,
                                      QD_RUNNER_MAX_BINDINGS, &n);
+  if (!s && width > 0 && height > 0) s = qd_runner_bind_resolution_(r->desc, o->config, width, height, bindings, &n);
   if (!s) s = qd_graph_desc_instantiate(r->desc, o->config, bindings, n, allocator, &r->graph);
   if (!s) s = qd_checkpoint_open(o->weights_path, allocator, &r->ckpt);
   if (!s) s = qd_weight_binding_create(r->desc, o->config, r->graph, r->ckpt, o->layout, allocator, &r->binding);
@@ -64,8 +103,42 @@ qd_status_t qd_graph_runner_create(const qd_graph_runner_options_t* o, const qd_
   return QD_OK;
 }
 
+qd_status_t qd_graph_runner_create_from_plan(const char* plan_path, const char* component, int threads,
+                                             const qd_safetensors_t* inputs, qd_allocator_t allocator,
+                                             qd_graph_runner_t** out_runner) {
+  *out_runner = NULL;
+  qd_graph_runner_t* r;
+  QD_TRY(qd_calloc(allocator, 1, sizeof *r, (void**)&r));
+  r->allocator = allocator;
+  qd_status_t s = qd_plan_open(plan_path, allocator, 0, &r->plan);
+  if (!s) {
+    r->component = component ? qd_plan_find_component(r->plan, component) : 0;
+    if (r->component < 0)
+      s = QD_ERR(INVALID_ARGUMENT, PLAN_NO_COMPONENT, "%s: no component '%s' (it has '%s')", plan_path, component,
+                 qd_plan_component_name(r->plan, 0));
+  }
+  qd_size_binding_t bindings[QD_RUNNER_MAX_BINDINGS];
+  int32_t n = 0, res = -1;
+  const qd_plan_component_t* c = s ? NULL : qd_plan_component(r->plan, r->component);
+  if (!s)
+    s = qd_graph_desc_infer_bindings(c->desc, c->config, qd_runner_shape_of_, (void*)inputs, bindings,
+                                     QD_RUNNER_MAX_BINDINGS, &n);
+  if (!s) s = qd_plan_find_resolution_by_bindings(r->plan, r->component, bindings, n, &res);
+  if (!s) s = qd_plan_instantiate(r->plan, r->component, res, allocator, &r->graph);
+  if (!s) s = qd_plan_weights_f32(r->plan, r->component, allocator, &r->weights);
+  if (!s) s = qd_threadpool_create(threads, allocator, &r->pool);
+  if (s) {
+    qd_graph_runner_destroy(r);
+    return s;
+  }
+  *out_runner = r;
+  return QD_OK;
+}
+
 const qd_graph_t* qd_graph_runner_graph(const qd_graph_runner_t* r) { return r->graph; }
-const char* qd_graph_runner_layout(const qd_graph_runner_t* r) { return r->binding->layout; }
+const char* qd_graph_runner_layout(const qd_graph_runner_t* r) {
+  return r->plan ? qd_plan_component(r->plan, r->component)->layout : r->binding->layout;
+}
 
 /* Reads one supplied tensor into the element type the graph declares. */
 static qd_status_t qd_runner_read_input_(qd_graph_runner_t* r, const qd_value_t* v, const qd_tensor_info_t* t,

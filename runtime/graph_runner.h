@@ -2,7 +2,8 @@
  * (`qdrun --graph G.json --weights W --inputs in.safetensors --outputs out.safetensors --device cpu`) and the way
  * golden tests drive the reference executor.
  *
- * Sizes the description leaves to the caller (batch, token counts) are read off the input tensors' shapes.
+ * Sizes the description leaves to the caller (batch, token counts) are read off the input tensors' shapes, and
+ * optionally from an image resolution.
  * Ownership: the runner owns everything it opens; output tensors belong to the caller (qd_tensor_free). */
 #ifndef QD_RUNTIME_GRAPH_RUNNER_H
 #define QD_RUNTIME_GRAPH_RUNNER_H
@@ -24,6 +25,18 @@ typedef struct qd_graph_runner_options {
 /* Instantiates the graph for the shapes of `inputs` and loads its weights as fp32. */
 qd_status_t qd_graph_runner_create(const qd_graph_runner_options_t* options, const qd_safetensors_t* inputs,
                                    qd_allocator_t allocator, qd_graph_runner_t** out_runner);
+/* The same from a compiled plan: the component's program for the compiled resolution that matches the inputs'
+ * shapes (PLAN_NO_RESOLUTION otherwise), with its stored weights (NF4 dequantized to fp32). component NULL: the
+ * plan's first component. */
+qd_status_t qd_graph_runner_create_from_plan(const char* plan_path, const char* component, int threads,
+                                             const qd_safetensors_t* inputs, qd_allocator_t allocator,
+                                             qd_graph_runner_t** out_runner);
+/* The same, also binding the sizes of the description's "resolution" section for a width x height image: for
+ * graphs whose inputs alone do not determine every size (the VAE decoder's packed latents do not tell the image's
+ * aspect ratio). Sizes the inputs bind as well must agree (INPUT_SHAPE). */
+qd_status_t qd_graph_runner_create_for_image(const qd_graph_runner_options_t* options, const qd_safetensors_t* inputs,
+                                             int64_t width, int64_t height, qd_allocator_t allocator,
+                                             qd_graph_runner_t** out_runner);
 void qd_graph_runner_destroy(qd_graph_runner_t* runner);
 
 const qd_graph_t* qd_graph_runner_graph(const qd_graph_runner_t* runner);

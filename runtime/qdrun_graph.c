@@ -32,13 +32,13 @@ static qd_status_t qdrun_write_outputs_(const char* path, const qd_graph_t* g, c
 }
 
 int qdrun_graph(const qdrun_graph_options_t* o) {
-  if (!o->weights || !o->inputs) {
-    fprintf(stderr, "qdrun: error: --graph needs --weights and --inputs (run 'qdrun --help')\n");
+  if ((!o->plan && !o->weights) || !o->inputs) {
+    fprintf(stderr, "qdrun: error: %s (run 'qdrun --help')\n",
+            o->plan ? "running a plan's component needs --inputs" : "--graph needs --weights and --inputs");
     return 2;
   }
   if (o->device && strcmp(o->device, "cpu") != 0) {
-    fprintf(stderr, "qdrun: error: --graph runs on the CPU reference executor only (got --device %s); compile a plan "
-            "with qdc to run on the GPU\n", o->device);
+    fprintf(stderr, "qdrun: error: --inputs runs on the CPU reference executor only (got --device %s)\n", o->device);
     return 2;
   }
   qd_allocator_t a = qd_allocator_system();
@@ -48,8 +48,11 @@ int qdrun_graph(const qdrun_graph_options_t* o) {
   qd_tensor_t* out = NULL;
   int rc = 1;
   qd_status_t s = qd_safetensors_open(o->inputs, a, &in);
-  qd_graph_runner_options_t ro = {o->graph, o->config, o->weights, o->layout, o->threads};
-  if (!s) s = qd_graph_runner_create(&ro, in, a, &r);
+  qd_graph_runner_options_t ro = {.graph_path = o->graph, .config = o->config, .weights_path = o->weights, .layout = o->layout, .threads = o->threads};
+  if (!s && o->plan)
+    s = qd_graph_runner_create_from_plan(o->plan, o->component, o->threads, in, a, &r);
+  else if (!s)
+    s = qd_graph_runner_create(&ro, in, a, &r);
   const qd_graph_t* g = r ? qd_graph_runner_graph(r) : NULL;
   if (!s) s = qd_calloc(a, (size_t)g->output_count, sizeof *out, (void**)&out);
   double t0 = qd_now_seconds(), elapsed = 0;
@@ -70,6 +73,7 @@ int qdrun_graph(const qdrun_graph_options_t* o) {
     cJSON_AddNumberToObject(doc, "nodes", g->node_count);
     cJSON_AddNumberToObject(doc, "seconds", elapsed);
   } else {
+    if (o->plan) printf("plan       %s\n", o->plan);
     printf("graph      %s, config %s, weights layout %s\n", g->name, g->config, qd_graph_runner_layout(r));
     printf("ran        %d nodes on the CPU in %.3f s\n", g->node_count, elapsed);
   }

@@ -5,6 +5,8 @@
 #include <stdbool.h>
 
 typedef struct qdrun_graph_options {
+  const char* plan;       /* run this plan's component instead of a description */
+  const char* component;  /* with plan: the component (default: the first) */
   const char* graph;
   const char* config;
   const char* weights;

@@ -15,6 +15,7 @@ static void qdrun_usage(FILE* f) {
           "qdrun %s: run a compiled qd plan\n"
           "\n"
           "usage: qdrun --devices [--json]\n"
+          "       qdrun PLAN --inputs IN.safetensors [--outputs OUT.safetensors] [--component NAME] [options]\n"
           "       qdrun --graph G.json --weights W --inputs IN.safetensors [--outputs OUT.safetensors] [options]\n"
           "\n"
           "options:\n"
@@ -25,7 +26,8 @@ static void qdrun_usage(FILE* f) {
           "  -v, --verbose          more log messages\n"
           "  -q, --quiet            only errors\n"
           "\n"
-          "debugging: run a graph description directly on the CPU reference executor\n"
+          "debugging: run one component of a plan, or a graph description, on the CPU reference executor\n"
+          "      --component NAME   with a plan: the component (default: the first)\n"
           "      --graph G.json     the graph description (models/*.json)\n"
           "      --config NAME      its configuration (default: the graph's default)\n"
           "      --weights PATH     a .safetensors file, an index, or a directory\n"
@@ -40,7 +42,7 @@ static void qdrun_usage(FILE* f) {
 
 int main(int argc, char** argv) {
   enum { OPT_VERSION = 256, OPT_DEVICES, OPT_JSON, OPT_GRAPH, OPT_CONFIG, OPT_WEIGHTS, OPT_LAYOUT, OPT_INPUTS,
-         OPT_OUTPUTS, OPT_COMPARE, OPT_DEVICE, OPT_THREADS };
+         OPT_OUTPUTS, OPT_COMPARE, OPT_DEVICE, OPT_THREADS, OPT_COMPONENT };
   static const struct option opts[] = {
       {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, OPT_VERSION},
@@ -57,6 +59,7 @@ int main(int argc, char** argv) {
       {"compare", required_argument, NULL, OPT_COMPARE},
       {"device", required_argument, NULL, OPT_DEVICE},
       {"threads", required_argument, NULL, OPT_THREADS},
+      {"component", required_argument, NULL, OPT_COMPONENT},
       {NULL, 0, NULL, 0},
   };
   bool devices = false, json = false;
@@ -78,6 +81,7 @@ int main(int argc, char** argv) {
       case OPT_OUTPUTS: g.outputs = optarg; break;
       case OPT_COMPARE: g.compare = optarg; break;
       case OPT_DEVICE: g.device = optarg; break;
+      case OPT_COMPONENT: g.component = optarg; break;
       case OPT_THREADS: {
         char* end;
         long t = strtol(optarg, &end, 10);
@@ -91,12 +95,22 @@ int main(int argc, char** argv) {
       default: fprintf(stderr, "qdrun: run 'qdrun --help' for the options\n"); return 2;
     }
   }
+  if (optind < argc) g.plan = argv[optind++];
   if (optind < argc) {
     fprintf(stderr, "qdrun: error: unexpected argument '%s' (run 'qdrun --help')\n", argv[optind]);
     return 2;
   }
   if (devices) return qdrun_devices(json);
-  if (g.graph) {
+  if (g.plan && g.graph) {
+    fprintf(stderr, "qdrun: error: give a plan or --graph, not both\n");
+    return 2;
+  }
+  if (g.plan && !g.inputs) {
+    fprintf(stderr, "qdrun: error: %s: generating images from a plan is not available yet; run one of its components "
+            "with --inputs (run 'qdrun --help')\n", g.plan);
+    return 2;
+  }
+  if (g.graph || g.plan) {
     g.json = json;
     return qdrun_graph(&g);
   }

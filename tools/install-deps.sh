@@ -3,7 +3,9 @@
 # when something is missing. The CUDA toolkit itself is expected to be installed already (headers only are
 # used at build time; see docs/user-guide.md).
 set -eu
-packages="meson ninja-build pkg-config gcc libcjson-dev check libsubunit-dev libpng-dev python3"
+# clang and libclang-rt-dev (its libFuzzer and sanitizer runtimes; only recommended by clang, so named here) build
+# the fuzz targets: tools/run_fuzz.sh.
+packages="meson ninja-build pkg-config gcc libcjson-dev check libsubunit-dev libpng-dev python3 clang libclang-rt-dev"
 missing=""
 for p in $packages; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -65,6 +65,13 @@ CASES = [
      mutate(lambda g: mlp_nodes(g).append({"call": "mlp", "in": {"h": "h2"}, "out": {"h": "again"}}))),
     ("block_args.json", "GRAPH_BLOCK_ARGS", "instantiate",
      mutate(lambda g: g["nodes"][0].update({"in": {"h": "x", "extra": "x"}}))),
+    ("block_param_unbound.json", "GRAPH_BLOCK_ARGS", "instantiate",
+     mutate(lambda g: g["blocks"]["mlp"].update(params=["width"]) or mlp_nodes(g)[0].update(features="width"))),
+    ("size_uses_loop_variable.json", "GRAPH_EXPR_UNKNOWN_NAME", "instantiate",
+     mutate(lambda g: g["sizes"].update(layer_hidden="hidden + 0 * i") or
+            mlp_nodes(g)[0].update(features="layer_hidden"))),
+    ("quantization_keep_type.json", "GRAPH_FIELD_TYPE", "load",
+     mutate(lambda g: g.update(quantization={"keep": "layers.*.fc2.weight"}))),
     ("undefined_value.json", "GRAPH_UNDEFINED_VALUE", "instantiate",
      mutate(lambda g: mlp_nodes(g)[1].update({"in": "aa"}))),
     ("value_defined_twice.json", "GRAPH_VALUE_REDEFINED", "instantiate",

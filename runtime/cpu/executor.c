@@ -124,6 +124,64 @@ static qd_status_t qd_cpu_run_node_(qd_cpu_state_t* st, const qd_node_t* node) {
                        xs->dims[1], ks->dims[1], h, d, dv, scale, a[QD_ATTN_CAUSAL].i != 0);
       break;
     }
+    case QD_OP_AFFINE:
+      qd_ref_affine(st->pool, x, y, qd_shape_numel(xs), (float)a[QD_AFFINE_SCALE].f, (float)a[QD_AFFINE_DIVISOR].f,
+                    (float)a[QD_AFFINE_SHIFT].f);
+      break;
+    case QD_OP_EMBEDDING: {
+      const qd_value_t* ids = &g->values[node->inputs[0]];
+      int64_t n = qd_shape_numel(xs), idb = (int64_t)qd_dtype_size(ids->dtype), vocab = a[QD_EMBED_VOCAB].i;
+      /* Ids come from the caller (a tokenizer): a bad one must be an error, not a read past the table. */
+      for (int64_t i = 0; i < n; i++) {
+        int64_t id = qd_ref_id(x, idb, i);
+        if (id < 0 || id >= vocab)
+          return QD_ERR(INVALID_ARGUMENT, INPUT_VALUE,
+                        "%s: '%s' holds id %lld at element %lld; weight '%s' has rows 0 to %lld", node->origin,
+                        ids->name, (long long)id, (long long)i, g->weights[node->weights[0]].name,
+                        (long long)(vocab - 1));
+      }
+      qd_ref_embedding(st->pool, x, idb, w0, y, n, a[QD_EMBED_FEATURES].i);
+      break;
+    }
+    case QD_OP_ARANGE: qd_ref_arange(ybuf, qd_shape_numel(&out->shape)); break;
+    case QD_OP_EOS_POOL:
+      qd_ref_eos_pool(x, in1, (int64_t)qd_dtype_size(g->values[node->inputs[1]].dtype), y, xs->dims[0], xs->dims[1],
+                      xs->dims[2], a[QD_EOS_TOKEN].i);
+      break;
+    case QD_OP_CONV2D: {
+      qd_ref_conv2d_shape_t cs = {xs->dims[0], xs->dims[1], xs->dims[2], xs->dims[3], a[QD_CONV_FEATURES].i,
+                                  a[QD_CONV_KERNEL].i, a[QD_CONV_STRIDE].i, a[QD_CONV_PADDING].i,
+                                  out->shape.dims[2], out->shape.dims[3]};
+      size_t ws_bytes = (size_t)qd_ref_conv2d_workspace(&cs) * sizeof(float);
+      void* ws;
+      QD_TRY_CTX(qd_malloc(st->allocator, ws_bytes, &ws), "%s: convolution scratch", node->origin);
+      qd_ref_conv2d(st->pool, x, w0, w1, y, &cs, ws);
+      qd_free(st->allocator, ws, ws_bytes);
+      break;
+    }
+    case QD_OP_GROUP_NORM: {
+      int64_t b = xs->dims[0], c = xs->dims[1];
+      qd_ref_group_norm(st->pool, x, w0, w1, y, b, c, qd_shape_numel(xs) / (b * c), a[QD_GROUP_NORM_GROUPS].i,
+                        (float)a[QD_GROUP_NORM_EPS].f);
+      break;
+    }
+    case QD_OP_UPSAMPLE_NEAREST:
+      qd_ref_upsample_nearest(st->pool, x, y, xs->dims[0] * xs->dims[1], xs->dims[2], xs->dims[3],
+                              a[QD_UPSAMPLE_FACTOR].i);
+      break;
+    case QD_OP_RESHAPE: memcpy(y, x, (size_t)bytes); break;
+    case QD_OP_PERMUTE: {
+      int64_t esz = (int64_t)qd_dtype_size(out->dtype);
+      if (esz != 4 && esz != 8)
+        return QD_ERR(UNSUPPORTED, INTERNAL, "%s: permuting %s values is not supported", node->origin,
+                      qd_dtype_name(out->dtype));
+      qd_ref_permute(st->pool, x, y, xs->dims, a[QD_PERMUTE_PERM].list, xs->rank, esz);
+      break;
+    }
+    case QD_OP_T5_RELATIVE_BIAS:
+      qd_ref_t5_relative_bias(st->pool, w0, y, xs->dims[1], a[QD_T5_BIAS_HEADS].i, a[QD_T5_BIAS_BUCKETS].i,
+                              a[QD_T5_BIAS_MAX_DISTANCE].i, a[QD_T5_BIAS_BIDIRECTIONAL].i != 0);
+      break;
     case QD_OP_INVALID:
     case QD_OP_COUNT_: return QD_ERR(INTERNAL, INTERNAL, "%s: invalid op", node->origin);
   }

@@ -71,4 +71,57 @@ void qd_ref_attention(qd_threadpool_t* pool, const float* q, const float* k, con
                       int64_t bias_batch, int64_t bias_heads, float* y, int64_t batch, int64_t sq, int64_t sk,
                       int64_t heads, int64_t d, int64_t dv, float scale, bool causal);
 
+/* y = x * scale / divisor + shift, in that float32 order (diffusers' latents / scaling_factor + shift_factor is
+ * scale 1 and matches bit for bit). */
+void qd_ref_affine(qd_threadpool_t* pool, const float* x, float* y, int64_t n, float scale, float divisor,
+                   float shift);
+
+/* Permutes the axes of a row-major tensor of `rank` <= 8 dims: y.dims[i] = dims[perm[i]]. elem_size is 4 or 8
+ * (fp32 activations, I32/I64 ids). */
+void qd_ref_permute(qd_threadpool_t* pool, const void* x, void* y, const int64_t* dims, const int64_t* perm,
+                    int32_t rank, int64_t elem_size);
+
+/* --- token ops (ref_text.c). Ids are I32 or I64 (id_bytes 4 or 8); callers have checked their range. ------- */
+
+static inline int64_t qd_ref_id(const void* ids, int64_t id_bytes, int64_t i) {
+  return id_bytes == 8 ? ((const int64_t*)ids)[i] : (int64_t)((const int32_t*)ids)[i];
+}
+/* y[i, :] = table[ids[i], :] for n ids; table [vocab, features]. */
+void qd_ref_embedding(qd_threadpool_t* pool, const void* ids, int64_t id_bytes, const float* table, float* y,
+                      int64_t n, int64_t features);
+/* y[i] = i for i < n. */
+void qd_ref_arange(int32_t* y, int64_t n);
+/* x [batch, tokens, ch], ids [batch, tokens] -> y [batch, ch]: the row at the first id equal to `token`, or row 0
+ * when there is none (transformers' argmax over (ids == eos) gives 0 then). */
+void qd_ref_eos_pool(const float* x, const void* ids, int64_t id_bytes, float* y, int64_t batch, int64_t tokens,
+                     int64_t ch, int64_t token);
+/* T5's _relative_position_bucket for relative position (key - query), in the same float32 steps as
+ * transformers (log, divide by the double log(max_distance / max_exact) rounded to float, scale, truncate). */
+int64_t qd_ref_t5_bucket(int64_t relative_position, int64_t buckets, int64_t max_distance, bool bidirectional);
+/* y [heads, tokens, tokens] (the [1, heads, S, S] attention bias): y[h, i, j] = table[bucket(j - i), h];
+ * table [buckets, heads]. */
+void qd_ref_t5_relative_bias(qd_threadpool_t* pool, const float* table, float* y, int64_t tokens, int64_t heads,
+                             int64_t buckets, int64_t max_distance, bool bidirectional);
+
+/* --- image ops, NCHW (ref_image.c) ---------------------------------------------------------------------- */
+
+typedef struct qd_ref_conv2d_shape {
+  int64_t batch, cin, h, w;   /* input [batch, cin, h, w] */
+  int64_t cout, k;            /* weight [cout, cin, k, k] */
+  int64_t stride, pad;        /* zero padding on all four sides */
+  int64_t hout, wout;         /* (h + 2 pad - k) / stride + 1, likewise for w */
+} qd_ref_conv2d_shape_t;
+/* Floats of scratch qd_ref_conv2d needs (bounded: it works through the output in chunks of pixels). */
+int64_t qd_ref_conv2d_workspace(const qd_ref_conv2d_shape_t* s);
+/* y [batch, cout, hout, wout] = conv(x, w) + b (b may be NULL), by im2col and qd_ref_linear. */
+void qd_ref_conv2d(qd_threadpool_t* pool, const float* x, const float* w, const float* b, float* y,
+                   const qd_ref_conv2d_shape_t* s, float* workspace);
+/* x [batch, ch, spatial]: per (batch, group of ch / groups channels), (x - mean) / sqrt(var + eps) over the
+ * group's channels and positions (biased variance), then * w[c] + b[c] when w is given. */
+void qd_ref_group_norm(qd_threadpool_t* pool, const float* x, const float* w, const float* b, float* y,
+                       int64_t batch, int64_t ch, int64_t spatial, int64_t groups, float eps);
+/* x [planes, h, w] -> y [planes, h * f, w * f], y[p, i, j] = x[p, i / f, j / f]. */
+void qd_ref_upsample_nearest(qd_threadpool_t* pool, const float* x, float* y, int64_t planes, int64_t h, int64_t w,
+                             int64_t factor);
+
 #endif

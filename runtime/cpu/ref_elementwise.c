@@ -37,6 +37,23 @@ void qd_ref_unary(qd_threadpool_t* pool, qd_ref_unary_op_t op, const float* x, f
   qd_parallel_for(pool, n, QD_EW_GRAIN, qd_unary_range_, &j);
 }
 
+typedef struct qd_affine_job {
+  const float* x;
+  float* y;
+  float scale, divisor, shift;
+} qd_affine_job_t;
+
+static void qd_affine_range_(void* ctx, int64_t begin, int64_t end) {
+  const qd_affine_job_t* j = ctx;
+  for (int64_t i = begin; i < end; i++) j->y[i] = j->x[i] * j->scale / j->divisor + j->shift;
+}
+
+void qd_ref_affine(qd_threadpool_t* pool, const float* x, float* y, int64_t n, float scale, float divisor,
+                   float shift) {
+  qd_affine_job_t j = {x, y, scale, divisor, shift};
+  qd_parallel_for(pool, n, QD_EW_GRAIN, qd_affine_range_, &j);
+}
+
 typedef struct qd_binary_job {
   qd_ref_binary_op_t op;
   const float *a, *b;

@@ -1,0 +1,239 @@
+/* qdc compile: a checkpoint and a graph description in, one .qplan out. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "compiler/cli.h"
+#include "compiler/compile.h"
+#include "compiler/qdc_commands.h"
+#include "qd/log.h"
+#include "qd/progress.h"
+#include "runtime/cpu/threadpool.h"
+
+static void qdc_compile_usage_(FILE* f) {
+  fprintf(f,
+          "usage: qdc compile INPUT -o OUT.qplan [options]\n"
+          "\n"
+          "Compiles a checkpoint (a .safetensors file, a sharded index, or a directory) with a graph description into\n"
+          "one plan: weights bound and checked, quantized to NF4 (bitsandbytes' format) or stored as bf16, shapes and\n"
+          "activation memory planned for each resolution. The plan is written through a temporary file and renamed\n"
+          "into place, so a failed or interrupted compile leaves no plan behind.\n"
+          "\n"
+          "options:\n"
+          "  -o, --output PATH        the plan to write (required)\n"
+          "      --graph G.json       the graph description (default: the FLUX transformer, %s/flux-transformer.json)\n"
+          "      --config NAME        its configuration (default: the first one the checkpoint fits: dev, schnell, ...)\n"
+          "      --layout NAME        the checkpoint's weight layout (default: detected: diffusers, bfl, comfyui)\n"
+          "      --component NAME     the component's name in the plan (default: transformer)\n"
+          "      --quant nf4|none     NF4 for linear weights of quantized components, or a bf16 plan (default nf4)\n"
+          "      --quantize LIST      components to quantize (default: transformer,text_encoder_2, as the diffusers\n"
+          "                           guide does)\n"
+          "      --blocksize N        NF4 block size, a power of two from 32 to 4096 (default 64)\n"
+          "      --double-quant       also quantize the NF4 block scales (bitsandbytes' compress_statistics)\n"
+          "      --keep PATTERN       keep weights matching PATTERN ('*' wildcard) in bf16; repeatable\n"
+          "      --resolutions LIST   WxH[,WxH...] the plan serves (default 1024x1024)\n"
+          "      --batch N            images per step (default 1)\n"
+          "      --threads N          CPU threads for quantization (default: all cores)\n"
+          "      --json               print the report as one JSON document\n"
+          "  -q, --quiet              no progress, only errors\n"
+          "  -v, --verbose            more messages\n"
+          "  -h, --help               show this help\n",
+          qdc_models_dir());
+}
+
+static int qdc_compile_usage_error_(const char* msg, const char* arg) {
+  fprintf(stderr, "qdc: error: compile: %s%s%s%s (run 'qdc compile --help')\n", msg, arg ? " '" : "", arg ? arg : "",
+          arg ? "'" : "");
+  return 2;
+}
+
+static bool qdc_parse_int_(const char* text, long lo, long hi, long* out) {
+  char* end;
+  long v = strtol(text, &end, 10);
+  if (end == text || *end || v < lo || v > hi) return false;
+  *out = v;
+  return true;
+}
+
+static void qdc_print_report_(const qdc_compile_options_t* o, const qdc_component_t* c, double seconds, bool json) {
+  char a[32], b[32];
+  uint64_t plan_bytes = 0;
+  FILE* f = fopen(o->output, "rb");
+  if (f) {
+    fseek(f, 0, SEEK_END);
+    plan_bytes = (uint64_t)ftell(f);
+    fclose(f);
+  }
+  double err = c->weight_error_den > 0 ? sqrt(c->weight_error_num / c->weight_error_den) : 0;
+  uint64_t q_bytes = 0;
+  for (int32_t i = 0; i < c->results[0].graph->weight_count; i++)
+    if (c->weights[i].format == QD_WEIGHT_FORMAT_NF4)
+      q_bytes += c->weights[i].data.bytes + c->weights[i].absmax.bytes + c->weights[i].nested.bytes;
+  if (json) {
+    cJSON* root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "plan", o->output);
+    cJSON_AddNumberToObject(root, "plan_bytes", (double)plan_bytes);
+    cJSON_AddNumberToObject(root, "seconds", seconds);
+    cJSON* comp = cJSON_AddObjectToObject(root, c->name);
+    cJSON_AddStringToObject(comp, "graph", qd_graph_desc_name(c->desc));
+    cJSON_AddStringToObject(comp, "config", c->config);
+    cJSON_AddStringToObject(comp, "layout", c->layout);
+    cJSON_AddNumberToObject(comp, "parameters", (double)c->params_total);
+    cJSON_AddNumberToObject(comp, "quantized_parameters", (double)c->params_quantized);
+    cJSON_AddNumberToObject(comp, "source_bytes", (double)c->bytes_source);
+    cJSON_AddNumberToObject(comp, "stored_bytes", (double)c->bytes_stored);
+    cJSON_AddNumberToObject(comp, "bytes_per_quantized_parameter",
+                            c->params_quantized ? (double)q_bytes / (double)c->params_quantized : 0);
+    cJSON_AddNumberToObject(comp, "weight_relative_error", err);
+    cJSON* mem = cJSON_AddArrayToObject(comp, "arena_bytes");
+    for (int32_t r = 0; r < c->result_count; r++)
+      cJSON_AddItemToArray(mem, cJSON_CreateNumber((double)c->results[r].memory->arena_bytes));
+    char* text = cJSON_Print(root);
+    if (text) printf("%s\n", text);
+    free(text);
+    cJSON_Delete(root);
+    return;
+  }
+  printf("component   %s: %s/%s, weights layout %s, from %s\n", c->name, qd_graph_desc_name(c->desc), c->config,
+         c->layout, o->synthetic ? "seeded random values" : o->input);
+  char pt[32], pq[32];
+  printf("weights     %s parameters, %s as NF4", qdc_format_count(c->params_total, pt, sizeof pt),
+         qdc_format_count(c->params_quantized, pq, sizeof pq));
+  if (c->params_quantized)
+    printf(" (blocksize %d%s, %.4f bytes/param, relative error %.4f)", o->blocksize,
+           o->double_quant ? ", double-quantized scales" : "", (double)q_bytes / (double)c->params_quantized, err);
+  printf("\n            %s in the checkpoint -> %s stored\n", qd_format_bytes(c->bytes_source, a, sizeof a),
+         qd_format_bytes(c->bytes_stored, b, sizeof b));
+  for (int32_t r = 0; r < c->result_count; r++)
+    printf("memory      %lldx%lld, batch %lld: %s of activations (%d nodes)\n", (long long)c->results[r].res.width,
+           (long long)c->results[r].res.height, (long long)c->results[r].res.batch,
+           qd_format_bytes(c->results[r].memory->arena_bytes, a, sizeof a), c->results[r].graph->node_count);
+  printf("plan        %s, %s, in %.1f s\n", o->output, qd_format_bytes(plan_bytes, a, sizeof a), seconds);
+}
+
+int qdc_cmd_compile(int argc, char** argv) {
+  qdc_compile_options_t o;
+  memset(&o, 0, sizeof o);
+  o.blocksize = 64;
+  o.quant = QDC_QUANT_NF4;
+  const char* quantize = "transformer,text_encoder_2";
+  const char* resolutions = "1024x1024";
+  long batch = 1;
+  bool json = false, quiet = false;
+  char command[2048];
+  size_t used = (size_t)snprintf(command, sizeof command, "qdc compile");
+  for (int i = 1; i < argc && used < sizeof command; i++)
+    used += (size_t)snprintf(command + used, sizeof command - used, " %s", argv[i]);
+  o.command_line = command;
+
+  for (int i = 1; i < argc; i++) {
+    const char* arg = argv[i];
+    bool has_value = i + 1 < argc;
+#define QDC_VALUE() (has_value ? argv[++i] : NULL)
+    if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
+      qdc_compile_usage_(stdout);
+      return 0;
+    } else if (strcmp(arg, "-q") == 0 || strcmp(arg, "--quiet") == 0) {
+      quiet = true;
+    } else if (strcmp(arg, "-v") == 0 || strcmp(arg, "--verbose") == 0) {
+      qd_log_set_level(QD_LOG_DEBUG);
+    } else if (strcmp(arg, "--json") == 0) {
+      json = true;
+    } else if (strcmp(arg, "--double-quant") == 0) {
+      o.double_quant = true;
+    } else if (arg[0] == '-' && arg[1] != '\0') {
+      const char* v = QDC_VALUE();
+      if (!v) return qdc_compile_usage_error_("missing value for", arg);
+      long n;
+      if (strcmp(arg, "-o") == 0 || strcmp(arg, "--output") == 0) {
+        o.output = v;
+      } else if (strcmp(arg, "--graph") == 0) {
+        o.graph = v;
+      } else if (strcmp(arg, "--config") == 0) {
+        o.config = v;
+      } else if (strcmp(arg, "--layout") == 0) {
+        o.layout = v;
+      } else if (strcmp(arg, "--component") == 0) {
+        o.component = v;
+      } else if (strcmp(arg, "--quant") == 0) {
+        if (strcmp(v, "nf4") == 0)
+          o.quant = QDC_QUANT_NF4;
+        else if (strcmp(v, "none") == 0 || strcmp(v, "bf16") == 0)
+          o.quant = QDC_QUANT_NONE;
+        else
+          return qdc_compile_usage_error_("--quant takes nf4 or none, not", v);
+      } else if (strcmp(arg, "--quantize") == 0) {
+        quantize = v;
+      } else if (strcmp(arg, "--blocksize") == 0) {
+        if (!qdc_parse_int_(v, 32, 4096, &n) || (n & (n - 1)))
+          return qdc_compile_usage_error_("--blocksize takes a power of two from 32 to 4096, not", v);
+        o.blocksize = (int32_t)n;
+      } else if (strcmp(arg, "--keep") == 0) {
+        if (o.keep_count == QDC_MAX_KEEP) return qdc_compile_usage_error_("too many --keep patterns", NULL);
+        o.keep[o.keep_count++] = v;
+      } else if (strcmp(arg, "--resolutions") == 0 || strcmp(arg, "--resolution") == 0) {
+        resolutions = v;
+      } else if (strcmp(arg, "--batch") == 0) {
+        if (!qdc_parse_int_(v, 1, 64, &batch)) return qdc_compile_usage_error_("--batch takes 1 to 64, not", v);
+      } else if (strcmp(arg, "--synthetic-seed") == 0) {
+        /* qdc synth --plan: no checkpoint; seeded values instead (not shown in --help: synth is the interface). */
+        o.synthetic = true;
+        o.seed = strtoull(v, NULL, 10);
+      } else if (strcmp(arg, "--threads") == 0) {
+        if (!qdc_parse_int_(v, 1, 1024, &n)) return qdc_compile_usage_error_("--threads takes 1 to 1024, not", v);
+        o.threads = (int)n;
+      } else {
+        return qdc_compile_usage_error_("unknown option", arg);
+      }
+    } else if (!o.input) {
+      o.input = arg;
+    } else {
+      return qdc_compile_usage_error_("one INPUT expected; extra argument", arg);
+    }
+#undef QDC_VALUE
+  }
+  if (!o.input && !o.synthetic) return qdc_compile_usage_error_("missing INPUT", NULL);
+  if (!o.output) return qdc_compile_usage_error_("missing -o OUT.qplan", NULL);
+  /* Resolutions: a comma-separated list. */
+  char list[512];
+  snprintf(list, sizeof list, "%s", resolutions);
+  for (char* tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
+    if (o.resolution_count == QDC_MAX_RESOLUTIONS) return qdc_compile_usage_error_("too many resolutions", NULL);
+    qdc_resolution_t* r = &o.resolutions[o.resolution_count++];
+    if (!qdc_parse_resolution(tok, &r->width, &r->height))
+      return qdc_compile_usage_error_("--resolutions takes WxH[,WxH...], not", tok);
+    r->batch = batch;
+  }
+  const char* name = o.component ? o.component : "transformer";
+  char qlist[256];
+  snprintf(qlist, sizeof qlist, "%s", quantize);
+  for (char* tok = strtok(qlist, ","); tok; tok = strtok(NULL, ","))
+    if (strcmp(tok, name) == 0) o.quantize_component = true;
+  if (quiet) {
+    qd_progress_sink_t sink = {QD_PROGRESS_QUIET, NULL, NULL, NULL, 0};
+    qd_progress_set_default_sink(&sink);
+    qd_log_set_level(QD_LOG_ERROR);
+  }
+
+  qd_allocator_t a = qd_allocator_system();
+  double t0 = qd_now_seconds();
+  qdc_component_t* c = NULL;
+  qd_threadpool_t* pool = NULL;
+  qd_status_t s = qd_threadpool_create(o.threads, a, &pool);
+  if (!s) s = qdc_component_create(&o, a, &c);
+  if (!s) s = qdc_choose_formats(&o, c);
+  if (!s) s = qdc_emit_plan(&o, c, pool);
+  int rc = 0;
+  if (s) {
+    qd_status_fprint(stderr, "qdc", s, false);
+    qd_status_free(s);
+    rc = 1;
+  } else if (!quiet || json) {
+    qdc_print_report_(&o, c, qd_now_seconds() - t0, json);
+  }
+  qdc_component_destroy(c);
+  qd_threadpool_destroy(pool);
+  return rc;
+}

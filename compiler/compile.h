@@ -1,0 +1,105 @@
+/* qdc compile: from a checkpoint and a graph description to a .qplan.
+ *
+ * Passes, one file each:
+ *   component.c   load the description, find the configuration and weight layout the checkpoint fits, bind every
+ *                 weight, instantiate per resolution, plan activation memory;
+ *   quantize.c    choose each weight's storage (NF4 for linear matrices of quantized components, bf16 otherwise)
+ *                 and produce its bytes;
+ *   plan_emit.c   write META, PROG, WIDX and WGHT sections through the plan writer (a temporary file renamed into
+ *                 place, so a failed or interrupted compile leaves no plan).
+ */
+#ifndef QDC_COMPILE_H
+#define QDC_COMPILE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "compiler/memory_plan.h"
+#include "ir/graph_desc.h"
+#include "ir/weight_map.h"
+#include "qd/checkpoint.h"
+#include "runtime/plan_content.h"
+
+enum { QDC_MAX_RESOLUTIONS = 16, QDC_MAX_KEEP = 32 };
+
+typedef enum qdc_quant { QDC_QUANT_NF4 = 0, QDC_QUANT_NONE } qdc_quant_t;
+
+typedef struct qdc_resolution {
+  int64_t width, height, batch;
+} qdc_resolution_t;
+
+typedef struct qdc_compile_options {
+  const char* input;         /* checkpoint: file, index or directory */
+  const char* output;        /* .qplan path */
+  const char* graph;         /* graph description; NULL: the FLUX transformer from the models directory */
+  const char* config;        /* NULL: the first configuration whose weights the checkpoint holds */
+  const char* layout;        /* NULL: detected */
+  const char* component;     /* the component's name in the plan (default "transformer") */
+  qdc_quant_t quant;
+  bool quantize_component;   /* whether --quantize lists this component */
+  int32_t blocksize;         /* NF4 block size (64) */
+  bool double_quant;
+  const char* keep[QDC_MAX_KEEP]; /* weight-name patterns ('*' wildcard) kept in bf16 besides the graph's own */
+  int32_t keep_count;
+  qdc_resolution_t resolutions[QDC_MAX_RESOLUTIONS];
+  int32_t resolution_count;
+  int threads;
+  const char* command_line;  /* recorded in the plan's metadata */
+  bool synthetic;            /* no checkpoint: seeded random weights with the graph's names and shapes (qdc synth) */
+  uint64_t seed;
+} qdc_compile_options_t;
+
+typedef struct qdc_resolution_result {
+  qdc_resolution_t res;
+  qd_size_binding_t bindings[QD_PLAN_MAX_BINDINGS];
+  int32_t binding_count;
+  qd_graph_t* graph;
+  qd_memory_plan_t* memory;
+  uint64_t digest;
+} qdc_resolution_result_t;
+
+/* One component being compiled. */
+typedef struct qdc_component {
+  qd_allocator_t allocator;
+  const char* name;
+  qd_graph_desc_t* desc;
+  char* desc_text;           /* the description file, verbatim, for the PROG section */
+  size_t desc_size;
+  const char* config;        /* points into desc */
+  const char* layout;        /* the checkpoint's weight layout, or "synthetic" */
+  uint64_t seed;             /* synthetic weights */
+  qd_checkpoint_t* ckpt;
+  qd_weight_binding_t* binding; /* against results[0].graph (weights do not depend on the resolution) */
+  qdc_resolution_result_t results[QDC_MAX_RESOLUTIONS];
+  int32_t result_count;
+  qd_plan_weight_t* weights;   /* storage decided by quantize.c, offsets by plan_emit.c */
+  /* Report */
+  uint64_t params_total, params_quantized;
+  uint64_t bytes_source, bytes_stored;
+  double weight_error_num, weight_error_den; /* sum ||w - q(w)||^2 and sum ||w||^2 over quantized weights */
+} qdc_component_t;
+
+/* component.c */
+qd_status_t qdc_component_create(const qdc_compile_options_t* o, qd_allocator_t allocator, qdc_component_t** out);
+void qdc_component_destroy(qdc_component_t* c);
+
+/* quantize.c: decides every weight's format (fills c->weights except offsets). */
+qd_status_t qdc_choose_formats(const qdc_compile_options_t* o, qdc_component_t* c);
+/* Produces weight i's bytes into the three buffers (sized by qd_plan_weight_expected_sizes); `scratch` holds
+ * numel floats. Accumulates error statistics into the component. */
+qd_status_t qdc_pack_weight(qdc_component_t* c, int32_t i, float* scratch, uint8_t* data, uint8_t* absmax,
+                            uint8_t* nested, void* pool);
+/* synth.c: seeded random values for a weight (uniform, std 1/sqrt(fan-in) for matrices, about 1 for norm scales,
+ * small for biases); the same seed gives the same values on any machine and thread count. */
+void qdc_synth_fill(const qd_weight_t* weight, uint64_t seed, float* x, void* pool);
+
+/* Whether name matches a pattern where '*' matches any run of characters. */
+bool qdc_pattern_match(const char* pattern, const char* name);
+
+/* plan_emit.c */
+qd_status_t qdc_emit_plan(const qdc_compile_options_t* o, qdc_component_t* c, void* pool);
+
+/* The default models directory: $QD_MODELS_DIR, the installed share/qd/models, or the source tree's models/. */
+const char* qdc_models_dir(void);
+
+#endif

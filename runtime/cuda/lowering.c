@@ -1,0 +1,136 @@
+/* CUDA lowering: fusion groups, storage types, lifetimes; see lowering.h. */
+#include "runtime/cuda/lowering.h"
+
+#include <string.h>
+
+/* How many nodes read a value (graph outputs count as a reader that is not a node). */
+static int32_t qd_readers_(const qd_graph_t* g, int32_t v, int32_t* only_reader) {
+  int32_t count = 0;
+  *only_reader = -1;
+  for (int32_t i = 0; i < g->node_count; i++)
+    for (int32_t k = 0; k < g->nodes[i].input_count; k++)
+      if (g->nodes[i].inputs[k] == v) {
+        count++;
+        *only_reader = i;
+      }
+  for (int32_t o = 0; o < g->output_count; o++)
+    if (g->outputs[o].value == v) count += 2; /* never fuse away an output */
+  return count;
+}
+
+/* The node that alone reads `v`, as its input `slot`; -1 otherwise. */
+static int32_t qd_sole_reader_(const qd_graph_t* g, int32_t v, int32_t slot) {
+  int32_t r;
+  if (qd_readers_(g, v, &r) != 1) return -1;
+  const qd_node_t* n = &g->nodes[r];
+  if (slot >= 0 && (slot >= n->input_count || n->inputs[slot] != v)) return -1;
+  return r;
+}
+
+void qd_cuda_lowering_destroy(qd_cuda_lowering_t* l) {
+  if (!l) return;
+  size_t nn = (size_t)(l->node_count ? l->node_count : 1), nv = (size_t)(l->value_count ? l->value_count : 1);
+  qd_free(l->allocator, l->role, nn);
+  qd_free(l->allocator, l->pattern, nn);
+  qd_free(l->allocator, l->storage, nv * sizeof *l->storage);
+  qd_free(l->allocator, l->virtual_value, nv * sizeof *l->virtual_value);
+  qd_free(l->allocator, l->last_use, nv * sizeof *l->last_use);
+  qd_free(l->allocator, l, sizeof *l);
+}
+
+static void qd_group_(qd_cuda_lowering_t* l, const qd_graph_t* g, const int32_t* members, int32_t count,
+                      int32_t end, qd_cuda_pattern_t pattern) {
+  for (int32_t i = 0; i < count; i++) {
+    l->role[members[i]] = QD_CUDA_MEMBER;
+    l->virtual_value[g->nodes[members[i]].output] = true;
+  }
+  l->role[end] = QD_CUDA_GROUP_END;
+  l->pattern[end] = (uint8_t)pattern;
+  /* Inputs from outside the group are read when the group runs, at its end. */
+  for (int32_t i = 0; i <= count; i++) {
+    const qd_node_t* n = &g->nodes[i < count ? members[i] : end];
+    for (int32_t k = 0; k < n->input_count; k++) {
+      int32_t v = n->inputs[k];
+      if (!l->virtual_value[v] && l->last_use[v] < end) l->last_use[v] = end;
+    }
+  }
+}
+
+qd_status_t qd_cuda_lowering_create(const qd_graph_t* g, bool gelu_epilogue, qd_allocator_t a,
+                                    qd_cuda_lowering_t** out) {
+  *out = NULL;
+  qd_cuda_lowering_t* l;
+  QD_TRY(qd_calloc(a, 1, sizeof *l, (void**)&l));
+  l->allocator = a;
+  l->node_count = g->node_count;
+  l->value_count = g->value_count;
+  size_t nn = (size_t)(g->node_count ? g->node_count : 1), nv = (size_t)(g->value_count ? g->value_count : 1);
+  qd_status_t s = qd_calloc(a, nn, 1, (void**)&l->role);
+  if (!s) s = qd_calloc(a, nn, 1, (void**)&l->pattern);
+  if (!s) s = qd_calloc(a, nv, sizeof *l->storage, (void**)&l->storage);
+  if (!s) s = qd_calloc(a, nv, sizeof *l->virtual_value, (void**)&l->virtual_value);
+  if (!s) s = qd_calloc(a, nv, sizeof *l->last_use, (void**)&l->last_use);
+  if (s) {
+    qd_cuda_lowering_destroy(l);
+    return s;
+  }
+  /* Storage: walk backwards so that what feeds rope_freqs / timestep_embedding stays fp32 through data moves. */
+  for (int32_t v = 0; v < g->value_count; v++) {
+    l->storage[v] = g->values[v].dtype == QD_DTYPE_F32 ? QD_DTYPE_BF16 : g->values[v].dtype;
+    l->last_use[v] = g->values[v].last_use;
+  }
+  for (int32_t i = g->node_count - 1; i >= 0; i--) {
+    const qd_node_t* n = &g->nodes[i];
+    if (n->op == QD_OP_ROPE_FREQS) l->storage[n->output] = QD_DTYPE_F32;
+    bool keep = n->op == QD_OP_ROPE_FREQS || n->op == QD_OP_TIMESTEP_EMBEDDING ||
+                ((n->op == QD_OP_CONCAT || n->op == QD_OP_SLICE || n->op == QD_OP_ALIAS) &&
+                 l->storage[n->output] == QD_DTYPE_F32);
+    for (int32_t k = 0; keep && k < n->input_count; k++)
+      if (g->values[n->inputs[k]].dtype == QD_DTYPE_F32) l->storage[n->inputs[k]] = QD_DTYPE_F32;
+  }
+  /* Fusion groups, found from their last node. */
+  for (int32_t i = 0; i < g->node_count; i++) {
+    const qd_node_t* n = &g->nodes[i];
+    if (n->op == QD_OP_MODULATE) {
+      int32_t p = g->values[n->inputs[0]].producer;
+      if (p >= 0 && g->nodes[p].op == QD_OP_LAYER_NORM && !g->nodes[p].attrs[QD_NORM_AFFINE].i &&
+          qd_sole_reader_(g, n->inputs[0], 0) == i)
+        qd_group_(l, g, &p, 1, i, QD_CUDA_PATTERN_LN_MODULATE);
+    } else if (n->op == QD_OP_GELU_TANH && gelu_epilogue) {
+      int32_t p = g->values[n->inputs[0]].producer;
+      if (p >= 0 && g->nodes[p].op == QD_OP_LINEAR && g->nodes[p].weights[QD_WEIGHT_SLOT_BIAS] >= 0 &&
+          qd_sole_reader_(g, n->inputs[0], 0) == i)
+        qd_group_(l, g, &p, 1, i, QD_CUDA_PATTERN_LINEAR_GELU);
+    } else if (n->op == QD_OP_ROPE) {
+      int64_t head_dim = n->attrs[QD_ROPE_HEAD_DIM].i;
+      int32_t p = g->values[n->inputs[0]].producer;
+      if (p < 0 || qd_sole_reader_(g, n->inputs[0], 0) != i) continue;
+      const qd_node_t* pn = &g->nodes[p];
+      if (pn->op == QD_OP_RMS_NORM && pn->attrs[QD_NORM_DIM].i == head_dim) {
+        qd_group_(l, g, &p, 1, i, QD_CUDA_PATTERN_NORM_ROPE);
+      } else if (pn->op == QD_OP_CONCAT && pn->attrs[QD_CONCAT_AXIS].i == 1 && pn->input_count <= 7) {
+        int32_t members[8];
+        int32_t count = 0;
+        bool ok = true;
+        for (int32_t k = 0; k < pn->input_count && ok; k++) {
+          int32_t r = g->values[pn->inputs[k]].producer;
+          ok = r >= 0 && g->nodes[r].op == QD_OP_RMS_NORM && g->nodes[r].attrs[QD_NORM_DIM].i == head_dim &&
+               qd_sole_reader_(g, pn->inputs[k], -1) == p;
+          if (ok) members[count++] = r;
+        }
+        if (ok) {
+          members[count++] = p;
+          qd_group_(l, g, members, count, i, QD_CUDA_PATTERN_NORM_CONCAT_ROPE);
+        }
+      }
+    }
+  }
+  *out = l;
+  return QD_OK;
+}
+
+uint64_t qd_cuda_value_bytes(const qd_cuda_lowering_t* l, const qd_graph_t* g, int32_t v) {
+  const qd_value_t* val = &g->values[v];
+  if (val->producer < 0 || l->virtual_value[v]) return 0;
+  return (uint64_t)qd_shape_numel(&val->shape) * qd_dtype_size(l->storage[v]);
+}

@@ -1,0 +1,56 @@
+/* Lowering a graph for the CUDA executor: which nodes run as one fused kernel, how each value is stored, and
+ * how long each value must live. Shared by the memory planner (compiler/memory_plan.c) and the executor, so the
+ * arena layout always fits what the kernels read and write.
+ *
+ * Fusion groups (each emitted as one kernel at the group's last node):
+ *   layer_norm (no affine) -> modulate                       layernorm_modulate kernel
+ *   linear (with bias) -> gelu_tanh                         cuBLASLt GELU_BIAS epilogue
+ *   rms_norm -> rope                                        qk_norm_rope kernel
+ *   rms_norm, rms_norm, ... -> concat (axis 1) -> rope       one qk_norm_rope per part, writing its rows of the
+ *                                                           rope's output (FLUX's joint attention: no concat copy)
+ * A group applies only when every intermediate value is read by the next node of the group alone and is not a
+ * graph output. Values inside a group are never materialized (no arena bytes); the group's inputs must stay alive
+ * until the group's last node, where the fused kernel reads them.
+ *
+ * Storage: activations are bf16; position ids, timesteps and rope tables fp32 (what feeds rope_freqs and
+ * timestep_embedding, through concatenations and slices, and rope_freqs' output); integer values keep their type. */
+#ifndef QD_RUNTIME_CUDA_LOWERING_H
+#define QD_RUNTIME_CUDA_LOWERING_H
+
+#include <stdbool.h>
+
+#include "ir/graph.h"
+
+typedef enum qd_cuda_role {
+  QD_CUDA_SINGLE = 0,   /* its own kernel */
+  QD_CUDA_MEMBER,       /* part of a group emitted later */
+  QD_CUDA_GROUP_END,    /* emits its group */
+} qd_cuda_role_t;
+
+typedef enum qd_cuda_pattern {
+  QD_CUDA_PATTERN_NONE = 0,
+  QD_CUDA_PATTERN_LN_MODULATE,
+  QD_CUDA_PATTERN_LINEAR_GELU,
+  QD_CUDA_PATTERN_NORM_ROPE,
+  QD_CUDA_PATTERN_NORM_CONCAT_ROPE,
+} qd_cuda_pattern_t;
+
+typedef struct qd_cuda_lowering {
+  qd_allocator_t allocator;
+  int32_t node_count, value_count;
+  uint8_t* role;       /* per node: qd_cuda_role_t */
+  uint8_t* pattern;    /* per node: for group ends, the pattern */
+  qd_dtype_t* storage; /* per value: BF16, F32 or an integer type */
+  bool* virtual_value; /* per value: inside a group, never stored */
+  int32_t* last_use;   /* per value: the graph's, extended to the end of groups that read it */
+} qd_cuda_lowering_t;
+
+/* gelu_epilogue: whether linear -> gelu_tanh may fuse (cuBLASLt's GELU epilogue is the tanh form). */
+qd_status_t qd_cuda_lowering_create(const qd_graph_t* graph, bool gelu_epilogue, qd_allocator_t allocator,
+                                    qd_cuda_lowering_t** out_lowering);
+void qd_cuda_lowering_destroy(qd_cuda_lowering_t* lowering);
+
+/* Bytes a value takes in the arena (0 for graph inputs, which live outside it, and virtual values). */
+uint64_t qd_cuda_value_bytes(const qd_cuda_lowering_t* lowering, const qd_graph_t* graph, int32_t value);
+
+#endif
