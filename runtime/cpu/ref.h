@@ -71,6 +71,27 @@ void qd_ref_attention(qd_threadpool_t* pool, const float* q, const float* k, con
                       int64_t bias_batch, int64_t bias_heads, float* y, int64_t batch, int64_t sq, int64_t sk,
                       int64_t heads, int64_t d, int64_t dv, float scale, bool causal);
 
+/* NF4 weights as bitsandbytes stores them (quant_type "nf4"): n elements in memory order, two 4-bit codes per byte
+ * with the FIRST element in the HIGH nibble, one scale per block of `blocksize` elements (a power of two, 32..4096).
+ * The scale is absmax[block], or, double-quantized (absmax_codes non-NULL; absmax unused):
+ *   nested_code[absmax_codes[block]] * nested_absmax[block / 256] + offset   (each step rounded to fp32). */
+typedef struct qd_ref_nf4 {
+  const uint8_t* packed;        /* ceil(n / 2) bytes */
+  const float* absmax;          /* [blocks], or NULL when double-quantized */
+  const uint8_t* absmax_codes;  /* [blocks] 8-bit codes of the scales, or NULL */
+  const float* nested_absmax;   /* [ceil(blocks / 256)] */
+  const float* nested_code;     /* [256], bitsandbytes' signed dynamic map */
+  float offset;                 /* added back to every scale */
+  int64_t blocksize;
+} qd_ref_nf4_t;
+/* bitsandbytes' NormalFloat-4 code book: value of each 4-bit code. */
+extern const float qd_ref_nf4_code[16];
+/* The fp32 scale of one block. */
+float qd_ref_nf4_block_absmax(const qd_ref_nf4_t* q, int64_t block);
+/* y[e] = code[nibble e] * scale[e / blocksize] in fp32, as bitsandbytes' dequantize_4bit computes it before the
+ * cast to the output dtype; a bf16 weight is y rounded to nearest even (qd_f32_to_bf16). */
+void qd_ref_nf4_dequantize(qd_threadpool_t* pool, const qd_ref_nf4_t* q, float* y, int64_t n);
+
 /* y = x * scale / divisor + shift, in that float32 order (diffusers' latents / scaling_factor + shift_factor is
  * scale 1 and matches bit for bit). */
 void qd_ref_affine(qd_threadpool_t* pool, const float* x, float* y, int64_t n, float scale, float divisor,

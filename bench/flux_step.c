@@ -1,0 +1,215 @@
+/* Benchmark: one denoising step (a forward pass of a plan's transformer) on the GPU.
+ *
+ * usage: flux_step PLAN [PLAN...] [--resolution WxH] [--iters N] [--autotune] [--no-graph] [--no-overlap]
+ *                  [--no-gelu-epilogue] [--check-cpu] [--jsonl FILE]
+ *
+ * For each plan: builds a CUDA executor for the compiled resolution, feeds inputs shaped as FluxPipeline makes them
+ * (random latents and text states, the pipeline's position ids, t = 0.5, guidance 3.5), checks that the output is
+ * finite (and, with --check-cpu, close to the CPU reference run of the same plan: only for small models), then
+ * times N steps (CUDA events, median after warm-up) and one eager pass with an event per launch for the time per
+ * op class. Prints one table row per plan against the physical floor (FLOPs at 790 TFLOP/s), and appends JSON
+ * lines for docs/performance.md. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ir/graph.h"
+#include "qd/plan.h"
+#include "qd/progress.h"
+#include "runtime/cpu/executor.h"
+#include "runtime/cuda/executor.h"
+#include "runtime/cuda_driver.h"
+#include "runtime/plan_internal.h"
+
+static uint64_t rng_state = 0x1234567u;
+static float randn(void) {
+  /* xorshift + Box-Muller: inputs only need to be reproducible and non-degenerate. */
+  double u1, u2;
+  do {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    u1 = (double)(rng_state >> 11) * 0x1p-53;
+  } while (u1 <= 0);
+  rng_state ^= rng_state << 13;
+  rng_state ^= rng_state >> 7;
+  rng_state ^= rng_state << 17;
+  u2 = (double)(rng_state >> 11) * 0x1p-53;
+  return (float)(sqrt(-2 * log(u1)) * cos(6.283185307179586 * u2));
+}
+
+/* Inputs as FluxPipeline prepares them: image ids (0, row, col) over the latent grid, text ids zero. */
+static qd_status_t make_input(const qd_graph_t* g, int32_t i, int64_t width, qd_tensor_t* t) {
+  const qd_value_t* v = &g->values[g->inputs[i]];
+  int64_t n = qd_shape_numel(&v->shape);
+  t->dtype = v->dtype;
+  t->shape = v->shape;
+  t->bytes = (size_t)n * 4;
+  t->data = malloc(t->bytes);
+  if (!t->data) return QD_ERR(OUT_OF_MEMORY, OUT_OF_MEMORY, "input '%s'", v->name);
+  float* x = t->data;
+  if (strcmp(v->name, "img_ids") == 0) {
+    int64_t cols = width / 16;
+    for (int64_t s = 0; s < v->shape.dims[0]; s++) {
+      x[s * 3] = 0;
+      x[s * 3 + 1] = (float)(s / cols);
+      x[s * 3 + 2] = (float)(s % cols);
+    }
+  } else if (strcmp(v->name, "txt_ids") == 0) {
+    memset(x, 0, t->bytes);
+  } else if (strcmp(v->name, "timestep") == 0) {
+    for (int64_t k = 0; k < n; k++) x[k] = 0.5f;
+  } else if (strcmp(v->name, "guidance") == 0) {
+    for (int64_t k = 0; k < n; k++) x[k] = 3.5f;
+  } else {
+    for (int64_t k = 0; k < n; k++) x[k] = randn();
+  }
+  return QD_OK;
+}
+
+int main(int argc, char** argv) {
+  const char* plans[8];
+  int plan_count = 0, iters = 20;
+  int64_t widths[8] = {1024}, heights[8] = {1024};
+  int res_count = 1;
+  const char* jsonl = NULL;
+  bool check_cpu = false;
+  qd_cuda_executor_options_t opt;
+  qd_cuda_executor_options_default(&opt);
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--resolution") == 0 && i + 1 < argc) {
+      /* WxH[,WxH...] */
+      res_count = 0;
+      for (char* tok = strtok(argv[++i], ","); tok && res_count < 8; tok = strtok(NULL, ","), res_count++)
+        if (sscanf(tok, "%ldx%ld", &widths[res_count], &heights[res_count]) != 2) return 2;
+    } else if (strcmp(argv[i], "--iters") == 0 && i + 1 < argc) {
+      iters = atoi(argv[++i]);
+    } else if (strcmp(argv[i], "--autotune") == 0) {
+      opt.autotune = true;
+    } else if (strcmp(argv[i], "--no-graph") == 0) {
+      opt.use_graph = false;
+    } else if (strcmp(argv[i], "--no-overlap") == 0) {
+      opt.overlap = false;
+    } else if (strcmp(argv[i], "--no-gelu-epilogue") == 0) {
+      opt.gelu_epilogue = false;
+    } else if (strcmp(argv[i], "--check-cpu") == 0) {
+      check_cpu = true;
+    } else if (strcmp(argv[i], "--jsonl") == 0 && i + 1 < argc) {
+      jsonl = argv[++i];
+    } else if (argv[i][0] != '-' && plan_count < 8) {
+      plans[plan_count++] = argv[i];
+    } else {
+      fprintf(stderr, "flux_step: unknown argument '%s'\n", argv[i]);
+      return 2;
+    }
+  }
+  const qd_cuda_driver_t* cu;
+  qd_status_t s = qd_cuda_driver_load(&cu);
+  if (s) {
+    qd_status_fprint(stderr, "flux_step", s, false);
+    return 77;
+  }
+  printf("%-28s %-9s %9s %9s %8s %7s %9s %9s  %s\n", "plan", "res", "median", "min", "TFLOP/s", "floor", "weights",
+         "peak", "per class (ms)");
+  int rc = 0;
+  for (int job = 0; job < plan_count * res_count; job++) {
+    int p = job / res_count;
+    int64_t width = widths[job % res_count], height = heights[job % res_count];
+    qd_allocator_t a = qd_allocator_system();
+    qd_plan_t* plan = NULL;
+    qd_cuda_executor_t* e = NULL;
+    int32_t res = -1;
+    double t0 = qd_now_seconds();
+    s = qd_plan_open(plans[p], a, 0, &plan);
+    if (!s) s = qd_plan_find_resolution(plan, 0, width, height, 1, &res);
+    if (!s) s = qd_cuda_executor_create(plan, 0, res, &opt, a, &e);
+    double t_create = qd_now_seconds() - t0;
+    const qd_graph_t* g = e ? qd_cuda_executor_graph(e) : NULL;
+    qd_tensor_t inputs[16] = {0};
+    for (int32_t i = 0; g && i < g->input_count && !s; i++) s = make_input(g, i, width, &inputs[i]);
+    for (int32_t i = 0; g && i < g->input_count && !s; i++) s = qd_cuda_executor_set_input(e, i, &inputs[i]);
+    qd_tensor_t out = {0};
+    if (!s) s = qd_cuda_executor_run(e);
+    if (!s) s = qd_cuda_executor_get_output(e, 0, &out);
+    int nonfinite = 0;
+    double norm = 0;
+    for (int64_t k = 0; !s && k < qd_shape_numel(&out.shape); k++) {
+      float v = ((float*)out.data)[k];
+      if (!isfinite(v)) nonfinite++;
+      norm += (double)v * v;
+    }
+    if (!s && nonfinite) s = QD_ERR(INTERNAL, INTERNAL, "%d non-finite output values", nonfinite);
+    double rel = -1;
+    if (!s && check_cpu) {
+      float** w = NULL;
+      qd_graph_t* cg = NULL;
+      qd_tensor_t ref = {0};
+      s = qd_plan_instantiate(plan, 0, res, a, &cg);
+      if (!s) s = qd_plan_weights_f32(plan, 0, a, &w);
+      if (!s) s = qd_cpu_execute(cg, (const float* const*)w, inputs, &ref, NULL, a);
+      if (!s) {
+        double num = 0, den = 0;
+        for (int64_t k = 0; k < qd_shape_numel(&out.shape); k++) {
+          double d = (double)((float*)out.data)[k] - ((float*)ref.data)[k];
+          num += d * d;
+          den += (double)((float*)ref.data)[k] * ((float*)ref.data)[k];
+        }
+        rel = sqrt(num / den);
+      }
+      qd_tensor_free(a, &ref);
+      if (w) qd_plan_weights_f32_free(plan, 0, a, w);
+      qd_graph_destroy(cg);
+    }
+    qd_cuda_timing_t t = {0};
+    if (!s) s = qd_cuda_executor_time(e, iters, true, &t);
+    if (s) {
+      qd_status_fprint(stderr, plans[p], s, true);
+      qd_status_free(s);
+      rc = 1;
+    } else {
+      qd_graph_stats_t st;
+      qd_graph_stats(g, &st);
+      double flop = st.linear_flops + st.attention_flops;
+      qd_cuda_memory_t m;
+      qd_cuda_executor_memory(e, &m);
+      qd_cuda_tuning_t tu;
+      qd_cuda_executor_tuning(e, &tu);
+      double tflops = flop / (t.median_ms * 1e-3) / 1e12, floor_ms = flop / 790e12 * 1e3;
+      char res_text[32];
+      snprintf(res_text, sizeof res_text, "%ldx%ld", width, height);
+      const char* base = strrchr(plans[p], '/') ? strrchr(plans[p], '/') + 1 : plans[p];
+      printf("%-28s %-9s %8.2fms %8.2fms %8.1f %6.1fms %8.2fG %8.2fG ", base, res_text, t.median_ms, t.min_ms, tflops,
+             floor_ms, m.weights / 1073741824.0, (m.device_used_after - m.device_used_before) / 1073741824.0);
+      for (int c = 0; c < 6; c++) printf(" %s %.1f", qd_cuda_op_class_name(c), t.class_ms[c]);
+      printf("\n");
+      if (check_cpu) printf("  vs CPU reference of the same plan: rel L2 %.3e (output norm %.3e)\n", rel, sqrt(norm));
+      if (tu.shapes) printf("  GEMM tuning: %d shapes, heuristic %.2f ms -> tuned %.2f ms per step\n", tu.shapes,
+                            tu.default_ms, tu.tuned_ms);
+      printf("  launches %d, executor creation %.1f s (kernels compiled with NVRTC, weights uploaded)\n", t.launches,
+             t_create);
+      if (jsonl) {
+        FILE* f = fopen(jsonl, "a");
+        if (f) {
+          fprintf(f,
+                  "{\"plan\": \"%s\", \"resolution\": \"%s\", \"median_ms\": %.3f, \"min_ms\": %.3f, \"tflops\": %.1f, "
+                  "\"floor_ms\": %.2f, \"weights_gib\": %.3f, \"device_used_gib\": %.3f, \"arena_gib\": %.3f, "
+                  "\"scratch_gib\": %.3f, \"overlap\": %d, \"graph\": %d, \"gelu_epilogue\": %d, \"autotune\": %d, "
+                  "\"tuned_ms\": %.3f, \"heuristic_ms\": %.3f, \"class_ms\": [%.3f, %.3f, %.3f, %.3f, %.3f, %.3f], "
+                  "\"cpu_rel_l2\": %.4g}\n",
+                  base, res_text, t.median_ms, t.min_ms, tflops, floor_ms, m.weights / 1073741824.0,
+                  (m.device_used_after - m.device_used_before) / 1073741824.0, m.arena / 1073741824.0,
+                  m.scratch / 1073741824.0, opt.overlap, opt.use_graph, opt.gelu_epilogue, opt.autotune, tu.tuned_ms,
+                  tu.default_ms, t.class_ms[0], t.class_ms[1], t.class_ms[2], t.class_ms[3], t.class_ms[4],
+                  t.class_ms[5], rel);
+          fclose(f);
+        }
+      }
+    }
+    for (int32_t i = 0; i < 16; i++) free(inputs[i].data);
+    qd_tensor_free(a, &out);
+    qd_cuda_executor_destroy(e);
+    qd_plan_close(plan);
+  }
+  return rc;
+}

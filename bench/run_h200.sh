@@ -1,0 +1,48 @@
+#!/bin/bash
+# One call on a GPU machine: GPU correctness first (every kernel against the CPU reference, the tiny transformer
+# against the CPU run of the same plan), then one full-size FLUX.1-dev step from synthetic NF4 and bf16 plans, and
+# optionally the diffusers peer's step in the same run. Binaries and shared libraries come prebuilt in $QD_CARRY
+# (bin/, lib/); the peer's packages in $QD_CARRY/peer. Results (JSON lines) go to $OUT.
+#   usage: bench/run_h200.sh [tests] [nf4] [bf16] [peer]
+set -u
+CARRY=${QD_CARRY:-.carry}
+B=$CARRY/bin
+export LD_LIBRARY_PATH=$PWD/$CARRY/lib:${LD_LIBRARY_PATH:-}
+export QD_TEST_DATA=$PWD/tests/data QD_SOURCE_ROOT=$PWD
+OUT=${OUT:-/tmp/qd-out}
+mkdir -p "$OUT"
+want() { case " $* " in *" $STAGE "*) return 0;; esac; return 1; }
+STAGES="${*:-tests nf4 bf16}"
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,memory.used --format=csv,noheader
+for STAGE in $STAGES; do
+  case $STAGE in
+  tests)
+    echo "== kernels against the CPU reference"
+    timeout 150 "$B/test_gpu_kernels" > "$OUT/gpu_kernels.txt" 2>&1; echo "test_gpu_kernels rc=$?"
+    grep -E "FAIL|fail|error" "$OUT/gpu_kernels.txt" | head -20; tail -30 "$OUT/gpu_kernels.txt"
+    echo "== a small transformer (head size 128) on the GPU against the CPU run of the same plan"
+    for q in nf4 none; do
+      "$B/qdc" synth models/flux-transformer.json --config small --plan /tmp/small_$q.qplan --quant $q \
+        --resolutions 256x256,128x256 --seed 7 -q
+    done
+    timeout 120 "$B/flux_step" /tmp/small_nf4.qplan /tmp/small_none.qplan --resolution 256x256,128x256 --check-cpu \
+      --iters 5
+    echo "-- without the cuBLASLt GELU epilogue"
+    timeout 120 "$B/flux_step" /tmp/small_nf4.qplan --resolution 256x256 --check-cpu --iters 5 --no-gelu-epilogue
+    echo "-- eager (no CUDA graph), no overlap"
+    timeout 120 "$B/flux_step" /tmp/small_nf4.qplan --resolution 256x256 --check-cpu --iters 5 --no-graph --no-overlap ;;
+  nf4|bf16)
+    quant=$STAGE; [ "$quant" = bf16 ] && quant=none
+    echo "== full-size FLUX.1-dev, $STAGE plan"
+    /usr/bin/time -f "synth: %e s" "$B/qdc" synth models/flux-transformer.json --plan /tmp/dev_$STAGE.qplan \
+      --quant $quant --resolutions 1024x1024,512x512 --seed 1 -q
+    timeout 240 "$B/flux_step" /tmp/dev_$STAGE.qplan --resolution 1024x1024,512x512 --iters 20 \
+      --jsonl "$OUT/step.jsonl" ${QD_BENCH_FLAGS:-}
+    rm -f /tmp/dev_$STAGE.qplan ;;
+  peer)
+    echo "== the peer: diffusers + bitsandbytes NF4 + torch.compile, transformer step"
+    python3 -m pip install -q --no-index --no-deps --target /tmp/site "$CARRY"/peer/*.whl >/dev/null 2>&1
+    export PYTHONPATH=/tmp/site:$PWD/$CARRY/peer/bnb PYTHONUNBUFFERED=1 OUT
+    (timeout 300 python3 "$CARRY/peer/diffusers_flux_step.py" nf4 --compile --iters 20) 2>&1 | tail -3 ;;
+  esac
+done

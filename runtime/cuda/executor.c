@@ -1,0 +1,1051 @@
+/* The CUDA executor; see executor.h. Creation lowers the program to a flat list of launches with resolved
+ * pointers; a run replays that list (as a CUDA graph when asked). */
+#include "runtime/cuda/executor.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "compiler/memory_plan.h"
+#include "ir/nf4.h"
+#include "qd/log.h"
+#include "qd/progress.h"
+#include "runtime/cuda/attention.h"
+#include "runtime/cuda/gemm.h"
+#include "runtime/cuda/kernel_sources.h"
+#include "runtime/cuda/kernels.h"
+#include "runtime/cuda/lowering.h"
+#include "runtime/cuda_cublaslt.h"
+#include "runtime/cuda_driver.h"
+#include "runtime/cuda_nvrtc.h"
+#include "runtime/plan_internal.h"
+
+enum {
+  QD_EXEC_WORKSPACE = 32 << 20, /* cuBLASLt's recommended workspace on Hopper */
+  QD_EXEC_MAX_KERNELS = 64,
+  QD_EXEC_MAX_GEMMS = 64,
+};
+
+enum { QD_CLASS_LINEAR = 0, QD_CLASS_DEQUANT, QD_CLASS_ATTENTION, QD_CLASS_NORM, QD_CLASS_ELEMENTWISE, QD_CLASS_OTHER };
+
+const char* qd_cuda_op_class_name(int c) {
+  static const char* const names[] = {"linear", "dequantize", "attention", "norm", "elementwise", "other"};
+  return c >= 0 && c < 6 ? names[c] : "?";
+}
+
+typedef enum qd_step_kind {
+  QD_STEP_GEMM,
+  QD_STEP_DEQUANT,
+  QD_STEP_LN,
+  QD_STEP_QKNR,
+  QD_STEP_GATED,
+  QD_STEP_UNARY,
+  QD_STEP_BINARY,
+  QD_STEP_ATTENTION,
+  QD_STEP_TEMB,
+  QD_STEP_ROPE_FREQS,
+  QD_STEP_SLICE,
+  QD_STEP_CONCAT,
+  QD_STEP_COPY,
+} qd_step_kind_t;
+
+typedef struct qd_exec_kernel {
+  char key[256];
+  qd_kernel_config_t config;
+  qd_kernel_module_t* module;
+  qd_kernel_function_t fn;
+  /* attention only */
+  bool is_attention;
+  qd_attention_variant_t attention;
+} qd_exec_kernel_t;
+
+typedef struct qd_step {
+  qd_step_kind_t kind;
+  int32_t node;
+  int op_class;
+  int32_t kernel; /* index into kernels, or -1 */
+  int32_t gemm;   /* GEMM steps */
+  int slot;       /* NF4 scratch slot of a GEMM or dequant; -1 when the weight is not NF4 */
+  union {
+    struct {
+      CUdeviceptr y, x, w, bias;
+    } gemm;
+    qd_nf4_dequant_args_t dq;
+    qd_layernorm_args_t ln;
+    qd_qk_norm_rope_args_t qknr;
+    qd_gated_residual_args_t gated;
+    struct {
+      CUdeviceptr y, x;
+      int64_t n;
+      float factor;
+    } unary;
+    struct {
+      CUdeviceptr y, a, b;
+      int64_t b_stride, rows, tokens, cols;
+    } binary;
+    qd_attention_args_t attn;
+    struct {
+      CUdeviceptr y, t;
+      int64_t batch, dim;
+      bool flip;
+      float shift, input_scale, max_period;
+    } temb;
+    struct {
+      CUdeviceptr y, ids;
+      int64_t tokens;
+      int64_t axes[QD_MAX_ATTR_LIST];
+      int32_t n_axes;
+      double theta;
+    } ropef;
+    struct {
+      CUdeviceptr y, x;
+      int64_t outer, axis_dim, inner, start, size, elem;
+    } slice;
+    struct {
+      CUdeviceptr y;
+      CUdeviceptr in[QD_NODE_MAX_INPUTS];
+      int64_t sizes[QD_NODE_MAX_INPUTS];
+      int32_t count;
+      int64_t outer, inner, elem;
+    } concat;
+    struct {
+      CUdeviceptr y, x;
+      size_t bytes;
+    } copy;
+  } u;
+} qd_step_t;
+
+struct qd_cuda_executor {
+  qd_allocator_t allocator;
+  qd_cuda_executor_options_t options;
+  const qd_plan_t* plan;
+  const qd_plan_component_t* comp;
+  const qd_cuda_driver_t* cu;
+  const qd_cublaslt_t* lt;
+  CUdevice device;
+  CUcontext context;
+  char arch[16]; /* "sm_90" */
+  int cc;        /* 90 */
+  CUstream stream, side;
+  CUevent dq_done[2], gemm_done[2], fork, join;
+  cublasLtHandle_t lt_handle;
+
+  qd_graph_t* graph;
+  qd_cuda_lowering_t* lowering;
+  qd_memory_plan_t* memory;
+
+  CUdeviceptr arena, weights, scratch[2], workspace, nested_map, inputs_base;
+  uint64_t arena_bytes, weight_bytes, scratch_bytes, inputs_bytes;
+  CUdeviceptr* weight_bf16;  /* per graph weight: the bf16 copy for f32-format weights, else 0 */
+  CUdeviceptr* input_ptr;    /* per graph input */
+  uint64_t mem_before, mem_after;
+
+  qd_exec_kernel_t kernels[QD_EXEC_MAX_KERNELS];
+  int32_t kernel_count;
+  qd_gemm_t gemms[QD_EXEC_MAX_GEMMS];
+  int32_t gemm_count;
+  qd_cuda_tuning_t tuning;
+
+  qd_step_t* steps;
+  int32_t step_count, step_capacity;
+
+  CUgraphExec graph_exec;
+  int next_slot; /* alternates the NF4 scratch slot between consecutive NF4 linears */
+};
+
+void qd_cuda_executor_options_default(qd_cuda_executor_options_t* o) {
+  memset(o, 0, sizeof *o);
+  o->use_graph = true;
+  o->overlap = true;
+  o->gelu_epilogue = true;
+  o->autotune_candidates = 8;
+}
+
+/* --- kernels -------------------------------------------------------------------------------------------- */
+
+/* Compiled images per (variant, architecture) for the life of the process: executors for several resolutions or
+ * plans of one process compile each kernel once. (Plans will carry these images; until then NVRTC builds them.) */
+enum { QD_IMAGE_CACHE_MAX = 128 };
+typedef struct qd_image_entry {
+  char key[288];
+  uint8_t* image;
+  size_t size;
+} qd_image_entry_t;
+static qd_image_entry_t qd_image_cache_[QD_IMAGE_CACHE_MAX];
+static int qd_image_cache_count_;
+static pthread_mutex_t qd_image_cache_lock_ = PTHREAD_MUTEX_INITIALIZER;
+
+static const uint8_t* qd_image_cache_get_(const char* key) {
+  const uint8_t* found = NULL;
+  pthread_mutex_lock(&qd_image_cache_lock_);
+  for (int i = 0; i < qd_image_cache_count_ && !found; i++)
+    if (strcmp(qd_image_cache_[i].key, key) == 0) found = qd_image_cache_[i].image;
+  pthread_mutex_unlock(&qd_image_cache_lock_);
+  return found;
+}
+
+/* Keeps a copy of the image (plain malloc: the cache outlives any executor's allocator). */
+static void qd_image_cache_put_(const char* key, const uint8_t* image, size_t size) {
+  pthread_mutex_lock(&qd_image_cache_lock_);
+  if (qd_image_cache_count_ < QD_IMAGE_CACHE_MAX) {
+    uint8_t* copy = malloc(size);
+    if (copy) {
+      memcpy(copy, image, size);
+      qd_image_entry_t* e = &qd_image_cache_[qd_image_cache_count_++];
+      snprintf(e->key, sizeof e->key, "%s", key);
+      e->image = copy;
+      e->size = size;
+    }
+  }
+  pthread_mutex_unlock(&qd_image_cache_lock_);
+}
+
+/* Compiles (NVRTC, for this device) and loads a configuration of a template, once per distinct configuration. */
+static qd_status_t qd_exec_kernel_(qd_cuda_executor_t* e, const char* template_name, const char* function,
+                                   const char* const* names, const int* values, int count, int32_t* out_index) {
+  qd_kernel_config_t config;
+  QD_TRY(qd_kernel_config_init(template_name, &config));
+  for (int i = 0; i < count; i++) QD_TRY(qd_kernel_config_set(&config, names[i], values[i]));
+  qd_kernel_variant_t variant;
+  qd_kernel_config_variant(&config, function, &variant);
+  char key[256];
+  qd_kernel_variant_format(&variant, key, sizeof key);
+  for (int32_t k = 0; k < e->kernel_count; k++)
+    if (strcmp(e->kernels[k].key, key) == 0) {
+      *out_index = k;
+      return QD_OK;
+    }
+  if (e->kernel_count == QD_EXEC_MAX_KERNELS)
+    return QD_ERR(INTERNAL, INTERNAL, "more than %d kernel variants in one program", QD_EXEC_MAX_KERNELS);
+  qd_exec_kernel_t* k = &e->kernels[e->kernel_count];
+  memset(k, 0, sizeof *k);
+  snprintf(k->key, sizeof k->key, "%s", key);
+  k->config = config;
+  qd_kernel_config_variant(&k->config, function, &variant);
+  char cache_key[288];
+  snprintf(cache_key, sizeof cache_key, "%s %s", e->arch, key);
+  const uint8_t* image = qd_image_cache_get_(cache_key);
+  qd_status_t s;
+  if (image) {
+    s = qd_kernel_module_load(e->allocator, image, &k->module);
+  } else {
+    qd_kernel_binary_t bin;
+    QD_TRY_CTX(qd_kernel_compile(e->allocator, &variant, e->arch, 0, &bin), "compiling %s for %s", key, e->arch);
+    qd_image_cache_put_(cache_key, bin.image.cubin, bin.image.cubin_size);
+    s = qd_kernel_module_load(e->allocator, bin.image.cubin, &k->module);
+    qd_kernel_binary_deinit(&bin);
+  }
+  if (!s) s = qd_kernel_module_get_function(k->module, function, &k->fn);
+  if (s) {
+    qd_kernel_module_unload(k->module);
+    return qd_status_annotate(s, "loading %s", key);
+  }
+  *out_index = e->kernel_count++;
+  return QD_OK;
+}
+
+static qd_status_t qd_exec_attention_kernel_(qd_cuda_executor_t* e, int head_dim, bool causal, bool has_bias,
+                                             int32_t* out_index) {
+  qd_attention_kernel_t kind = e->cc == 90 && !has_bias && head_dim % 64 == 0 && head_dim <= 128
+                                   ? QD_ATTENTION_WGMMA
+                                   : QD_ATTENTION_MMA;
+  qd_attention_variant_t v = qd_attention_variant_default(kind, e->cc, head_dim, causal, has_bias);
+  char key[256];
+  snprintf(key, sizeof key, "attention kind=%d d=%d causal=%d bias=%d", (int)kind, head_dim, causal, has_bias);
+  for (int32_t k = 0; k < e->kernel_count; k++)
+    if (strcmp(e->kernels[k].key, key) == 0) {
+      *out_index = k;
+      return QD_OK;
+    }
+  if (e->kernel_count == QD_EXEC_MAX_KERNELS)
+    return QD_ERR(INTERNAL, INTERNAL, "more than %d kernel variants in one program", QD_EXEC_MAX_KERNELS);
+  QD_TRY(qd_attention_variant_validate(&v));
+  qd_attention_defines_t defines;
+  QD_TRY(qd_attention_variant_defines(&v, &defines));
+  char arch[16];
+  QD_TRY(qd_attention_target_arch(kind, e->cc / 10, e->cc % 10, arch, sizeof arch));
+  qd_exec_kernel_t* k = &e->kernels[e->kernel_count];
+  memset(k, 0, sizeof *k);
+  snprintf(k->key, sizeof k->key, "%s", key);
+  k->is_attention = true;
+  k->attention = v;
+  char cache_key[288];
+  snprintf(cache_key, sizeof cache_key, "%s %s", arch, key);
+  const uint8_t* image = qd_image_cache_get_(cache_key);
+  qd_status_t s;
+  if (image) {
+    s = qd_kernel_module_load(e->allocator, image, &k->module);
+  } else {
+    const char* source = qd_kernel_source_find(qd_attention_template_file(kind));
+    if (!source)
+      return QD_ERR(INTERNAL, INTERNAL, "attention template %s is not embedded", qd_attention_template_file(kind));
+    qd_nvrtc_compile_options_t co = {source, qd_attention_template_file(kind), arch, 0, defines.options, defines.count};
+    qd_nvrtc_output_t out;
+    QD_TRY_CTX(qd_nvrtc_compile(e->allocator, &co, &out), "compiling %s", key);
+    qd_image_cache_put_(cache_key, out.cubin, out.cubin_size);
+    s = qd_kernel_module_load(e->allocator, out.cubin, &k->module);
+    qd_nvrtc_output_deinit(&out);
+  }
+  if (!s) s = qd_kernel_module_get_function(k->module, qd_attention_kernel_name(kind), &k->fn);
+  if (s) {
+    qd_kernel_module_unload(k->module);
+    return qd_status_annotate(s, "loading %s", key);
+  }
+  *out_index = e->kernel_count++;
+  return QD_OK;
+}
+
+/* --- building the launch list ---------------------------------------------------------------------------- */
+
+static qd_status_t qd_exec_push_(qd_cuda_executor_t* e, qd_step_kind_t kind, int32_t node, int op_class,
+                                 qd_step_t** out) {
+  if (e->step_count == e->step_capacity) {
+    int32_t cap = e->step_capacity ? e->step_capacity * 2 : 1024;
+    QD_TRY(qd_realloc(e->allocator, e->steps, (size_t)e->step_capacity * sizeof *e->steps,
+                      (size_t)cap * sizeof *e->steps, (void**)&e->steps));
+    e->step_capacity = cap;
+  }
+  qd_step_t* s = &e->steps[e->step_count++];
+  memset(s, 0, sizeof *s);
+  s->kind = kind;
+  s->node = node;
+  s->op_class = op_class;
+  s->kernel = -1;
+  s->gemm = -1;
+  s->slot = -1;
+  *out = s;
+  return QD_OK;
+}
+
+static CUdeviceptr qd_exec_ptr_(const qd_cuda_executor_t* e, int32_t v) {
+  const qd_value_t* val = &e->graph->values[v];
+  if (val->producer < 0) {
+    for (int32_t i = 0; i < e->graph->input_count; i++)
+      if (e->graph->inputs[i] == v) return e->input_ptr[i];
+    return 0;
+  }
+  return e->arena + e->memory->offsets[v];
+}
+
+static CUdeviceptr qd_exec_weight_(const qd_cuda_executor_t* e, int32_t w) {
+  if (w < 0) return 0;
+  if (e->weight_bf16[w]) return e->weight_bf16[w];
+  return e->weights + e->comp->weights[w].data.offset;
+}
+
+static int64_t qd_rows_(const qd_shape_t* s) { return qd_shape_numel(s) / s->dims[s->rank - 1]; }
+
+static qd_status_t qd_exec_unsupported_(const qd_cuda_executor_t* e, const qd_node_t* n, const char* why) {
+  return QD_ERR(UNSUPPORTED, INTERNAL, "%s: op '%s' %s on the CUDA executor", n->origin, qd_op_name(n->op), why);
+}
+
+static qd_status_t qd_exec_gemm_index_(qd_cuda_executor_t* e, int64_t m, int64_t n, int64_t k, qd_gemm_epilogue_t ep,
+                                       int32_t* out) {
+  for (int32_t i = 0; i < e->gemm_count; i++)
+    if (e->gemms[i].m == m && e->gemms[i].n == n && e->gemms[i].k == k && e->gemms[i].epilogue == ep) {
+      *out = i;
+      return QD_OK;
+    }
+  if (e->gemm_count == QD_EXEC_MAX_GEMMS)
+    return QD_ERR(INTERNAL, INTERNAL, "more than %d GEMM shapes in one program", QD_EXEC_MAX_GEMMS);
+  QD_TRY(qd_gemm_init(&e->gemms[e->gemm_count], e->lt_handle, m, n, k, ep, QD_EXEC_WORKSPACE));
+  *out = e->gemm_count++;
+  return QD_OK;
+}
+
+/* A linear node (optionally with gelu fused): a dequantize step when its weight is NF4, then the GEMM. */
+static qd_status_t qd_exec_linear_(qd_cuda_executor_t* e, int32_t node, const qd_node_t* lin, int32_t out_value,
+                                   qd_gemm_epilogue_t ep) {
+  const qd_graph_t* g = e->graph;
+  const qd_shape_t* xs = &g->values[lin->inputs[0]].shape;
+  int64_t k = xs->dims[xs->rank - 1], n = lin->attrs[QD_LINEAR_FEATURES].i, m = qd_shape_numel(xs) / k;
+  int32_t wi = lin->weights[QD_WEIGHT_SLOT_MAIN], bi = lin->weights[QD_WEIGHT_SLOT_BIAS];
+  if (bi < 0 && ep == QD_GEMM_BIAS) ep = QD_GEMM_PLAIN;
+  const qd_plan_weight_t* w = &e->comp->weights[wi];
+  CUdeviceptr wptr;
+  int slot = -1;
+  if (w->format == QD_WEIGHT_FORMAT_NF4) {
+    slot = e->next_slot++ & 1;
+    qd_step_t* d;
+    QD_TRY(qd_exec_push_(e, QD_STEP_DEQUANT, node, QD_CLASS_DEQUANT, &d));
+    const char* names[1] = {"NF4_DOUBLE_QUANT"};
+    int values[1] = {w->double_quant ? 1 : 0};
+    QD_TRY(qd_exec_kernel_(e, "nf4_dequant.cu", "qd_nf4_dequant", names, values, 1, &d->kernel));
+    d->slot = slot;
+    d->u.dq.y = e->scratch[slot];
+    d->u.dq.packed = e->weights + w->data.offset;
+    if (w->double_quant) {
+      d->u.dq.absmax_codes = e->weights + w->absmax.offset;
+      d->u.dq.nested_absmax = e->weights + w->nested.offset;
+      d->u.dq.nested_code = e->nested_map;
+      d->u.dq.offset = w->offset;
+    } else {
+      d->u.dq.absmax = e->weights + w->absmax.offset;
+    }
+    d->u.dq.n = qd_shape_numel(&w->shape);
+    d->u.dq.blocksize = w->blocksize;
+    wptr = e->scratch[slot];
+  } else {
+    wptr = qd_exec_weight_(e, wi);
+  }
+  qd_step_t* s;
+  QD_TRY(qd_exec_push_(e, QD_STEP_GEMM, node, QD_CLASS_LINEAR, &s));
+  QD_TRY(qd_exec_gemm_index_(e, m, n, k, ep, &s->gemm));
+  s->slot = slot;
+  s->u.gemm.y = qd_exec_ptr_(e, out_value);
+  s->u.gemm.x = qd_exec_ptr_(e, lin->inputs[0]);
+  s->u.gemm.w = wptr;
+  s->u.gemm.bias = qd_exec_weight_(e, bi);
+  return QD_OK;
+}
+
+static qd_status_t qd_exec_qknr_(qd_cuda_executor_t* e, int32_t node, const qd_node_t* norm, const qd_node_t* rope,
+                                 CUdeviceptr y, int64_t y_row_offset, int64_t y_tokens_total) {
+  const qd_graph_t* g = e->graph;
+  const qd_shape_t* xs = &g->values[norm->inputs[0]].shape;
+  int64_t d = rope->attrs[QD_ROPE_HEAD_DIM].i, ch = xs->dims[2];
+  qd_step_t* s;
+  QD_TRY(qd_exec_push_(e, QD_STEP_QKNR, node, QD_CLASS_NORM, &s));
+  const char* names[1] = {"QKR_HEAD_DIM"};
+  int values[1] = {(int)d};
+  QD_TRY(qd_exec_kernel_(e, "qk_norm_rope.cu", "qd_qk_norm_rope", names, values, 1, &s->kernel));
+  qd_qk_norm_rope_args_t* a = &s->u.qknr;
+  a->x = qd_exec_ptr_(e, norm->inputs[0]);
+  a->y = y + (CUdeviceptr)(y_row_offset * ch * 2);
+  a->weight = qd_exec_weight_(e, norm->weights[QD_WEIGHT_SLOT_MAIN]);
+  a->freqs = qd_exec_ptr_(e, rope->inputs[1]);
+  a->x_row_stride = ch;
+  a->x_batch_stride = xs->dims[1] * ch;
+  a->y_row_stride = ch;
+  a->y_batch_stride = y_tokens_total * ch;
+  a->batch = xs->dims[0];
+  a->tokens = xs->dims[1];
+  a->heads = ch / d;
+  a->head_dim = d;
+  a->rope_tokens = g->values[rope->inputs[1]].shape.dims[1];
+  a->rope_offset = y_row_offset;
+  a->eps = (float)norm->attrs[QD_NORM_EPS].f;
+  return QD_OK;
+}
+
+static qd_status_t qd_exec_node_(qd_cuda_executor_t* e, int32_t i) {
+  const qd_graph_t* g = e->graph;
+  const qd_node_t* n = &g->nodes[i];
+  const qd_value_t* out = &g->values[n->output];
+  const qd_shape_t* xs = &g->values[n->inputs[0]].shape;
+  qd_step_t* s;
+  uint8_t pattern = e->lowering->role[i] == QD_CUDA_GROUP_END ? e->lowering->pattern[i] : QD_CUDA_PATTERN_NONE;
+
+  if (pattern == QD_CUDA_PATTERN_LINEAR_GELU) {
+    const qd_node_t* lin = &g->nodes[g->values[n->inputs[0]].producer];
+    return qd_exec_linear_(e, i, lin, n->output, QD_GEMM_BIAS_GELU);
+  }
+  if (pattern == QD_CUDA_PATTERN_LN_MODULATE) {
+    const qd_node_t* ln = &g->nodes[g->values[n->inputs[0]].producer];
+    const qd_shape_t* ls = &g->values[ln->inputs[0]].shape;
+    QD_TRY(qd_exec_push_(e, QD_STEP_LN, i, QD_CLASS_NORM, &s));
+    const char* names[1] = {"LN_MODULATE"};
+    int values[1] = {1};
+    QD_TRY(qd_exec_kernel_(e, "layernorm_modulate.cu", "qd_layernorm_modulate", names, values, 1, &s->kernel));
+    qd_layernorm_args_t* a = &s->u.ln;
+    a->y = qd_exec_ptr_(e, n->output);
+    a->x = qd_exec_ptr_(e, ln->inputs[0]);
+    a->shift = qd_exec_ptr_(e, n->inputs[1]);
+    a->scale = qd_exec_ptr_(e, n->inputs[2]);
+    a->mod_stride = ls->dims[2];
+    a->rows = ls->dims[0] * ls->dims[1];
+    a->tokens = ls->dims[1];
+    a->cols = ls->dims[2];
+    a->eps = (float)ln->attrs[QD_NORM_EPS].f;
+    return QD_OK;
+  }
+  if (pattern == QD_CUDA_PATTERN_NORM_ROPE) {
+    const qd_node_t* norm = &g->nodes[g->values[n->inputs[0]].producer];
+    return qd_exec_qknr_(e, i, norm, n, qd_exec_ptr_(e, n->output), 0, out->shape.dims[1]);
+  }
+  if (pattern == QD_CUDA_PATTERN_NORM_CONCAT_ROPE) {
+    const qd_node_t* cat = &g->nodes[g->values[n->inputs[0]].producer];
+    int64_t row = 0;
+    for (int32_t k = 0; k < cat->input_count; k++) {
+      const qd_node_t* norm = &g->nodes[g->values[cat->inputs[k]].producer];
+      QD_TRY(qd_exec_qknr_(e, i, norm, n, qd_exec_ptr_(e, n->output), row, out->shape.dims[1]));
+      row += g->values[cat->inputs[k]].shape.dims[1];
+    }
+    return QD_OK;
+  }
+
+  switch (n->op) {
+    case QD_OP_LINEAR: return qd_exec_linear_(e, i, n, n->output, QD_GEMM_BIAS);
+    case QD_OP_GATED_ADD: {
+      QD_TRY(qd_exec_push_(e, QD_STEP_GATED, i, QD_CLASS_ELEMENTWISE, &s));
+      QD_TRY(qd_exec_kernel_(e, "gated_residual.cu", "qd_gated_residual", NULL, NULL, 0, &s->kernel));
+      qd_gated_residual_args_t* a = &s->u.gated;
+      a->y = qd_exec_ptr_(e, n->output);
+      a->residual = qd_exec_ptr_(e, n->inputs[0]);
+      a->gate = qd_exec_ptr_(e, n->inputs[1]);
+      a->x = qd_exec_ptr_(e, n->inputs[2]);
+      a->gate_stride = xs->dims[2];
+      a->rows = xs->dims[0] * xs->dims[1];
+      a->tokens = xs->dims[1];
+      a->cols = xs->dims[2];
+      return QD_OK;
+    }
+    case QD_OP_SILU:
+    case QD_OP_GELU:
+    case QD_OP_GELU_TANH:
+    case QD_OP_QUICK_GELU:
+    case QD_OP_SCALE: {
+      QD_TRY(qd_exec_push_(e, QD_STEP_UNARY, i, QD_CLASS_ELEMENTWISE, &s));
+      int op = n->op == QD_OP_SILU ? 1 : n->op == QD_OP_GELU ? 2 : n->op == QD_OP_GELU_TANH ? 3
+               : n->op == QD_OP_QUICK_GELU ? 4 : 5;
+      const char* names[1] = {"EW_OP"};
+      QD_TRY(qd_exec_kernel_(e, "elementwise.cu", "qd_ew_unary", names, &op, 1, &s->kernel));
+      s->u.unary.y = qd_exec_ptr_(e, n->output);
+      s->u.unary.x = qd_exec_ptr_(e, n->inputs[0]);
+      s->u.unary.n = qd_shape_numel(xs);
+      s->u.unary.factor = n->op == QD_OP_SCALE ? (float)n->attrs[QD_SCALE_FACTOR].f : 0.0f;
+      return QD_OK;
+    }
+    case QD_OP_ADD:
+    case QD_OP_MUL: {
+      const qd_shape_t* bs = &g->values[n->inputs[1]].shape;
+      /* Supported broadcasts: equal shapes, or b [B, C] over a [B, S, C]. */
+      int64_t cols = xs->dims[xs->rank - 1], rows = qd_rows_(xs), tokens, b_stride;
+      if (qd_shape_equal(xs, bs)) {
+        tokens = 1;
+        b_stride = cols;
+      } else if (xs->rank == 3 && bs->rank == 2 && bs->dims[0] == xs->dims[0] && bs->dims[1] == cols) {
+        tokens = xs->dims[1];
+        b_stride = cols;
+      } else {
+        return qd_exec_unsupported_(e, n, "with this broadcast is not supported");
+      }
+      QD_TRY(qd_exec_push_(e, QD_STEP_BINARY, i, QD_CLASS_ELEMENTWISE, &s));
+      const char* names[1] = {"EW_BINOP"};
+      int op = n->op == QD_OP_ADD ? 0 : 1;
+      QD_TRY(qd_exec_kernel_(e, "elementwise.cu", "qd_ew_binary", names, &op, 1, &s->kernel));
+      s->u.binary.y = qd_exec_ptr_(e, n->output);
+      s->u.binary.a = qd_exec_ptr_(e, n->inputs[0]);
+      s->u.binary.b = qd_exec_ptr_(e, n->inputs[1]);
+      s->u.binary.b_stride = b_stride;
+      s->u.binary.rows = rows;
+      s->u.binary.tokens = tokens;
+      s->u.binary.cols = cols;
+      return QD_OK;
+    }
+    case QD_OP_ATTENTION: {
+      QD_TRY(qd_exec_push_(e, QD_STEP_ATTENTION, i, QD_CLASS_ATTENTION, &s));
+      const qd_shape_t* ks = &g->values[n->inputs[1]].shape;
+      int64_t h = n->attrs[QD_ATTN_HEADS].i, d = xs->dims[2] / h;
+      bool bias = n->input_count > 3;
+      QD_TRY(qd_exec_attention_kernel_(e, (int)d, n->attrs[QD_ATTN_CAUSAL].i != 0, bias, &s->kernel));
+      qd_attention_args_t* a = &s->u.attn;
+      a->q = qd_exec_ptr_(e, n->inputs[0]);
+      a->k = qd_exec_ptr_(e, n->inputs[1]);
+      a->v = qd_exec_ptr_(e, n->inputs[2]);
+      a->o = qd_exec_ptr_(e, n->output);
+      a->batch = xs->dims[0];
+      a->sq = xs->dims[1];
+      a->sk = ks->dims[1];
+      a->heads = h;
+      a->scale = (float)n->attrs[QD_ATTN_SCALE].f;
+      if (bias) {
+        const qd_shape_t* bsh = &g->values[n->inputs[3]].shape;
+        a->bias = qd_exec_ptr_(e, n->inputs[3]);
+        a->bias_batch = bsh->dims[0];
+        a->bias_heads = bsh->dims[1];
+      } else {
+        a->bias_batch = a->bias_heads = 1;
+      }
+      return QD_OK;
+    }
+    case QD_OP_TIMESTEP_EMBEDDING: {
+      QD_TRY(qd_exec_push_(e, QD_STEP_TEMB, i, QD_CLASS_OTHER, &s));
+      QD_TRY(qd_exec_kernel_(e, "small_ops.cu", "qd_timestep_embedding", NULL, NULL, 0, &s->kernel));
+      s->u.temb.y = qd_exec_ptr_(e, n->output);
+      s->u.temb.t = qd_exec_ptr_(e, n->inputs[0]);
+      s->u.temb.batch = xs->dims[0];
+      s->u.temb.dim = n->attrs[QD_TEMB_DIM].i;
+      s->u.temb.flip = n->attrs[QD_TEMB_FLIP].i != 0;
+      s->u.temb.shift = (float)n->attrs[QD_TEMB_SHIFT].f;
+      s->u.temb.input_scale = (float)n->attrs[QD_TEMB_INPUT_SCALE].f;
+      s->u.temb.max_period = (float)n->attrs[QD_TEMB_MAX_PERIOD].f;
+      return QD_OK;
+    }
+    case QD_OP_ROPE_FREQS: {
+      QD_TRY(qd_exec_push_(e, QD_STEP_ROPE_FREQS, i, QD_CLASS_OTHER, &s));
+      QD_TRY(qd_exec_kernel_(e, "small_ops.cu", "qd_rope_freqs", NULL, NULL, 0, &s->kernel));
+      s->u.ropef.y = qd_exec_ptr_(e, n->output);
+      s->u.ropef.ids = qd_exec_ptr_(e, n->inputs[0]);
+      s->u.ropef.tokens = xs->dims[0];
+      s->u.ropef.n_axes = n->attrs[QD_ROPE_FREQS_AXES].count;
+      memcpy(s->u.ropef.axes, n->attrs[QD_ROPE_FREQS_AXES].list, sizeof s->u.ropef.axes);
+      s->u.ropef.theta = n->attrs[QD_ROPE_FREQS_THETA].f;
+      return QD_OK;
+    }
+    case QD_OP_SLICE:
+    case QD_OP_CONCAT: {
+      int32_t axis = (int32_t)n->attrs[n->op == QD_OP_SLICE ? QD_SLICE_AXIS : QD_CONCAT_AXIS].i;
+      int64_t outer = 1, inner = 1;
+      for (int32_t d = 0; d < axis; d++) outer *= xs->dims[d];
+      for (int32_t d = axis + 1; d < xs->rank; d++) inner *= xs->dims[d];
+      int64_t elem = (int64_t)qd_dtype_size(e->lowering->storage[n->output]);
+      QD_TRY(qd_exec_push_(e, n->op == QD_OP_SLICE ? QD_STEP_SLICE : QD_STEP_CONCAT, i, QD_CLASS_ELEMENTWISE, &s));
+      QD_TRY(qd_exec_kernel_(e, "small_ops.cu", "qd_copy_rows", NULL, NULL, 0, &s->kernel));
+      if (n->op == QD_OP_SLICE) {
+        s->u.slice.y = qd_exec_ptr_(e, n->output);
+        s->u.slice.x = qd_exec_ptr_(e, n->inputs[0]);
+        s->u.slice.outer = outer;
+        s->u.slice.axis_dim = xs->dims[axis];
+        s->u.slice.inner = inner;
+        s->u.slice.start = n->attrs[QD_SLICE_START].i;
+        s->u.slice.size = n->attrs[QD_SLICE_SIZE].i;
+        s->u.slice.elem = elem;
+      } else {
+        s->u.concat.y = qd_exec_ptr_(e, n->output);
+        s->u.concat.count = n->input_count;
+        for (int32_t k = 0; k < n->input_count; k++) {
+          s->u.concat.in[k] = qd_exec_ptr_(e, n->inputs[k]);
+          s->u.concat.sizes[k] = g->values[n->inputs[k]].shape.dims[axis];
+        }
+        s->u.concat.outer = outer;
+        s->u.concat.inner = inner;
+        s->u.concat.elem = elem;
+      }
+      return QD_OK;
+    }
+    case QD_OP_ALIAS: {
+      QD_TRY(qd_exec_push_(e, QD_STEP_COPY, i, QD_CLASS_ELEMENTWISE, &s));
+      s->u.copy.y = qd_exec_ptr_(e, n->output);
+      s->u.copy.x = qd_exec_ptr_(e, n->inputs[0]);
+      s->u.copy.bytes = (size_t)qd_cuda_value_bytes(e->lowering, g, n->output);
+      return QD_OK;
+    }
+    default: return qd_exec_unsupported_(e, n, "is not lowered");
+  }
+}
+
+/* --- running ----------------------------------------------------------------------------------------------- */
+
+static qd_status_t qd_exec_launch_(qd_cuda_executor_t* e, const qd_step_t* s, CUstream stream) {
+  const qd_exec_kernel_t* k = s->kernel >= 0 ? &e->kernels[s->kernel] : NULL;
+  switch (s->kind) {
+    case QD_STEP_GEMM:
+      return qd_gemm_run(&e->gemms[s->gemm], e->lt_handle, s->u.gemm.y, s->u.gemm.x, s->u.gemm.w, s->u.gemm.bias,
+                         e->workspace, QD_EXEC_WORKSPACE, stream);
+    case QD_STEP_DEQUANT: return qd_launch_nf4_dequant(&k->fn, &k->config, stream, &s->u.dq);
+    case QD_STEP_LN: return qd_launch_layernorm(&k->fn, &k->config, stream, &s->u.ln);
+    case QD_STEP_QKNR: return qd_launch_qk_norm_rope(&k->fn, &k->config, stream, &s->u.qknr);
+    case QD_STEP_GATED: return qd_launch_gated_residual(&k->fn, &k->config, stream, &s->u.gated);
+    case QD_STEP_UNARY:
+      return qd_launch_ew_unary(&k->fn, &k->config, stream, s->u.unary.y, s->u.unary.x, s->u.unary.n,
+                                s->u.unary.factor);
+    case QD_STEP_BINARY:
+      return qd_launch_ew_binary(&k->fn, &k->config, stream, s->u.binary.y, s->u.binary.a, s->u.binary.b,
+                                 s->u.binary.b_stride, s->u.binary.rows, s->u.binary.tokens, s->u.binary.cols);
+    case QD_STEP_ATTENTION: return qd_attention_launch(e->cu, k->fn.handle, &k->attention, &s->u.attn, stream);
+    case QD_STEP_TEMB:
+      return qd_launch_timestep_embedding(&k->fn, &k->config, stream, s->u.temb.y, s->u.temb.t, s->u.temb.batch,
+                                          s->u.temb.dim, s->u.temb.flip, s->u.temb.shift, s->u.temb.input_scale,
+                                          s->u.temb.max_period);
+    case QD_STEP_ROPE_FREQS:
+      return qd_launch_rope_freqs(&k->fn, &k->config, stream, s->u.ropef.y, s->u.ropef.ids, s->u.ropef.tokens,
+                                  s->u.ropef.axes, s->u.ropef.n_axes, s->u.ropef.theta);
+    case QD_STEP_SLICE:
+      return qd_launch_slice(&k->fn, &k->config, stream, s->u.slice.y, s->u.slice.x, s->u.slice.outer,
+                             s->u.slice.axis_dim, s->u.slice.inner, s->u.slice.start, s->u.slice.size,
+                             s->u.slice.elem);
+    case QD_STEP_CONCAT:
+      return qd_launch_concat(&k->fn, &k->config, stream, s->u.concat.y, s->u.concat.in, s->u.concat.sizes,
+                              s->u.concat.count, s->u.concat.outer, s->u.concat.inner, s->u.concat.elem);
+    case QD_STEP_COPY: QD_CU_TRY(e->cu->cuMemcpyDtoDAsync(s->u.copy.y, s->u.copy.x, s->u.copy.bytes, stream)); return QD_OK;
+  }
+  return QD_ERR(INTERNAL, INTERNAL, "unknown step kind %d", (int)s->kind);
+}
+
+/* Enqueues the whole launch list. With overlap, NF4 dequantization runs on the side stream: a dequantize into
+ * slot s waits until the GEMM that last read slot s is done; a GEMM waits for its dequantize. */
+static qd_status_t qd_exec_enqueue_(qd_cuda_executor_t* e, bool overlap) {
+  const qd_cuda_driver_t* cu = e->cu;
+  if (overlap) {
+    QD_CU_TRY(cu->cuEventRecord(e->fork, e->stream));
+    QD_CU_TRY(cu->cuStreamWaitEvent(e->side, e->fork, 0));
+    /* The slots start free: mark them so on the main stream. */
+    for (int k = 0; k < 2; k++) QD_CU_TRY(cu->cuEventRecord(e->gemm_done[k], e->stream));
+  }
+  for (int32_t i = 0; i < e->step_count; i++) {
+    const qd_step_t* s = &e->steps[i];
+    if (overlap && s->kind == QD_STEP_DEQUANT) {
+      QD_CU_TRY(cu->cuStreamWaitEvent(e->side, e->gemm_done[s->slot], 0));
+      QD_TRY_CTX(qd_exec_launch_(e, s, e->side), "%s", e->graph->nodes[s->node].origin);
+      QD_CU_TRY(cu->cuEventRecord(e->dq_done[s->slot], e->side));
+      continue;
+    }
+    if (overlap && s->kind == QD_STEP_GEMM && s->slot >= 0)
+      QD_CU_TRY(cu->cuStreamWaitEvent(e->stream, e->dq_done[s->slot], 0));
+    QD_TRY_CTX(qd_exec_launch_(e, s, e->stream), "%s", e->graph->nodes[s->node].origin);
+    if (overlap && s->kind == QD_STEP_GEMM && s->slot >= 0)
+      QD_CU_TRY(cu->cuEventRecord(e->gemm_done[s->slot], e->stream));
+  }
+  if (overlap) {
+    QD_CU_TRY(cu->cuEventRecord(e->join, e->side));
+    QD_CU_TRY(cu->cuStreamWaitEvent(e->stream, e->join, 0));
+  }
+  return QD_OK;
+}
+
+qd_status_t qd_cuda_executor_run(qd_cuda_executor_t* e) {
+  const qd_cuda_driver_t* cu = e->cu;
+  QD_CU_TRY(cu->cuCtxSetCurrent(e->context));
+  if (e->options.use_graph) {
+    if (!e->graph_exec) {
+      CUgraph graph;
+      QD_CU_TRY(cu->cuStreamBeginCapture(e->stream, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL));
+      qd_status_t s = qd_exec_enqueue_(e, e->options.overlap);
+      CUresult end = cu->cuStreamEndCapture(e->stream, &graph);
+      if (s) {
+        if (end == CUDA_SUCCESS) cu->cuGraphDestroy(graph);
+        return qd_status_annotate(s, "while capturing the step as a CUDA graph");
+      }
+      QD_CU_TRY(end);
+      s = QD_CU_STATUS(cu->cuGraphInstantiate(&e->graph_exec, graph, 0));
+      cu->cuGraphDestroy(graph);
+      QD_TRY(s);
+    }
+    QD_CU_TRY(cu->cuGraphLaunch(e->graph_exec, e->stream));
+  } else {
+    QD_TRY(qd_exec_enqueue_(e, e->options.overlap));
+  }
+  QD_CU_TRY(cu->cuStreamSynchronize(e->stream));
+  return QD_OK;
+}
+
+static int qd_double_cmp_(const void* a, const void* b) {
+  double x = *(const double*)a, y = *(const double*)b;
+  return (x > y) - (x < y);
+}
+
+qd_status_t qd_cuda_executor_time(qd_cuda_executor_t* e, int iterations, bool per_class, qd_cuda_timing_t* t) {
+  const qd_cuda_driver_t* cu = e->cu;
+  memset(t, 0, sizeof *t);
+  t->launches = e->step_count;
+  for (int w = 0; w < 3; w++) QD_TRY(qd_cuda_executor_run(e));
+  CUevent a, b;
+  QD_CU_TRY(cu->cuEventCreate(&a, CU_EVENT_DEFAULT));
+  QD_CU_TRY(cu->cuEventCreate(&b, CU_EVENT_DEFAULT));
+  double* ms = NULL;
+  qd_status_t s = qd_malloc(e->allocator, (size_t)(iterations > 0 ? iterations : 1) * sizeof *ms, (void**)&ms);
+  for (int i = 0; i < iterations && !s; i++) {
+    s = QD_CU_STATUS(cu->cuEventRecord(a, e->stream));
+    if (!s && e->options.use_graph) s = QD_CU_STATUS(cu->cuGraphLaunch(e->graph_exec, e->stream));
+    if (!s && !e->options.use_graph) s = qd_exec_enqueue_(e, e->options.overlap);
+    if (!s) s = QD_CU_STATUS(cu->cuEventRecord(b, e->stream));
+    if (!s) s = QD_CU_STATUS(cu->cuEventSynchronize(b));
+    float f = 0;
+    if (!s) s = QD_CU_STATUS(cu->cuEventElapsedTime(&f, a, b));
+    ms[i] = f;
+  }
+  if (!s && iterations > 0) {
+    qsort(ms, (size_t)iterations, sizeof *ms, qd_double_cmp_);
+    t->median_ms = ms[iterations / 2];
+    t->min_ms = ms[0];
+  }
+  qd_free(e->allocator, ms, (size_t)(iterations > 0 ? iterations : 1) * sizeof *ms);
+  /* Per class: every launch on the main stream between two events, one after another. */
+  if (!s && per_class) {
+    CUevent* ev = NULL;
+    s = qd_calloc(e->allocator, (size_t)e->step_count + 1, sizeof *ev, (void**)&ev);
+    for (int32_t i = 0; i <= e->step_count && !s; i++) s = QD_CU_STATUS(cu->cuEventCreate(&ev[i], CU_EVENT_DEFAULT));
+    if (!s) s = QD_CU_STATUS(cu->cuEventRecord(ev[0], e->stream));
+    for (int32_t i = 0; i < e->step_count && !s; i++) {
+      s = qd_exec_launch_(e, &e->steps[i], e->stream);
+      if (!s) s = QD_CU_STATUS(cu->cuEventRecord(ev[i + 1], e->stream));
+    }
+    if (!s) s = QD_CU_STATUS(cu->cuStreamSynchronize(e->stream));
+    for (int32_t i = 0; i < e->step_count && !s; i++) {
+      float f = 0;
+      s = QD_CU_STATUS(cu->cuEventElapsedTime(&f, ev[i], ev[i + 1]));
+      t->class_ms[e->steps[i].op_class] += f;
+    }
+    for (int32_t i = 0; ev && i <= e->step_count; i++)
+      if (ev[i]) cu->cuEventDestroy(ev[i]);
+    qd_free(e->allocator, ev, ((size_t)e->step_count + 1) * sizeof *ev);
+  }
+  cu->cuEventDestroy(a);
+  cu->cuEventDestroy(b);
+  return s;
+}
+
+/* --- inputs and outputs -------------------------------------------------------------------------------------- */
+
+qd_status_t qd_cuda_executor_set_input(qd_cuda_executor_t* e, int32_t index, const qd_tensor_t* host) {
+  const qd_graph_t* g = e->graph;
+  if (index < 0 || index >= g->input_count)
+    return QD_ERR(INVALID_ARGUMENT, INPUT_MISSING, "graph '%s' has no input %d", g->name, index);
+  int32_t v = g->inputs[index];
+  const qd_value_t* val = &g->values[v];
+  if (!qd_shape_equal(&host->shape, &val->shape) || host->dtype != val->dtype) {
+    char a[128], b[128];
+    return QD_ERR(INVALID_ARGUMENT, INPUT_SHAPE, "input '%s' is %s %s; the program needs %s %s", val->name,
+                  qd_dtype_name(host->dtype), qd_shape_format(&host->shape, a, sizeof a), qd_dtype_name(val->dtype),
+                  qd_shape_format(&val->shape, b, sizeof b));
+  }
+  uint64_t n = (uint64_t)qd_shape_numel(&val->shape);
+  qd_dtype_t st = e->lowering->storage[v];
+  QD_CU_TRY(e->cu->cuCtxSetCurrent(e->context));
+  if (st == QD_DTYPE_BF16) {
+    uint16_t* tmp;
+    QD_TRY(qd_malloc(e->allocator, n * 2, (void**)&tmp));
+    const float* src = host->data;
+    for (uint64_t i = 0; i < n; i++) tmp[i] = qd_f32_to_bf16(src[i]);
+    qd_status_t s = QD_CU_STATUS(e->cu->cuMemcpyHtoD(e->input_ptr[index], tmp, n * 2));
+    qd_free(e->allocator, tmp, n * 2);
+    return s;
+  }
+  QD_CU_TRY(e->cu->cuMemcpyHtoD(e->input_ptr[index], host->data, n * qd_dtype_size(st)));
+  return QD_OK;
+}
+
+qd_status_t qd_cuda_executor_get_output(qd_cuda_executor_t* e, int32_t index, qd_tensor_t* out) {
+  const qd_graph_t* g = e->graph;
+  memset(out, 0, sizeof *out);
+  if (index < 0 || index >= g->output_count)
+    return QD_ERR(INVALID_ARGUMENT, INVALID_ARGUMENT, "graph '%s' has no output %d", g->name, index);
+  int32_t v = g->outputs[index].value;
+  uint64_t n = (uint64_t)qd_shape_numel(&g->values[v].shape);
+  qd_dtype_t st = e->lowering->storage[v];
+  size_t bytes = (size_t)(n * qd_dtype_size(st));
+  void* tmp;
+  QD_TRY(qd_malloc(e->allocator, bytes, &tmp));
+  qd_status_t s = QD_CU_STATUS(e->cu->cuCtxSetCurrent(e->context));
+  if (!s) s = QD_CU_STATUS(e->cu->cuMemcpyDtoH(tmp, qd_exec_ptr_(e, v), bytes));
+  if (!s) s = qd_malloc(e->allocator, n * 4, &out->data);
+  if (!s) s = qd_convert_to_f32(st, tmp, n, out->data);
+  qd_free(e->allocator, tmp, bytes);
+  if (s) {
+    qd_free(e->allocator, out->data, n * 4);
+    memset(out, 0, sizeof *out);
+    return s;
+  }
+  out->dtype = QD_DTYPE_F32;
+  out->shape = g->values[v].shape;
+  out->bytes = n * 4;
+  return QD_OK;
+}
+
+const qd_graph_t* qd_cuda_executor_graph(const qd_cuda_executor_t* e) { return e->graph; }
+
+void qd_cuda_executor_memory(const qd_cuda_executor_t* e, qd_cuda_memory_t* m) {
+  m->weights = e->weight_bytes;
+  m->arena = e->arena_bytes;
+  m->scratch = e->scratch_bytes;
+  m->workspace = QD_EXEC_WORKSPACE;
+  m->inputs = e->inputs_bytes;
+  m->device_used_before = e->mem_before;
+  m->device_used_after = e->mem_after;
+}
+
+void qd_cuda_executor_tuning(const qd_cuda_executor_t* e, qd_cuda_tuning_t* out) { *out = e->tuning; }
+
+/* --- creation ------------------------------------------------------------------------------------------------ */
+
+void qd_cuda_executor_destroy(qd_cuda_executor_t* e) {
+  if (!e) return;
+  const qd_cuda_driver_t* cu = e->cu;
+  if (cu && e->context) {
+    cu->cuCtxSetCurrent(e->context);
+    if (e->stream) cu->cuStreamSynchronize(e->stream);
+    if (e->graph_exec) cu->cuGraphExecDestroy(e->graph_exec);
+    for (int32_t i = 0; i < e->gemm_count; i++) qd_gemm_deinit(&e->gemms[i]);
+    for (int32_t i = 0; i < e->kernel_count; i++) qd_kernel_module_unload(e->kernels[i].module);
+    if (e->lt_handle) e->lt->cublasLtDestroy(e->lt_handle);
+    CUdeviceptr ptrs[] = {e->arena, e->weights, e->scratch[0], e->workspace, e->nested_map, e->inputs_base};
+    for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++)
+      if (ptrs[i]) cu->cuMemFree(ptrs[i]);
+    for (int32_t w = 0; e->weight_bf16 && e->graph && w < e->graph->weight_count; w++)
+      if (e->weight_bf16[w]) cu->cuMemFree(e->weight_bf16[w]);
+    CUevent evs[] = {e->dq_done[0], e->dq_done[1], e->gemm_done[0], e->gemm_done[1], e->fork, e->join};
+    for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
+      if (evs[i]) cu->cuEventDestroy(evs[i]);
+    if (e->stream) cu->cuStreamDestroy(e->stream);
+    if (e->side) cu->cuStreamDestroy(e->side);
+    cu->cuDevicePrimaryCtxRelease(e->device);
+  }
+  if (e->graph) {
+    qd_free(e->allocator, e->weight_bf16, (size_t)(e->graph->weight_count ? e->graph->weight_count : 1) * sizeof(CUdeviceptr));
+    qd_free(e->allocator, e->input_ptr, (size_t)(e->graph->input_count ? e->graph->input_count : 1) * sizeof(CUdeviceptr));
+  }
+  qd_free(e->allocator, e->steps, (size_t)e->step_capacity * sizeof *e->steps);
+  qd_memory_plan_destroy(e->memory);
+  qd_cuda_lowering_destroy(e->lowering);
+  qd_graph_destroy(e->graph);
+  qd_free(e->allocator, e, sizeof *e);
+}
+
+static qd_status_t qd_exec_alloc_(qd_cuda_executor_t* e, CUdeviceptr* out, uint64_t bytes, const char* what) {
+  if (bytes == 0) bytes = 256;
+  CUresult r = e->cu->cuMemAlloc(out, (size_t)bytes);
+  if (r == CUDA_SUCCESS) return QD_OK;
+  *out = 0;
+  char b[32];
+  qd_status_t s = qd_cuda_result_status(r, "cuMemAlloc", __FILE__, __LINE__);
+  return qd_status_annotate(s, "allocating %s of %s on the GPU", qd_format_bytes(bytes, b, sizeof b), what);
+}
+
+/* Uploads the component's weight section as it is (NF4 codes and scales, bf16 values); f32 weights also get a
+ * bf16 copy, since the kernels read bf16. */
+static qd_status_t qd_exec_upload_weights_(qd_cuda_executor_t* e) {
+  const qd_plan_component_t* c = e->comp;
+  e->weight_bytes = c->weight_bytes;
+  QD_TRY(qd_exec_alloc_(e, &e->weights, c->weight_bytes, "weights"));
+  /* Pageable copies run at about a third of pinned speed; weights are read once per executor. */
+  const uint64_t chunk = 256ull << 20;
+  qd_progress_t p;
+  qd_progress_begin(&p, NULL, "upload", c->weight_bytes, "B");
+  for (uint64_t off = 0; off < c->weight_bytes; off += chunk) {
+    uint64_t n = c->weight_bytes - off < chunk ? c->weight_bytes - off : chunk;
+    QD_CU_TRY(e->cu->cuMemcpyHtoD(e->weights + off, c->weight_data + off, (size_t)n));
+    qd_progress_advance(&p, n);
+  }
+  qd_progress_end(&p);
+  QD_TRY(qd_calloc(e->allocator, (size_t)(e->graph->weight_count ? e->graph->weight_count : 1), sizeof(CUdeviceptr),
+                   (void**)&e->weight_bf16));
+  for (int32_t w = 0; w < e->graph->weight_count; w++) {
+    const qd_plan_weight_t* pw = &c->weights[w];
+    if (pw->format != QD_WEIGHT_FORMAT_F32) continue;
+    uint64_t n = (uint64_t)qd_shape_numel(&pw->shape);
+    uint16_t* tmp;
+    QD_TRY(qd_malloc(e->allocator, n * 2, (void**)&tmp));
+    const float* src = (const float*)(const void*)(c->weight_data + pw->data.offset);
+    for (uint64_t i = 0; i < n; i++) tmp[i] = qd_f32_to_bf16(src[i]);
+    qd_status_t s = qd_exec_alloc_(e, &e->weight_bf16[w], n * 2, pw->name);
+    if (!s) s = QD_CU_STATUS(e->cu->cuMemcpyHtoD(e->weight_bf16[w], tmp, n * 2));
+    qd_free(e->allocator, tmp, n * 2);
+    QD_TRY(s);
+  }
+  QD_TRY(qd_exec_alloc_(e, &e->nested_map, 256 * sizeof(float), "the NF4 nested code map"));
+  QD_CU_TRY(e->cu->cuMemcpyHtoD(e->nested_map, qd_dynamic_map_signed(), 256 * sizeof(float)));
+  return QD_OK;
+}
+
+static qd_status_t qd_exec_create_(qd_cuda_executor_t* e, int32_t component, int32_t resolution) {
+  QD_TRY(qd_cuda_driver_load(&e->cu));
+  QD_TRY(qd_cublaslt_load(&e->lt));
+  const qd_cuda_driver_t* cu = e->cu;
+  QD_CU_TRY(cu->cuDeviceGet(&e->device, e->options.device));
+  int major, minor;
+  QD_CU_TRY(cu->cuDeviceGetAttribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, e->device));
+  QD_CU_TRY(cu->cuDeviceGetAttribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, e->device));
+  e->cc = major * 10 + minor;
+  if (e->cc < 80)
+    return QD_ERR(UNSUPPORTED, INVALID_ARGUMENT, "the GPU is sm_%d; qd's kernels need sm_80 or newer (bf16 tensor cores)",
+                  e->cc);
+  snprintf(e->arch, sizeof e->arch, "sm_%d", e->cc);
+  QD_CU_TRY(cu->cuDevicePrimaryCtxRetain(&e->context, e->device));
+  QD_CU_TRY(cu->cuCtxSetCurrent(e->context));
+  size_t free_b, total_b;
+  QD_CU_TRY(cu->cuMemGetInfo(&free_b, &total_b));
+  e->mem_before = total_b - free_b;
+  QD_CU_TRY(cu->cuStreamCreate(&e->stream, CU_STREAM_NON_BLOCKING));
+  QD_CU_TRY(cu->cuStreamCreate(&e->side, CU_STREAM_NON_BLOCKING));
+  for (int k = 0; k < 2; k++) {
+    QD_CU_TRY(cu->cuEventCreate(&e->dq_done[k], CU_EVENT_DISABLE_TIMING));
+    QD_CU_TRY(cu->cuEventCreate(&e->gemm_done[k], CU_EVENT_DISABLE_TIMING));
+  }
+  QD_CU_TRY(cu->cuEventCreate(&e->fork, CU_EVENT_DISABLE_TIMING));
+  QD_CU_TRY(cu->cuEventCreate(&e->join, CU_EVENT_DISABLE_TIMING));
+  QD_CUBLASLT_TRY(e->lt->cublasLtCreate(&e->lt_handle));
+
+  /* The program, its lowering and its memory. The executor plans its own arena with the same lowering the
+   * compiler used, so the layout is right even for a plan made by another qd. */
+  QD_TRY(qd_plan_instantiate(e->plan, component, resolution, e->allocator, &e->graph));
+  const qd_graph_t* g = e->graph;
+  QD_TRY(qd_cuda_lowering_create(g, e->options.gelu_epilogue, e->allocator, &e->lowering));
+  QD_TRY(qd_memory_plan_create_lowered(g, e->lowering, e->allocator, &e->memory));
+  e->arena_bytes = e->memory->arena_bytes;
+  QD_TRY(qd_exec_alloc_(e, &e->arena, e->arena_bytes, "activations"));
+  QD_TRY(qd_exec_alloc_(e, &e->workspace, QD_EXEC_WORKSPACE, "the cuBLASLt workspace"));
+  /* Inputs, each in its storage type, in one allocation. */
+  QD_TRY(qd_calloc(e->allocator, (size_t)(g->input_count ? g->input_count : 1), sizeof(CUdeviceptr),
+                   (void**)&e->input_ptr));
+  uint64_t off = 0;
+  for (int32_t i = 0; i < g->input_count; i++) {
+    int32_t v = g->inputs[i];
+    off += (uint64_t)qd_shape_numel(&g->values[v].shape) * qd_dtype_size(e->lowering->storage[v]);
+    off = (off + 255) & ~(uint64_t)255;
+  }
+  e->inputs_bytes = off;
+  QD_TRY(qd_exec_alloc_(e, &e->inputs_base, off, "inputs"));
+  off = 0;
+  for (int32_t i = 0; i < g->input_count; i++) {
+    int32_t v = g->inputs[i];
+    e->input_ptr[i] = e->inputs_base + off;
+    off += (uint64_t)qd_shape_numel(&g->values[v].shape) * qd_dtype_size(e->lowering->storage[v]);
+    off = (off + 255) & ~(uint64_t)255;
+  }
+  /* Two dequantization slots, each as large as the largest NF4 weight in bf16. */
+  uint64_t slot = 0;
+  for (int32_t w = 0; w < g->weight_count; w++)
+    if (e->comp->weights[w].format == QD_WEIGHT_FORMAT_NF4) {
+      uint64_t b = (uint64_t)qd_shape_numel(&e->comp->weights[w].shape) * 2;
+      if (b > slot) slot = b;
+    }
+  slot = (slot + 255) & ~(uint64_t)255;
+  e->scratch_bytes = 2 * slot;
+  if (slot) {
+    QD_TRY(qd_exec_alloc_(e, &e->scratch[0], 2 * slot, "NF4 dequantization scratch"));
+    e->scratch[1] = e->scratch[0] + slot;
+  }
+  QD_TRY(qd_exec_upload_weights_(e));
+  /* The launch list. */
+  for (int32_t i = 0; i < g->node_count; i++) {
+    if (e->lowering->role[i] == QD_CUDA_MEMBER) continue;
+    QD_TRY(qd_exec_node_(e, i));
+  }
+  if (e->options.autotune) {
+    /* Time cuBLASLt's candidates for each GEMM shape on the real buffers of its first use. */
+    for (int32_t gi = 0; gi < e->gemm_count; gi++) {
+      const qd_step_t* first = NULL;
+      for (int32_t i = 0; i < e->step_count && !first; i++)
+        if (e->steps[i].kind == QD_STEP_GEMM && e->steps[i].gemm == gi) first = &e->steps[i];
+      if (!first) continue;
+      float def = 0, best = 0;
+      QD_TRY(qd_gemm_tune(&e->gemms[gi], cu, e->lt_handle, e->options.autotune_candidates, 10, first->u.gemm.y,
+                          first->u.gemm.x, first->u.gemm.w, first->u.gemm.bias, e->workspace, QD_EXEC_WORKSPACE,
+                          e->stream, &def, &best));
+      /* Weight the shape by how often the step uses it. */
+      int uses = 0;
+      for (int32_t i = 0; i < e->step_count; i++) uses += e->steps[i].kind == QD_STEP_GEMM && e->steps[i].gemm == gi;
+      e->tuning.shapes++;
+      e->tuning.default_ms += def * uses;
+      e->tuning.tuned_ms += best * uses;
+    }
+  }
+  QD_CU_TRY(cu->cuMemGetInfo(&free_b, &total_b));
+  e->mem_after = total_b - free_b;
+  return QD_OK;
+}
+
+qd_status_t qd_cuda_executor_create(const qd_plan_t* plan, int32_t component, int32_t resolution,
+                                    const qd_cuda_executor_options_t* options, qd_allocator_t allocator,
+                                    qd_cuda_executor_t** out) {
+  *out = NULL;
+  qd_cuda_executor_t* e;
+  QD_TRY(qd_calloc(allocator, 1, sizeof *e, (void**)&e));
+  e->allocator = allocator;
+  e->plan = plan;
+  e->comp = qd_plan_component(plan, component);
+  if (options)
+    e->options = *options;
+  else
+    qd_cuda_executor_options_default(&e->options);
+  qd_status_t s = qd_exec_create_(e, component, resolution);
+  if (s) {
+    qd_cuda_executor_destroy(e);
+    return s;
+  }
+  *out = e;
+  return QD_OK;
+}

@@ -1,0 +1,75 @@
+/* The CUDA executor: runs one component of a plan, for one of its compiled resolutions, on a GPU.
+ *
+ * Creating an executor does all the work that should not happen per step: it instantiates and lowers the
+ * program (runtime/cuda/lowering.h), plans and allocates one activation arena, uploads every weight in its stored
+ * format (NF4 stays NF4 on the device), prepares one cuBLASLt descriptor per GEMM shape, loads or compiles the
+ * kernels, and turns the program into a fixed list of launches with every pointer resolved. A step is then that
+ * list, captured once as a CUDA graph and replayed: no allocation and no host work per step.
+ *
+ * NF4 linear layers dequantize their weight into one of two scratch buffers just before the GEMM; with
+ * `overlap`, dequantization runs on a second stream, one layer ahead, so it hides under the previous GEMM. The
+ * whole model is never dequantized at once.
+ *
+ * Ownership: the executor borrows the plan (which must outlive it) and owns every device allocation, module and
+ * handle it makes; destroy releases them. One executor is driven by one thread.
+ */
+#ifndef QD_RUNTIME_CUDA_EXECUTOR_H
+#define QD_RUNTIME_CUDA_EXECUTOR_H
+
+#include "ir/graph.h"
+#include "qd/plan.h"
+#include "runtime/cpu/executor.h"
+
+typedef struct qd_cuda_executor qd_cuda_executor_t;
+
+typedef struct qd_cuda_executor_options {
+  int device;          /* ordinal */
+  bool use_graph;      /* capture the step as a CUDA graph and replay it (default on) */
+  bool overlap;        /* dequantize NF4 weights on a second stream, one layer ahead */
+  bool gelu_epilogue;  /* fuse linear + gelu_tanh into cuBLASLt's GELU_BIAS epilogue */
+  bool autotune;       /* time cuBLASLt's candidate algorithms per GEMM shape at creation */
+  int autotune_candidates;
+} qd_cuda_executor_options_t;
+
+void qd_cuda_executor_options_default(qd_cuda_executor_options_t* options);
+
+qd_status_t qd_cuda_executor_create(const qd_plan_t* plan, int32_t component, int32_t resolution,
+                                    const qd_cuda_executor_options_t* options, qd_allocator_t allocator,
+                                    qd_cuda_executor_t** out_executor);
+void qd_cuda_executor_destroy(qd_cuda_executor_t* executor);
+
+const qd_graph_t* qd_cuda_executor_graph(const qd_cuda_executor_t* executor);
+
+/* Copies a host tensor (F32 for floating inputs, converted to the stored type) to graph input `index`. */
+qd_status_t qd_cuda_executor_set_input(qd_cuda_executor_t* executor, int32_t index, const qd_tensor_t* host);
+/* Enqueues one run of the program (graph replay after the first run) and waits for it. */
+qd_status_t qd_cuda_executor_run(qd_cuda_executor_t* executor);
+/* Copies graph output `index` to a new host tensor (F32), allocated with the executor's allocator. */
+qd_status_t qd_cuda_executor_get_output(qd_cuda_executor_t* executor, int32_t index, qd_tensor_t* out_host);
+
+/* Timing: `iterations` runs after warm-up, each timed with CUDA events; the median in milliseconds. With
+ * per_class, also runs the launch list eagerly once more with an event around every launch and reports the sum
+ * per op class (linear, dequantize, attention, norm, elementwise, other). */
+typedef struct qd_cuda_timing {
+  double median_ms, min_ms;
+  double class_ms[6];
+  int launches;
+} qd_cuda_timing_t;
+const char* qd_cuda_op_class_name(int op_class);
+qd_status_t qd_cuda_executor_time(qd_cuda_executor_t* executor, int iterations, bool per_class,
+                                  qd_cuda_timing_t* out_timing);
+
+typedef struct qd_cuda_memory {
+  uint64_t weights, arena, scratch, workspace, inputs;
+  uint64_t device_used_before, device_used_after; /* cuMemGetInfo around creation */
+} qd_cuda_memory_t;
+void qd_cuda_executor_memory(const qd_cuda_executor_t* executor, qd_cuda_memory_t* out_memory);
+
+/* How GEMM tuning went: shapes, and the heuristic's and the best candidate's total time. */
+typedef struct qd_cuda_tuning {
+  int shapes;
+  double default_ms, tuned_ms;
+} qd_cuda_tuning_t;
+void qd_cuda_executor_tuning(const qd_cuda_executor_t* executor, qd_cuda_tuning_t* out_tuning);
+
+#endif

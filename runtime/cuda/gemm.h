@@ -1,0 +1,51 @@
+/* Linear layers on cuBLASLt: y[M, N] = x[M, K] W[N, K]^T (+ bias[N]) (then GELU, tanh form), bf16 in and out,
+ * fp32 accumulation.
+ *
+ * In cuBLASLt's column-major terms a row-major [M, N] output is an [N, M] matrix, so the call is
+ * D[N, M] = op(A)[N, K] B[K, M] with A = W (row-major [N, K] read transposed) and B = x: no data is transposed.
+ * The bias epilogue adds bias to every column of D, i.e. per output feature. One qd_gemm_t per shape holds the
+ * descriptors and the chosen algorithm; choosing is either cuBLASLt's heuristic (its first answer) or timing its
+ * candidates (autotuning, qd_gemm_tune). */
+#ifndef QD_RUNTIME_CUDA_GEMM_H
+#define QD_RUNTIME_CUDA_GEMM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "runtime/cuda_cublaslt.h"
+#include "runtime/cuda_driver.h"
+
+typedef enum qd_gemm_epilogue {
+  QD_GEMM_PLAIN = 0,
+  QD_GEMM_BIAS,
+  QD_GEMM_BIAS_GELU,
+} qd_gemm_epilogue_t;
+
+typedef struct qd_gemm {
+  const qd_cublaslt_t* lt;
+  int64_t m, n, k;
+  qd_gemm_epilogue_t epilogue;
+  cublasLtMatmulDesc_t desc;
+  cublasLtMatrixLayout_t a, b, d;
+  cublasLtMatmulAlgo_t algo;
+  size_t workspace_needed;
+  int candidates; /* how many algorithms the heuristic offered */
+} qd_gemm_t;
+
+/* Creates descriptors and picks cuBLASLt's first heuristic algorithm fitting `workspace_bytes`. */
+qd_status_t qd_gemm_init(qd_gemm_t* g, cublasLtHandle_t handle, int64_t m, int64_t n, int64_t k,
+                         qd_gemm_epilogue_t epilogue, size_t workspace_bytes);
+void qd_gemm_deinit(qd_gemm_t* g);
+
+/* Enqueues y = x W^T (+ bias) on stream. bias is read only with a bias epilogue. */
+qd_status_t qd_gemm_run(const qd_gemm_t* g, cublasLtHandle_t handle, CUdeviceptr y, CUdeviceptr x, CUdeviceptr w,
+                        CUdeviceptr bias, CUdeviceptr workspace, size_t workspace_bytes, CUstream stream);
+
+/* Times up to `max_candidates` of the heuristic's algorithms on the given buffers (median of `iters` runs each)
+ * and keeps the fastest; reports the heuristic's time and the best. Needs real buffers of the right sizes. */
+qd_status_t qd_gemm_tune(qd_gemm_t* g, const qd_cuda_driver_t* cu, cublasLtHandle_t handle, int max_candidates,
+                         int iters, CUdeviceptr y, CUdeviceptr x, CUdeviceptr w, CUdeviceptr bias,
+                         CUdeviceptr workspace, size_t workspace_bytes, CUstream stream, float* out_default_ms,
+                         float* out_best_ms);
+
+#endif
