@@ -7,6 +7,7 @@
 
 #include "compiler/cli.h"
 #include "compiler/compile.h"
+#include "compiler/pipeline_sources.h"
 #include "compiler/qdc_commands.h"
 #include "qd/log.h"
 #include "qd/progress.h"
@@ -16,10 +17,15 @@ static void qdc_compile_usage_(FILE* f) {
   fprintf(f,
           "usage: qdc compile INPUT -o OUT.qplan [options]\n"
           "\n"
-          "Compiles a checkpoint (a .safetensors file, a sharded index, or a directory) with a graph description into\n"
-          "one plan: weights bound and checked, quantized to NF4 (bitsandbytes' format) or stored as bf16, shapes and\n"
-          "activation memory planned for each resolution. The plan is written through a temporary file and renamed\n"
-          "into place, so a failed or interrupted compile leaves no plan behind.\n"
+          "Compiles a model into one plan: weights bound and checked, quantized to NF4 (bitsandbytes' format) or stored\n"
+          "as bf16, shapes and activation memory planned for each resolution. INPUT is\n"
+          "  - a diffusers FLUX directory (model_index.json, transformer/, text_encoder/, text_encoder_2/, vae/,\n"
+          "    tokenizer/, tokenizer_2/, scheduler/): the whole text-to-image pipeline;\n"
+          "  - the single-file BFL transformer (flux1-dev.safetensors) with --vae, --clip-l, --t5 and --tokenizers:\n"
+          "    the whole pipeline too;\n"
+          "  - any other checkpoint (file, sharded index, directory): one component, with --graph.\n"
+          "The plan is written through a temporary file and renamed into place, so a failed or interrupted compile\n"
+          "leaves no plan behind.\n"
           "\n"
           "options:\n"
           "  -o, --output PATH        the plan to write (required)\n"
@@ -27,6 +33,10 @@ static void qdc_compile_usage_(FILE* f) {
           "      --config NAME        its configuration (default: the first one the checkpoint fits: dev, schnell, ...)\n"
           "      --layout NAME        the checkpoint's weight layout (default: detected: diffusers, bfl, comfyui)\n"
           "      --component NAME     the component's name in the plan (default: transformer)\n"
+          "      --vae FILE           with a transformer file: the VAE (diffusers AutoencoderKL weights)\n"
+          "      --clip-l FILE        with a transformer file: the CLIP-L text encoder\n"
+          "      --t5 FILE            with a transformer file: the T5-XXL encoder\n"
+          "      --tokenizers DIR     with a transformer file: a directory with tokenizer/ and tokenizer_2/\n"
           "      --quant nf4|none     NF4 for linear weights of quantized components, or a bf16 plan (default nf4)\n"
           "      --quantize LIST      components to quantize (default: transformer,text_encoder_2, as the diffusers\n"
           "                           guide does)\n"
@@ -57,7 +67,16 @@ static bool qdc_parse_int_(const char* text, long lo, long hi, long* out) {
   return true;
 }
 
-static void qdc_print_report_(const qdc_compile_options_t* o, const qdc_component_t* c, double seconds, bool json) {
+static uint64_t qdc_nf4_bytes_(const qdc_component_t* c) {
+  uint64_t q = 0;
+  for (int32_t i = 0; i < c->results[0].graph->weight_count; i++)
+    if (c->weights[i].format == QD_WEIGHT_FORMAT_NF4)
+      q += c->weights[i].data.bytes + c->weights[i].absmax.bytes + c->weights[i].nested.bytes;
+  return q;
+}
+
+static void qdc_print_report_(const qdc_compile_options_t* o, qdc_component_t* const* cs, int32_t count,
+                              double seconds, bool json) {
   char a[32], b[32];
   uint64_t plan_bytes = 0;
   FILE* f = fopen(o->output, "rb");
@@ -66,50 +85,57 @@ static void qdc_print_report_(const qdc_compile_options_t* o, const qdc_componen
     plan_bytes = (uint64_t)ftell(f);
     fclose(f);
   }
-  double err = c->weight_error_den > 0 ? sqrt(c->weight_error_num / c->weight_error_den) : 0;
-  uint64_t q_bytes = 0;
-  for (int32_t i = 0; i < c->results[0].graph->weight_count; i++)
-    if (c->weights[i].format == QD_WEIGHT_FORMAT_NF4)
-      q_bytes += c->weights[i].data.bytes + c->weights[i].absmax.bytes + c->weights[i].nested.bytes;
   if (json) {
     cJSON* root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "plan", o->output);
     cJSON_AddNumberToObject(root, "plan_bytes", (double)plan_bytes);
     cJSON_AddNumberToObject(root, "seconds", seconds);
-    cJSON* comp = cJSON_AddObjectToObject(root, c->name);
-    cJSON_AddStringToObject(comp, "graph", qd_graph_desc_name(c->desc));
-    cJSON_AddStringToObject(comp, "config", c->config);
-    cJSON_AddStringToObject(comp, "layout", c->layout);
-    cJSON_AddNumberToObject(comp, "parameters", (double)c->params_total);
-    cJSON_AddNumberToObject(comp, "quantized_parameters", (double)c->params_quantized);
-    cJSON_AddNumberToObject(comp, "source_bytes", (double)c->bytes_source);
-    cJSON_AddNumberToObject(comp, "stored_bytes", (double)c->bytes_stored);
-    cJSON_AddNumberToObject(comp, "bytes_per_quantized_parameter",
-                            c->params_quantized ? (double)q_bytes / (double)c->params_quantized : 0);
-    cJSON_AddNumberToObject(comp, "weight_relative_error", err);
-    cJSON* mem = cJSON_AddArrayToObject(comp, "arena_bytes");
-    for (int32_t r = 0; r < c->result_count; r++)
-      cJSON_AddItemToArray(mem, cJSON_CreateNumber((double)c->results[r].memory->arena_bytes));
+    cJSON* arr = cJSON_AddArrayToObject(root, "components");
+    for (int32_t k = 0; k < count; k++) {
+      const qdc_component_t* c = cs[k];
+      double err = c->weight_error_den > 0 ? sqrt(c->weight_error_num / c->weight_error_den) : 0;
+      cJSON* comp = cJSON_CreateObject();
+      cJSON_AddItemToArray(arr, comp);
+      cJSON_AddStringToObject(comp, "name", c->name);
+      cJSON_AddStringToObject(comp, "graph", qd_graph_desc_name(c->desc));
+      cJSON_AddStringToObject(comp, "config", c->config);
+      cJSON_AddStringToObject(comp, "layout", c->layout);
+      cJSON_AddNumberToObject(comp, "parameters", (double)c->params_total);
+      cJSON_AddNumberToObject(comp, "quantized_parameters", (double)c->params_quantized);
+      cJSON_AddNumberToObject(comp, "source_bytes", (double)c->bytes_source);
+      cJSON_AddNumberToObject(comp, "stored_bytes", (double)c->bytes_stored);
+      cJSON_AddNumberToObject(comp, "bytes_per_quantized_parameter",
+                              c->params_quantized ? (double)qdc_nf4_bytes_(c) / (double)c->params_quantized : 0);
+      cJSON_AddNumberToObject(comp, "weight_relative_error", err);
+      cJSON* mem = cJSON_AddArrayToObject(comp, "arena_bytes");
+      for (int32_t r = 0; r < c->result_count; r++)
+        cJSON_AddItemToArray(mem, cJSON_CreateNumber((double)c->results[r].memory->arena_bytes));
+    }
     char* text = cJSON_Print(root);
     if (text) printf("%s\n", text);
     free(text);
     cJSON_Delete(root);
     return;
   }
-  printf("component   %s: %s/%s, weights layout %s, from %s\n", c->name, qd_graph_desc_name(c->desc), c->config,
-         c->layout, o->synthetic ? "seeded random values" : o->input);
-  char pt[32], pq[32];
-  printf("weights     %s parameters, %s as NF4", qdc_format_count(c->params_total, pt, sizeof pt),
-         qdc_format_count(c->params_quantized, pq, sizeof pq));
-  if (c->params_quantized)
-    printf(" (blocksize %d%s, %.4f bytes/param, relative error %.4f)", o->blocksize,
-           o->double_quant ? ", double-quantized scales" : "", (double)q_bytes / (double)c->params_quantized, err);
-  printf("\n            %s in the checkpoint -> %s stored\n", qd_format_bytes(c->bytes_source, a, sizeof a),
-         qd_format_bytes(c->bytes_stored, b, sizeof b));
-  for (int32_t r = 0; r < c->result_count; r++)
-    printf("memory      %lldx%lld, batch %lld: %s of activations (%d nodes)\n", (long long)c->results[r].res.width,
-           (long long)c->results[r].res.height, (long long)c->results[r].res.batch,
-           qd_format_bytes(c->results[r].memory->arena_bytes, a, sizeof a), c->results[r].graph->node_count);
+  for (int32_t k = 0; k < count; k++) {
+    const qdc_component_t* c = cs[k];
+    double err = c->weight_error_den > 0 ? sqrt(c->weight_error_num / c->weight_error_den) : 0;
+    char pt[32], pq[32];
+    printf("component   %s: %s/%s, weights layout %s, from %s\n", c->name, qd_graph_desc_name(c->desc), c->config,
+           c->layout, o->synthetic ? "seeded random values" : c->spec.input);
+    printf("  weights   %s parameters, %s as NF4", qdc_format_count(c->params_total, pt, sizeof pt),
+           qdc_format_count(c->params_quantized, pq, sizeof pq));
+    if (c->params_quantized)
+      printf(" (blocksize %d%s, %.4f bytes/param, relative error %.4f)", o->blocksize,
+             o->double_quant ? ", double-quantized scales" : "",
+             (double)qdc_nf4_bytes_(c) / (double)c->params_quantized, err);
+    printf("\n            %s in the checkpoint -> %s stored\n", qd_format_bytes(c->bytes_source, a, sizeof a),
+           qd_format_bytes(c->bytes_stored, b, sizeof b));
+    for (int32_t r = 0; r < c->result_count; r++)
+      printf("  memory    %lldx%lld, batch %lld: %s of activations (%d nodes)\n", (long long)c->results[r].res.width,
+             (long long)c->results[r].res.height, (long long)c->results[r].res.batch,
+             qd_format_bytes(c->results[r].memory->arena_bytes, a, sizeof a), c->results[r].graph->node_count);
+  }
   printf("plan        %s, %s, in %.1f s\n", o->output, qd_format_bytes(plan_bytes, a, sizeof a), seconds);
 }
 
@@ -119,6 +145,7 @@ int qdc_cmd_compile(int argc, char** argv) {
   o.blocksize = 64;
   o.quant = QDC_QUANT_NF4;
   const char* quantize = "transformer,text_encoder_2";
+  qdc_pipeline_request_t pr = {0};
   const char* resolutions = "1024x1024";
   long batch = 1;
   bool json = false, quiet = false;
@@ -157,6 +184,14 @@ int qdc_cmd_compile(int argc, char** argv) {
         o.layout = v;
       } else if (strcmp(arg, "--component") == 0) {
         o.component = v;
+      } else if (strcmp(arg, "--vae") == 0) {
+        pr.vae = v;
+      } else if (strcmp(arg, "--clip-l") == 0) {
+        pr.clip_l = v;
+      } else if (strcmp(arg, "--t5") == 0) {
+        pr.t5 = v;
+      } else if (strcmp(arg, "--tokenizers") == 0) {
+        pr.tokenizers = v;
       } else if (strcmp(arg, "--quant") == 0) {
         if (strcmp(v, "nf4") == 0)
           o.quant = QDC_QUANT_NF4;
@@ -219,21 +254,44 @@ int qdc_cmd_compile(int argc, char** argv) {
 
   qd_allocator_t a = qd_allocator_system();
   double t0 = qd_now_seconds();
-  qdc_component_t* c = NULL;
+  qdc_component_t* comps[QDC_MAX_COMPONENTS] = {NULL};
+  int32_t count = 0;
   qd_threadpool_t* pool = NULL;
+  qdc_pipeline_sources_t ps;
+  memset(&ps, 0, sizeof ps);
+  bool pipeline = !o.synthetic && (qdc_is_pipeline_dir(o.input) || pr.vae || pr.clip_l || pr.t5 || pr.tokenizers);
   qd_status_t s = qd_threadpool_create(o.threads, a, &pool);
-  if (!s) s = qdc_component_create(&o, a, &c);
-  if (!s) s = qdc_choose_formats(&o, c);
-  if (!s) s = qdc_emit_plan(&o, c, pool);
+  if (!s && pipeline) {
+    pr.input = o.input;
+    pr.quantize = quantize;
+    s = qdc_pipeline_sources_find(&pr, a, &ps);
+    /* The transformer first: T5's text length follows the transformer's (512 for dev, 256 for schnell). */
+    for (int32_t i = 0; i < ps.spec_count && !s; i++) {
+      if (i == 2) {
+        int64_t txt = qdc_component_binding(comps[0], "txt_tokens");
+        ps.specs[i].overrides[0] = (qd_size_binding_t){"txt_tokens", txt};
+        ps.specs[i].override_count = txt > 0;
+      }
+      s = qdc_component_create_spec(&o, &ps.specs[i], a, &comps[count]);
+      if (!s) count++;
+    }
+  } else if (!s) {
+    s = qdc_component_create(&o, a, &comps[0]);
+    if (!s) count = 1;
+  }
+  for (int32_t i = 0; i < count && !s; i++) s = qdc_choose_formats(&o, comps[i]);
+  if (!s) s = qdc_emit_plan_multi(&o, comps, count, pipeline ? &ps.extras : NULL, pool);
   int rc = 0;
   if (s) {
     qd_status_fprint(stderr, "qdc", s, false);
     qd_status_free(s);
     rc = 1;
   } else if (!quiet || json) {
-    qdc_print_report_(&o, c, qd_now_seconds() - t0, json);
+    qdc_print_report_(&o, comps, count, qd_now_seconds() - t0, json);
   }
-  qdc_component_destroy(c);
+  for (int32_t i = 0; i < count; i++) qdc_component_destroy(comps[i]);
+  qdc_pipeline_sources_deinit(&ps);
   qd_threadpool_destroy(pool);
   return rc;
 }
+

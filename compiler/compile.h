@@ -49,6 +49,18 @@ typedef struct qdc_compile_options {
   uint64_t seed;
 } qdc_compile_options_t;
 
+/* One component of a plan: where its weights come from and how to compile them. */
+typedef struct qdc_component_spec {
+  const char* name;          /* "transformer", "text_encoder", "text_encoder_2", "vae" */
+  const char* input;         /* checkpoint: file, index or directory (NULL when synthetic) */
+  const char* graph;         /* graph description */
+  const char* config;        /* NULL: the first configuration the checkpoint fits */
+  const char* layout;        /* NULL: detected */
+  bool quantize;             /* NF4 for its linear matrices (when the plan quantizes at all) */
+  qd_size_binding_t overrides[4]; /* sizes set from another component (T5's text length from the transformer's) */
+  int32_t override_count;
+} qdc_component_spec_t;
+
 typedef struct qdc_resolution_result {
   qdc_resolution_t res;
   qd_size_binding_t bindings[QD_PLAN_MAX_BINDINGS];
@@ -62,6 +74,7 @@ typedef struct qdc_resolution_result {
 typedef struct qdc_component {
   qd_allocator_t allocator;
   const char* name;
+  qdc_component_spec_t spec;
   qd_graph_desc_t* desc;
   char* desc_text;           /* the description file, verbatim, for the PROG section */
   size_t desc_size;
@@ -79,11 +92,17 @@ typedef struct qdc_component {
   double weight_error_num, weight_error_den; /* sum ||w - q(w)||^2 and sum ||w||^2 over quantized weights */
 } qdc_component_t;
 
-/* component.c */
+/* component.c: the single component the options describe (input, graph, config, layout, component). */
 qd_status_t qdc_component_create(const qdc_compile_options_t* o, qd_allocator_t allocator, qdc_component_t** out);
+/* One component of a pipeline. */
+qd_status_t qdc_component_create_spec(const qdc_compile_options_t* o, const qdc_component_spec_t* spec,
+                                      qd_allocator_t allocator, qdc_component_t** out);
+/* The value of a bound size in the component's first resolution (e.g. the transformer's txt_tokens); -1 if none. */
+int64_t qdc_component_binding(const qdc_component_t* c, const char* name);
 void qdc_component_destroy(qdc_component_t* c);
 
-/* quantize.c: decides every weight's format (fills c->weights except offsets). */
+/* quantize.c: decides every weight's format (fills c->weights except offsets): NF4 for linear matrices of a
+ * quantized component, except what the graph keeps (its "quantization.keep") and --keep patterns. */
 qd_status_t qdc_choose_formats(const qdc_compile_options_t* o, qdc_component_t* c);
 /* Produces weight i's bytes into the three buffers (sized by qd_plan_weight_expected_sizes); `scratch` holds
  * numel floats. Accumulates error statistics into the component. */
@@ -96,8 +115,26 @@ void qdc_synth_fill(const qd_weight_t* weight, uint64_t seed, float* x, void* po
 /* Whether name matches a pattern where '*' matches any run of characters. */
 bool qdc_pattern_match(const char* pattern, const char* name);
 
+/* Things a pipeline plan carries besides components. */
+enum { QDC_MAX_COMPONENTS = 8, QDC_MAX_TOKENIZERS = 4 };
+typedef struct qdc_tokenizer_blob {
+  const char* name;   /* the TOKN section's name: "tokenizer" (CLIP), "tokenizer_2" (T5) */
+  const char* source; /* where it came from */
+  const uint8_t* data;
+  size_t size;
+} qdc_tokenizer_blob_t;
+
+typedef struct qdc_plan_extras {
+  const char* pipeline;        /* "FluxPipeline", or NULL for a single component */
+  const char* scheduler_json;  /* scheduler/scheduler_config.json, verbatim (NULL: none) */
+  qdc_tokenizer_blob_t tokenizers[QDC_MAX_TOKENIZERS];
+  int32_t tokenizer_count;
+} qdc_plan_extras_t;
+
 /* plan_emit.c */
 qd_status_t qdc_emit_plan(const qdc_compile_options_t* o, qdc_component_t* c, void* pool);
+qd_status_t qdc_emit_plan_multi(const qdc_compile_options_t* o, qdc_component_t* const* components, int32_t count,
+                                const qdc_plan_extras_t* extras, void* pool);
 
 /* The default models directory: $QD_MODELS_DIR, the installed share/qd/models, or the source tree's models/. */
 const char* qdc_models_dir(void);

@@ -60,6 +60,9 @@ static qd_status_t qdc_instantiate_(qdc_component_t* c, const char* config, cons
   out->res = *r;
   QD_TRY(qd_graph_desc_resolution_bindings(c->desc, config, r->width, r->height, r->batch, out->bindings,
                                            QD_PLAN_MAX_BINDINGS, &out->binding_count));
+  for (int32_t k = 0; k < c->spec.override_count; k++)
+    for (int32_t b = 0; b < out->binding_count; b++)
+      if (strcmp(out->bindings[b].name, c->spec.overrides[k].name) == 0) out->bindings[b].value = c->spec.overrides[k].value;
   QD_TRY(qd_graph_desc_instantiate(c->desc, config, out->bindings, out->binding_count, c->allocator, &out->graph));
   QD_TRY(qd_memory_plan_create_cuda(out->graph, c->allocator, &out->memory));
   out->digest = qd_graph_digest(out->graph);
@@ -76,31 +79,49 @@ static void qdc_release_result_(qdc_resolution_result_t* r) {
 static qd_status_t qdc_try_config_(qdc_component_t* c, const qdc_compile_options_t* o, const char* config) {
   qd_status_t s = qdc_instantiate_(c, config, &o->resolutions[0], &c->results[0]);
   if (!s && !o->synthetic)
-    s = qd_weight_binding_create(c->desc, config, c->results[0].graph, c->ckpt, o->layout, c->allocator, &c->binding);
+    s = qd_weight_binding_create(c->desc, config, c->results[0].graph, c->ckpt, c->spec.layout, c->allocator,
+                                 &c->binding);
   if (s) qdc_release_result_(&c->results[0]);
   return s;
 }
 
+int64_t qdc_component_binding(const qdc_component_t* c, const char* name) {
+  for (int32_t b = 0; c->result_count && b < c->results[0].binding_count; b++)
+    if (strcmp(c->results[0].bindings[b].name, name) == 0) return c->results[0].bindings[b].value;
+  return -1;
+}
+
 qd_status_t qdc_component_create(const qdc_compile_options_t* o, qd_allocator_t a, qdc_component_t** out) {
+  qdc_component_spec_t spec = {o->component ? o->component : "transformer", o->input, o->graph, o->config,
+                               o->layout, o->quantize_component, {{0}}, 0};
+  return qdc_component_create_spec(o, &spec, a, out);
+}
+
+qd_status_t qdc_component_create_spec(const qdc_compile_options_t* o, const qdc_component_spec_t* spec,
+                                      qd_allocator_t a, qdc_component_t** out) {
   *out = NULL;
   qdc_component_t* c;
   QD_TRY(qd_calloc(a, 1, sizeof *c, (void**)&c));
   c->allocator = a;
-  c->name = o->component ? o->component : "transformer";
+  c->spec = *spec;
+  c->name = spec->name;
   char default_graph[1024];
-  const char* graph = o->graph;
+  const char* graph = spec->graph;
   if (!graph) {
     snprintf(default_graph, sizeof default_graph, "%s/flux-transformer.json", qdc_models_dir());
     graph = default_graph;
   }
   qd_status_t s = qd_graph_desc_load_file(graph, a, &c->desc);
   if (!s) s = qdc_read_file_(graph, a, &c->desc_text, &c->desc_size);
-  if (!s && !o->synthetic) s = qd_checkpoint_open(o->input, a, &c->ckpt);
-  if (s) goto fail;
+  if (!s && !o->synthetic) s = qd_checkpoint_open(spec->input, a, &c->ckpt);
+  if (s) {
+    s = qd_status_annotate(s, "component '%s'", spec->name);
+    goto fail;
+  }
   c->seed = o->seed;
 
-  if (o->config || o->synthetic) {
-    const char* want = o->config ? o->config : qd_graph_desc_default_config(c->desc);
+  if (spec->config || o->synthetic) {
+    const char* want = spec->config ? spec->config : qd_graph_desc_default_config(c->desc);
     s = qdc_try_config_(c, o, want);
     c->config = want;
   } else {
@@ -112,7 +133,7 @@ qd_status_t qdc_component_create(const qdc_compile_options_t* o, qd_allocator_t 
       qd_status_t attempt = qdc_try_config_(c, o, name);
       if (!attempt) {
         c->config = name;
-        QD_LOG_INFO("%s: configuration '%s' fits %s", graph, name, o->input);
+        QD_LOG_INFO("%s: configuration '%s' fits %s", graph, name, spec->input);
         break;
       }
       if (strcmp(name, qd_graph_desc_default_config(c->desc)) == 0 && !first)
@@ -121,9 +142,9 @@ qd_status_t qdc_component_create(const qdc_compile_options_t* o, qd_allocator_t 
         qd_status_free(attempt);
     }
     if (!c->config) {
-      s = first ? first : QD_ERR(BAD_INPUT, WEIGHT_MISSING, "%s: no configuration of %s fits it", o->input, graph);
+      s = first ? first : QD_ERR(BAD_INPUT, WEIGHT_MISSING, "%s: no configuration of %s fits it", spec->input, graph);
       s = qd_status_annotate(s, "no configuration of '%s' fits '%s' (showing why the default, '%s', does not; "
-                             "pass --config to choose one)", qd_graph_desc_name(c->desc), o->input,
+                             "pass --config to choose one)", qd_graph_desc_name(c->desc), spec->input,
                              qd_graph_desc_default_config(c->desc));
     } else if (first) {
       qd_status_free(first);

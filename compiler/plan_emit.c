@@ -125,13 +125,56 @@ static cJSON* qdc_prog_json_(const qdc_compile_options_t* o, const qdc_component
   return root;
 }
 
-static cJSON* qdc_meta_json_(const qdc_compile_options_t* o, const qdc_component_t* c, uint64_t weight_bytes) {
+static void qdc_meta_component_(cJSON* comps, const qdc_component_t* c, uint64_t weight_bytes) {
+  cJSON* comp = cJSON_CreateObject();
+  if (!comp) return;
+  cJSON_AddItemToArray(comps, comp);
+  cJSON_AddStringToObject(comp, "name", c->name);
+  cJSON_AddStringToObject(comp, "graph", qd_graph_desc_name(c->desc));
+  cJSON_AddStringToObject(comp, "config", c->config);
+  cJSON_AddStringToObject(comp, "layout", c->layout);
+  cJSON_AddNumberToObject(comp, "parameters", (double)c->params_total);
+  cJSON_AddNumberToObject(comp, "quantized_parameters", (double)c->params_quantized);
+  cJSON_AddNumberToObject(comp, "weight_bytes", (double)weight_bytes);
+  cJSON_AddNumberToObject(comp, "source_bytes", (double)c->bytes_source);
+  cJSON_AddNumberToObject(comp, "weight_relative_error",
+                          c->weight_error_den > 0 ? sqrt(c->weight_error_num / c->weight_error_den) : 0.0);
+  cJSON* mem = cJSON_AddArrayToObject(comp, "memory");
+  for (int32_t r = 0; mem && r < c->result_count; r++) {
+    cJSON* m = cJSON_CreateObject();
+    if (!m) break;
+    cJSON_AddItemToArray(mem, m);
+    char res[64];
+    snprintf(res, sizeof res, "%lldx%lld", (long long)c->results[r].res.width, (long long)c->results[r].res.height);
+    cJSON_AddStringToObject(m, "resolution", res);
+    cJSON_AddNumberToObject(m, "batch", (double)c->results[r].res.batch);
+    cJSON_AddNumberToObject(m, "arena_bytes", (double)c->results[r].memory->arena_bytes);
+  }
+  cJSON* src = cJSON_AddObjectToObject(comp, "source");
+  if (!src) return;
+  if (c->ckpt) {
+    cJSON_AddStringToObject(src, "path", c->spec.input);
+    cJSON_AddNumberToObject(src, "files", (double)qd_checkpoint_file_count(c->ckpt));
+    cJSON_AddNumberToObject(src, "bytes", (double)qd_checkpoint_total(c->ckpt).bytes);
+    cJSON_AddNumberToObject(src, "tensors", (double)qd_checkpoint_tensor_count(c->ckpt));
+  } else {
+    cJSON_AddBoolToObject(src, "synthetic", true);
+    cJSON_AddNumberToObject(src, "seed", (double)c->seed);
+  }
+  cJSON_AddStringToObject(src, "graph", qd_graph_desc_source(c->desc));
+}
+
+static cJSON* qdc_meta_json_(const qdc_compile_options_t* o, qdc_component_t* const* cs, int32_t count,
+                             const uint64_t* weight_bytes, const qdc_plan_extras_t* extras) {
   cJSON* root = cJSON_CreateObject();
   if (!root) return NULL;
+  const qdc_component_t* first = cs[0];
   cJSON_AddNumberToObject(root, "qd_plan", QD_PLAN_CONTENT_VERSION);
   char model[256];
-  snprintf(model, sizeof model, "%s/%s", qd_graph_desc_name(c->desc), c->config);
+  snprintf(model, sizeof model, "%s/%s", extras && extras->pipeline ? extras->pipeline : qd_graph_desc_name(first->desc),
+           first->config);
   cJSON_AddStringToObject(root, "model", model);
+  if (extras && extras->pipeline) cJSON_AddStringToObject(root, "pipeline", extras->pipeline);
   cJSON_AddStringToObject(root, "qd_version", QD_VERSION_STRING);
   /* SOURCE_DATE_EPOCH makes plans reproducible byte for byte (reproducible-builds.org). */
   const char* sde = getenv("SOURCE_DATE_EPOCH");
@@ -142,37 +185,13 @@ static cJSON* qdc_meta_json_(const qdc_compile_options_t* o, const qdc_component
   strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
   cJSON_AddStringToObject(root, "created", when);
   cJSON* comps = cJSON_AddArrayToObject(root, "components");
-  cJSON* comp = cJSON_CreateObject();
-  if (comps && comp) {
-    cJSON_AddItemToArray(comps, comp);
-    cJSON_AddStringToObject(comp, "name", c->name);
-    cJSON_AddStringToObject(comp, "graph", qd_graph_desc_name(c->desc));
-    cJSON_AddStringToObject(comp, "config", c->config);
-    cJSON_AddStringToObject(comp, "layout", c->layout);
-    cJSON_AddNumberToObject(comp, "parameters", (double)c->params_total);
-    cJSON_AddNumberToObject(comp, "quantized_parameters", (double)c->params_quantized);
-    cJSON_AddNumberToObject(comp, "weight_bytes", (double)weight_bytes);
-    cJSON_AddNumberToObject(comp, "source_bytes", (double)c->bytes_source);
-    cJSON_AddNumberToObject(comp, "weight_relative_error",
-                            c->weight_error_den > 0 ? sqrt(c->weight_error_num / c->weight_error_den) : 0.0);
-    cJSON* mem = cJSON_AddArrayToObject(comp, "memory");
-    for (int32_t r = 0; mem && r < c->result_count; r++) {
-      cJSON* m = cJSON_CreateObject();
-      if (!m) break;
-      cJSON_AddItemToArray(mem, m);
-      char res[64];
-      snprintf(res, sizeof res, "%lldx%lld", (long long)c->results[r].res.width, (long long)c->results[r].res.height);
-      cJSON_AddStringToObject(m, "resolution", res);
-      cJSON_AddNumberToObject(m, "batch", (double)c->results[r].res.batch);
-      cJSON_AddNumberToObject(m, "arena_bytes", (double)c->results[r].memory->arena_bytes);
-    }
-  }
+  for (int32_t i = 0; comps && i < count; i++) qdc_meta_component_(comps, cs[i], weight_bytes[i]);
   cJSON* res = cJSON_AddArrayToObject(root, "resolutions");
-  for (int32_t r = 0; res && r < c->result_count; r++) {
+  for (int32_t r = 0; res && r < first->result_count; r++) {
     cJSON* pair = cJSON_CreateArray();
     if (!pair) break;
-    cJSON_AddItemToArray(pair, cJSON_CreateNumber((double)c->results[r].res.width));
-    cJSON_AddItemToArray(pair, cJSON_CreateNumber((double)c->results[r].res.height));
+    cJSON_AddItemToArray(pair, cJSON_CreateNumber((double)first->results[r].res.width));
+    cJSON_AddItemToArray(pair, cJSON_CreateNumber((double)first->results[r].res.height));
     cJSON_AddItemToArray(res, pair);
   }
   cJSON* q = cJSON_AddObjectToObject(root, "quantization");
@@ -182,28 +201,29 @@ static cJSON* qdc_meta_json_(const qdc_compile_options_t* o, const qdc_component
       cJSON_AddNumberToObject(q, "blocksize", o->blocksize);
       cJSON_AddBoolToObject(q, "double_quant", o->double_quant);
       cJSON* qc = cJSON_AddArrayToObject(q, "components");
-      if (qc && o->quantize_component) cJSON_AddItemToArray(qc, cJSON_CreateString(c->name));
+      for (int32_t i = 0; qc && i < count; i++)
+        if (cs[i]->spec.quantize) cJSON_AddItemToArray(qc, cJSON_CreateString(cs[i]->name));
       cJSON* keep = cJSON_AddArrayToObject(q, "keep");
       for (int32_t k = 0; keep && k < o->keep_count; k++) cJSON_AddItemToArray(keep, cJSON_CreateString(o->keep[k]));
     }
   }
+  if (extras && extras->scheduler_json) {
+    cJSON* sched = cJSON_Parse(extras->scheduler_json);
+    if (sched) cJSON_AddItemToObject(root, "scheduler", sched);
+  }
+  if (extras && extras->tokenizer_count) {
+    cJSON* toks = cJSON_AddArrayToObject(root, "tokenizers");
+    for (int32_t t = 0; toks && t < extras->tokenizer_count; t++) {
+      cJSON* e = cJSON_CreateObject();
+      if (!e) break;
+      cJSON_AddItemToArray(toks, e);
+      cJSON_AddStringToObject(e, "name", extras->tokenizers[t].name);
+      cJSON_AddStringToObject(e, "source", extras->tokenizers[t].source);
+      cJSON_AddNumberToObject(e, "bytes", (double)extras->tokenizers[t].size);
+    }
+  }
   cJSON* compile = cJSON_AddObjectToObject(root, "compile");
   if (compile && o->command_line) cJSON_AddStringToObject(compile, "command", o->command_line);
-  cJSON* sources = cJSON_AddArrayToObject(root, "sources");
-  cJSON* src = cJSON_CreateObject();
-  if (sources && src) {
-    cJSON_AddItemToArray(sources, src);
-    if (c->ckpt) {
-      cJSON_AddStringToObject(src, "path", o->input);
-      cJSON_AddNumberToObject(src, "files", (double)qd_checkpoint_file_count(c->ckpt));
-      cJSON_AddNumberToObject(src, "bytes", (double)qd_checkpoint_total(c->ckpt).bytes);
-      cJSON_AddNumberToObject(src, "tensors", (double)qd_checkpoint_tensor_count(c->ckpt));
-    } else {
-      cJSON_AddBoolToObject(src, "synthetic", true);
-      cJSON_AddNumberToObject(src, "seed", (double)c->seed);
-    }
-    cJSON_AddStringToObject(src, "graph", qd_graph_desc_source(c->desc));
-  }
   return root;
 }
 
@@ -273,17 +293,34 @@ static qd_status_t qdc_write_weights_(qd_plan_writer_t* w, qdc_component_t* c, u
   return s;
 }
 
-qd_status_t qdc_emit_plan(const qdc_compile_options_t* o, qdc_component_t* c, void* pool) {
-  uint64_t wght_bytes, max_numel;
-  QD_TRY(qdc_layout_weights_(c, &wght_bytes, &max_numel));
+qd_status_t qdc_emit_plan_multi(const qdc_compile_options_t* o, qdc_component_t* const* cs, int32_t count,
+                                const qdc_plan_extras_t* extras, void* pool) {
+  if (count < 1 || count > QDC_MAX_COMPONENTS)
+    return QD_ERR(INVALID_ARGUMENT, INVALID_ARGUMENT, "a plan holds 1 to %d components, not %d", QDC_MAX_COMPONENTS,
+                  count);
+  uint64_t wght_bytes[QDC_MAX_COMPONENTS], max_numel[QDC_MAX_COMPONENTS];
+  for (int32_t i = 0; i < count; i++) QD_TRY(qdc_layout_weights_(cs[i], &wght_bytes[i], &max_numel[i]));
   qd_plan_writer_t* w;
-  QD_TRY(qd_plan_writer_create(o->output, c->allocator, &w));
+  QD_TRY(qd_plan_writer_create(o->output, cs[0]->allocator, &w));
   /* Weights first: quantizing measures the error META reports. */
-  qd_status_t s = qdc_write_weights_(w, c, max_numel, pool);
-  if (!s) s = qdc_write_json_section_(w, QD_PLAN_KIND_WIDX, c->name, qdc_widx_json_(c));
-  if (!s) s = qdc_write_json_section_(w, QD_PLAN_KIND_PROG, c->name, qdc_prog_json_(o, c));
-  if (!s) s = qdc_write_json_section_(w, QD_PLAN_KIND_META, "", qdc_meta_json_(o, c, wght_bytes));
+  qd_status_t s = QD_OK;
+  for (int32_t i = 0; i < count && !s; i++) {
+    s = qdc_write_weights_(w, cs[i], max_numel[i], pool);
+    if (!s) s = qdc_write_json_section_(w, QD_PLAN_KIND_WIDX, cs[i]->name, qdc_widx_json_(cs[i]));
+    if (!s) s = qdc_write_json_section_(w, QD_PLAN_KIND_PROG, cs[i]->name, qdc_prog_json_(o, cs[i]));
+    if (s) s = qd_status_annotate(s, "component '%s'", cs[i]->name);
+  }
+  for (int32_t t = 0; extras && t < extras->tokenizer_count && !s; t++) {
+    s = qd_plan_writer_begin_section(w, QD_PLAN_KIND_TOKN, extras->tokenizers[t].name, 0, 0);
+    if (!s) s = qd_plan_writer_write(w, extras->tokenizers[t].data, extras->tokenizers[t].size);
+    if (!s) s = qd_plan_writer_end_section(w);
+  }
+  if (!s) s = qdc_write_json_section_(w, QD_PLAN_KIND_META, "", qdc_meta_json_(o, cs, count, wght_bytes, extras));
   if (!s) s = qd_plan_writer_finish(w);
   qd_plan_writer_destroy(w);
   return s;
+}
+
+qd_status_t qdc_emit_plan(const qdc_compile_options_t* o, qdc_component_t* c, void* pool) {
+  return qdc_emit_plan_multi(o, &c, 1, NULL, pool);
 }

@@ -42,7 +42,8 @@ qd_status_t qdc_choose_formats(const qdc_compile_options_t* o, qdc_component_t* 
     w->shape = gw->shape;
     uint64_t n = (uint64_t)qd_shape_numel(&gw->shape);
     c->params_total += n;
-    bool nf4 = o->quant == QDC_QUANT_NF4 && o->quantize_component && (gw->flags & QD_WEIGHT_LINEAR);
+    bool nf4 = o->quant == QDC_QUANT_NF4 && c->spec.quantize && (gw->flags & QD_WEIGHT_LINEAR) &&
+               !qd_graph_desc_keep_unquantized(c->desc, gw->name);
     for (int32_t k = 0; nf4 && k < o->keep_count; k++)
       if (qdc_pattern_match(o->keep[k], gw->name)) nf4 = false;
     if (nf4) {

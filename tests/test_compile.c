@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "compiler/compile.h"
+#include "compiler/pipeline_sources.h"
 #include "compiler/plan_writer.h"
 #include "ir/nf4.h"
 #include "qd/progress.h"
@@ -380,6 +381,33 @@ START_TEST(inconsistent_plan_contents_are_rejected) {
 }
 END_TEST
 
+/* A pipeline directory or a transformer file with a missing piece names the piece and what supplies it. */
+START_TEST(missing_pipeline_pieces_are_named) {
+  char dir[512], cmd[1200];
+  snprintf(dir, sizeof dir, "%s/pipe_missing", qd_test_tmp_dir());
+  snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -p '%s/transformer' '%s/text_encoder' '%s/text_encoder_2' && "
+           "echo '{\"_class_name\": \"FluxPipeline\"}' > '%s/model_index.json'", dir, dir, dir, dir, dir);
+  ck_assert_int_eq(system(cmd), 0);
+  qdc_pipeline_request_t r = {.input = dir, .quantize = "transformer"};
+  qdc_pipeline_sources_t ps;
+  qd_status_t s = qdc_pipeline_sources_find(&r, qd_allocator_system(), &ps);
+  ck_assert(qd_status_is(s, QD_E_NOT_FOUND));
+  ck_assert_ptr_nonnull(strstr(qd_status_message(s), "no vae/"));
+  qd_status_free(s);
+  r = (qdc_pipeline_request_t){.input = weights_path, .vae = "vae.safetensors", .t5 = "t5.safetensors"};
+  s = qdc_pipeline_sources_find(&r, qd_allocator_system(), &ps);
+  ck_assert(qd_status_is(s, QD_E_NOT_FOUND));
+  ck_assert_ptr_nonnull(strstr(qd_status_message(s), "--clip-l"));
+  qd_status_free(s);
+  r.clip_l = "clip.safetensors";
+  s = qdc_pipeline_sources_find(&r, qd_allocator_system(), &ps);
+  ck_assert_ptr_nonnull(strstr(qd_status_message(s), "--tokenizers"));
+  qd_status_free(s);
+  ck_assert(qdc_is_pipeline_dir(dir));
+  ck_assert(!qdc_is_pipeline_dir(qd_test_data_dir()));
+}
+END_TEST
+
 static Suite* compile_suite(void) {
   Suite* s = suite_create("compile");
   TCase* tc = tcase_create("core");
@@ -391,6 +419,7 @@ static Suite* compile_suite(void) {
   tcase_add_test(tc, failed_or_cancelled_compile_leaves_no_plan);
   tcase_add_test(tc, unknown_resolution_is_named);
   tcase_add_test(tc, inconsistent_plan_contents_are_rejected);
+  tcase_add_test(tc, missing_pipeline_pieces_are_named);
   suite_add_tcase(s, tc);
   return s;
 }
