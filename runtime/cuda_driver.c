@@ -173,7 +173,10 @@ static qd_status_t qd_cu_load_(void) {
 
   qd_cu_get_proc_address_fn_ get_proc = NULL;
   qd_cu_store_(&get_proc, dlsym(handle, "cuGetProcAddress_v2"));
-  d->abi_version = driver_version < CUDA_VERSION ? driver_version : CUDA_VERSION;
+  /* The ABI of the prototypes qd calls, not the newest the headers know: a driver answers each name with the
+   * flavor of the version asked for, and newer flavors change prototypes under the same name (CUDA 13.0's
+   * cuCtxSynchronize takes a context; called as the void one, it fails with CONTEXT_IS_DESTROYED). */
+  d->abi_version = QD_CUDA_DRIVER_MIN_VERSION;
   for (size_t i = 0; i < sizeof qd_cu_symbols_ / sizeof qd_cu_symbols_[0]; i++) {
     const qd_cu_symbol_t_* sym = &qd_cu_symbols_[i];
     void* fn = qd_cu_resolve_(handle, get_proc, d->abi_version, sym);

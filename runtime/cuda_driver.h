@@ -42,8 +42,10 @@
 extern "C" {
 #endif
 
-/* The oldest driver qd accepts: cuGetProcAddress with a status argument and every entry point below exist
- * from CUDA 12.0 on, and each of them has kept its prototype since. */
+/* The oldest driver qd accepts, and the ABI version qd asks cuGetProcAddress for: cuGetProcAddress with a status
+ * argument and every entry point below exist from CUDA 12.0 on, and qd calls them with their 12.0 prototypes
+ * (newer drivers still serve those when asked for 12.0; some names changed prototype since, e.g.
+ * cuCtxSynchronize in 13.0). */
 #define QD_CUDA_DRIVER_MIN_VERSION 12000
 
 /* The entry points qd uses, one X(name) each, spelled as in cuda.h. */
@@ -132,7 +134,8 @@ extern "C" {
 typedef struct qd_cuda_driver {
   const char* library;   /* the name or path that was opened */
   int driver_version;    /* cuDriverGetVersion: 12080 is CUDA 12.8 */
-  int abi_version;       /* the version cuGetProcAddress was asked for: min(CUDA_VERSION, driver_version) */
+  int abi_version;       /* the version cuGetProcAddress is asked for: QD_CUDA_DRIVER_MIN_VERSION, whose prototypes
+                          * qd calls (later flavors may change a prototype under the same name) */
   int device_count;      /* at least 1 once loaded */
 #define QD_CUDA_DRIVER_FIELD_(name) __typeof__(&name) name;
   QD_CUDA_DRIVER_SYMBOLS(QD_CUDA_DRIVER_FIELD_)

@@ -116,6 +116,15 @@ CUresult CUDAAPI cuMemFree(CUdeviceptr ptr) {
   return CUDA_ERROR_INVALID_VALUE;
 }
 
+/* Two flavors under one name, as the real driver has them: CUDA 12's cuCtxSynchronize(void), and CUDA 13.0's,
+ * which takes the context. A loader that asks a 13.x driver for the 13.0 ABI gets the second and calls it without
+ * an argument; the real one then fails with CONTEXT_IS_DESTROYED, and so does this one. */
+static CUresult CUDAAPI fake_ctx_synchronize_v2000(void) { return CUDA_SUCCESS; }
+static CUresult CUDAAPI fake_ctx_synchronize_v13000(CUcontext ctx) {
+  (void)ctx;
+  return CUDA_ERROR_CONTEXT_IS_DESTROYED;
+}
+
 static void fake_unimplemented(void) {
   fprintf(stderr, "fake_cuda_driver: an unimplemented entry point was called\n");
   abort();
@@ -150,6 +159,9 @@ CUresult CUDAAPI cuGetProcAddress_v2(const char* symbol, void** pfn, int cuda_ve
   void (*fn)(void) = fake_unimplemented;
   for (size_t i = 0; i < sizeof fake_entries / sizeof fake_entries[0]; i++)
     if (strcmp(fake_entries[i].base_name, symbol) == 0) fn = fake_entries[i].fn;
+  if (strcmp(symbol, "cuCtxSynchronize") == 0)
+    fn = cuda_version >= 13000 ? (void (*)(void))fake_ctx_synchronize_v13000
+                               : (void (*)(void))fake_ctx_synchronize_v2000;
   memcpy(pfn, &fn, sizeof fn);
   if (status) *status = CU_GET_PROC_ADDRESS_SUCCESS;
   return CUDA_SUCCESS;
