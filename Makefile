@@ -1,7 +1,9 @@
 # Thin wrapper over meson: installs what the build needs, configures once, builds, runs.
 #   make demo   build, then run the main job on a built-in tiny default
-#   make test   build, then run the CPU test suite, plain and under ASan+UBSan, then the fuzzers (make fuzz)
+#   make test   build, then run the CPU test suite, plain and under ASan+UBSan, the example (make example), then
+#               the fuzzers (make fuzz)
 #   make fuzz   build the libFuzzer targets with clang and run each for FUZZ_SECONDS on its seeds
+#   make example  install into a temporary prefix, build docs/example.c with pkg-config, run it on a tiny plan
 BUILD ?= build
 ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
@@ -12,7 +14,7 @@ SANITIZE_OPTS = -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debu
 export ASAN_OPTIONS ?= detect_leaks=1:abort_on_error=1:strict_string_checks=1
 export UBSAN_OPTIONS ?= halt_on_error=1:print_stacktrace=1
 
-.PHONY: all deps build build-asan demo test test-unit test-asan fuzz clean
+.PHONY: all deps build build-asan demo example test test-unit test-asan fuzz clean
 
 all: build
 
@@ -36,10 +38,13 @@ test-unit: build
 test-asan: build-asan
 	meson test -C $(ASAN_BUILD) --print-errorlogs
 
+example: build
+	@tools/build_example.sh $(BUILD)
+
 fuzz: deps
 	tools/run_fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
 
-test: test-unit test-asan fuzz
+test: test-unit test-asan example fuzz
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

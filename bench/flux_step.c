@@ -186,8 +186,8 @@ int main(int argc, char** argv) {
       if (check_cpu) printf("  vs CPU reference of the same plan: rel L2 %.3e (output norm %.3e)\n", rel, sqrt(norm));
       if (tu.shapes) printf("  GEMM tuning: %d shapes, heuristic %.2f ms -> tuned %.2f ms per step\n", tu.shapes,
                             tu.default_ms, tu.tuned_ms);
-      printf("  launches %d, executor creation %.1f s (kernels compiled with NVRTC, weights uploaded)\n", t.launches,
-             t_create);
+      printf("  launches %d, executor creation %.1f s (kernels: %s; weights uploaded)\n", t.launches, t_create,
+             qd_cuda_executor_kernel_source(e));
       if (jsonl) {
         FILE* f = fopen(jsonl, "a");
         if (f) {

@@ -20,11 +20,16 @@ for STAGE in $STAGES; do
     echo "== kernels against the CPU reference"
     timeout 150 "$B/test_gpu_kernels" > "$OUT/gpu_kernels.txt" 2>&1; echo "test_gpu_kernels rc=$?"
     grep -E "FAIL|fail|error" "$OUT/gpu_kernels.txt" | head -20; tail -30 "$OUT/gpu_kernels.txt"
+    echo "== attention kernels against the CPU reference"
+    timeout 120 "$B/test_attention" --no-bench > "$OUT/attention.txt" 2>&1; echo "test_attention rc=$?"
+    tail -5 "$OUT/attention.txt"
     echo "== a small transformer (head size 128) on the GPU against the CPU run of the same plan"
     for q in nf4 none; do
       "$B/qdc" synth models/flux-transformer.json --config small --plan /tmp/small_$q.qplan --quant $q \
         --resolutions 256x256,128x256 --seed 7 -q
     done
+    echo "-- qdrun --check (kernels come from the plan's KERN section)"
+    "$B/qdrun" --check /tmp/small_nf4.qplan
     timeout 120 "$B/flux_step" /tmp/small_nf4.qplan /tmp/small_none.qplan --resolution 256x256,128x256 --check-cpu \
       --iters 5
     echo "-- without the cuBLASLt GELU epilogue"

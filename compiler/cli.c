@@ -4,6 +4,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+bool qdc_parse_long(const char* text, long lo, long hi, long* out) {
+  char* end;
+  long v = strtol(text, &end, 10);
+  if (end == text || *end || v < lo || v > hi) return false;
+  *out = v;
+  return true;
+}
+
 bool qdc_parse_resolution(const char* text, int64_t* out_width, int64_t* out_height) {
   char* end;
   long long w = strtoll(text, &end, 10);

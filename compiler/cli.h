@@ -6,6 +6,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* A whole decimal integer in [lo, hi]; false otherwise (trailing text, overflow, out of range). */
+bool qdc_parse_long(const char* text, long lo, long hi, long* out);
+
 /* Parses "1024x768" (also "1024X768", "1024*768"); false on anything else or sides outside 1..65536. */
 bool qdc_parse_resolution(const char* text, int64_t* out_width, int64_t* out_height);
 

@@ -7,6 +7,7 @@
 
 #include "compiler/cli.h"
 #include "compiler/compile.h"
+#include "compiler/kernel_build.h"
 #include "compiler/pipeline_sources.h"
 #include "compiler/qdc_commands.h"
 #include "qd/log.h"
@@ -37,7 +38,8 @@ static void qdc_compile_usage_(FILE* f) {
           "      --clip-l FILE        with a transformer file: the CLIP-L text encoder\n"
           "      --t5 FILE            with a transformer file: the T5-XXL encoder\n"
           "      --tokenizers DIR     with a transformer file: a directory with tokenizer/ and tokenizer_2/\n"
-          "      --quant nf4|none     NF4 for linear weights of quantized components, or a bf16 plan (default nf4)\n"
+          "      --quant nf4|none|f32 NF4 for linear weights of quantized components (default), a bf16 plan, or an\n"
+          "                           fp32 plan (for accuracy work; twice bf16's size)\n"
           "      --quantize LIST      components to quantize (default: transformer,text_encoder_2, as the diffusers\n"
           "                           guide does)\n"
           "      --blocksize N        NF4 block size, a power of two from 32 to 4096 (default 64)\n"
@@ -46,6 +48,8 @@ static void qdc_compile_usage_(FILE* f) {
           "      --resolutions LIST   WxH[,WxH...] the plan serves (default 1024x1024)\n"
           "      --batch N            images per step (default 1)\n"
           "      --threads N          CPU threads for quantization (default: all cores)\n"
+          "      --target LIST        GPU architectures to build kernels for: sm_80,sm_86,sm_89,sm_90 (default: the\n"
+          "                           GPUs present, else all four; PTX of the lowest runs on newer GPUs), or none\n"
           "      --json               print the report as one JSON document\n"
           "  -q, --quiet              no progress, only errors\n"
           "  -v, --verbose            more messages\n"
@@ -57,14 +61,6 @@ static int qdc_compile_usage_error_(const char* msg, const char* arg) {
   fprintf(stderr, "qdc: error: compile: %s%s%s%s (run 'qdc compile --help')\n", msg, arg ? " '" : "", arg ? arg : "",
           arg ? "'" : "");
   return 2;
-}
-
-static bool qdc_parse_int_(const char* text, long lo, long hi, long* out) {
-  char* end;
-  long v = strtol(text, &end, 10);
-  if (end == text || *end || v < lo || v > hi) return false;
-  *out = v;
-  return true;
 }
 
 static uint64_t qdc_nf4_bytes_(const qdc_component_t* c) {
@@ -102,6 +98,7 @@ static void qdc_print_report_(const qdc_compile_options_t* o, qdc_component_t* c
       cJSON_AddStringToObject(comp, "layout", c->layout);
       cJSON_AddNumberToObject(comp, "parameters", (double)c->params_total);
       cJSON_AddNumberToObject(comp, "quantized_parameters", (double)c->params_quantized);
+      cJSON_AddNumberToObject(comp, "nf4_weights_copied", (double)c->weights_copied);
       cJSON_AddNumberToObject(comp, "source_bytes", (double)c->bytes_source);
       cJSON_AddNumberToObject(comp, "stored_bytes", (double)c->bytes_stored);
       cJSON_AddNumberToObject(comp, "bytes_per_quantized_parameter",
@@ -129,6 +126,9 @@ static void qdc_print_report_(const qdc_compile_options_t* o, qdc_component_t* c
       printf(" (blocksize %d%s, %.4f bytes/param, relative error %.4f)", o->blocksize,
              o->double_quant ? ", double-quantized scales" : "",
              (double)qdc_nf4_bytes_(c) / (double)c->params_quantized, err);
+    if (c->weights_copied)
+      printf("\n            %llu weights were already NF4 in the checkpoint and were copied as they are",
+             (unsigned long long)c->weights_copied);
     printf("\n            %s in the checkpoint -> %s stored\n", qd_format_bytes(c->bytes_source, a, sizeof a),
            qd_format_bytes(c->bytes_stored, b, sizeof b));
     for (int32_t r = 0; r < c->result_count; r++)
@@ -149,6 +149,7 @@ int qdc_cmd_compile(int argc, char** argv) {
   const char* resolutions = "1024x1024";
   long batch = 1;
   bool json = false, quiet = false;
+  const char* target = NULL; /* --target */
   char command[2048];
   size_t used = (size_t)snprintf(command, sizeof command, "qdc compile");
   for (int i = 1; i < argc && used < sizeof command; i++)
@@ -173,15 +174,11 @@ int qdc_cmd_compile(int argc, char** argv) {
     } else if (arg[0] == '-' && arg[1] != '\0') {
       const char* v = QDC_VALUE();
       if (!v) return qdc_compile_usage_error_("missing value for", arg);
-      long n;
-      if (strcmp(arg, "-o") == 0 || strcmp(arg, "--output") == 0) {
-        o.output = v;
-      } else if (strcmp(arg, "--graph") == 0) {
-        o.graph = v;
-      } else if (strcmp(arg, "--config") == 0) {
-        o.config = v;
-      } else if (strcmp(arg, "--layout") == 0) {
-        o.layout = v;
+      const char* message;
+      qdc_option_result_t taken = qdc_compile_option(arg, v, &o, &message);
+      if (taken == QDC_OPTION_BAD) return qdc_compile_usage_error_(message, v);
+      if (taken == QDC_OPTION_TAKEN) {
+        /* one of the options qdc quantize shares */
       } else if (strcmp(arg, "--component") == 0) {
         o.component = v;
       } else if (strcmp(arg, "--vae") == 0) {
@@ -197,28 +194,22 @@ int qdc_cmd_compile(int argc, char** argv) {
           o.quant = QDC_QUANT_NF4;
         else if (strcmp(v, "none") == 0 || strcmp(v, "bf16") == 0)
           o.quant = QDC_QUANT_NONE;
+        else if (strcmp(v, "f32") == 0)
+          o.quant = QDC_QUANT_F32;
         else
-          return qdc_compile_usage_error_("--quant takes nf4 or none, not", v);
+          return qdc_compile_usage_error_("--quant takes nf4, none (bf16) or f32, not", v);
       } else if (strcmp(arg, "--quantize") == 0) {
         quantize = v;
-      } else if (strcmp(arg, "--blocksize") == 0) {
-        if (!qdc_parse_int_(v, 32, 4096, &n) || (n & (n - 1)))
-          return qdc_compile_usage_error_("--blocksize takes a power of two from 32 to 4096, not", v);
-        o.blocksize = (int32_t)n;
-      } else if (strcmp(arg, "--keep") == 0) {
-        if (o.keep_count == QDC_MAX_KEEP) return qdc_compile_usage_error_("too many --keep patterns", NULL);
-        o.keep[o.keep_count++] = v;
       } else if (strcmp(arg, "--resolutions") == 0 || strcmp(arg, "--resolution") == 0) {
         resolutions = v;
       } else if (strcmp(arg, "--batch") == 0) {
-        if (!qdc_parse_int_(v, 1, 64, &batch)) return qdc_compile_usage_error_("--batch takes 1 to 64, not", v);
+        if (!qdc_parse_long(v, 1, 64, &batch)) return qdc_compile_usage_error_("--batch takes 1 to 64, not", v);
       } else if (strcmp(arg, "--synthetic-seed") == 0) {
         /* qdc synth --plan: no checkpoint; seeded values instead (not shown in --help: synth is the interface). */
         o.synthetic = true;
         o.seed = strtoull(v, NULL, 10);
-      } else if (strcmp(arg, "--threads") == 0) {
-        if (!qdc_parse_int_(v, 1, 1024, &n)) return qdc_compile_usage_error_("--threads takes 1 to 1024, not", v);
-        o.threads = (int)n;
+      } else if (strcmp(arg, "--target") == 0) {
+        target = v;
       } else {
         return qdc_compile_usage_error_("unknown option", arg);
       }
@@ -231,6 +222,9 @@ int qdc_cmd_compile(int argc, char** argv) {
   }
   if (!o.input && !o.synthetic) return qdc_compile_usage_error_("missing INPUT", NULL);
   if (!o.output) return qdc_compile_usage_error_("missing -o OUT.qplan", NULL);
+  char target_error[256];
+  if (!qdc_targets_resolve(target, &o, target_error, sizeof target_error))
+    return qdc_compile_usage_error_(target_error, NULL);
   /* Resolutions: a comma-separated list. */
   char list[512];
   snprintf(list, sizeof list, "%s", resolutions);

@@ -22,7 +22,9 @@
 
 enum { QDC_MAX_RESOLUTIONS = 16, QDC_MAX_KEEP = 32 };
 
-typedef enum qdc_quant { QDC_QUANT_NF4 = 0, QDC_QUANT_NONE } qdc_quant_t;
+/* NF4 for the linear weights of quantized components and bf16 for the rest; bf16 everywhere; or fp32 everywhere
+ * (for accuracy work: the CPU executor's exact reference from a plan). */
+typedef enum qdc_quant { QDC_QUANT_NF4 = 0, QDC_QUANT_NONE, QDC_QUANT_F32 } qdc_quant_t;
 
 typedef struct qdc_resolution {
   int64_t width, height, batch;
@@ -47,7 +49,17 @@ typedef struct qdc_compile_options {
   const char* command_line;  /* recorded in the plan's metadata */
   bool synthetic;            /* no checkpoint: seeded random weights with the graph's names and shapes (qdc synth) */
   uint64_t seed;
+  int32_t targets[4];        /* GPU architectures to build kernels for, as compute capabilities (sm_90: 90), from
+                              * --target (compiler/kernel_build.h); none: the plan carries no kernels */
+  int32_t target_count;
+  bool targets_given;        /* --target was given: a missing NVRTC is an error, not a warning */
 } qdc_compile_options_t;
+
+/* compile_options.c: the value-taking options qdc compile and qdc quantize share (-o, --graph, --config, --layout,
+ * --blocksize, --keep, --threads). BAD sets *out_message to a phrase the caller completes with the value. */
+typedef enum qdc_option_result { QDC_OPTION_UNKNOWN = 0, QDC_OPTION_TAKEN, QDC_OPTION_BAD } qdc_option_result_t;
+qdc_option_result_t qdc_compile_option(const char* arg, const char* value, qdc_compile_options_t* o,
+                                       const char** out_message);
 
 /* One component of a plan: where its weights come from and how to compile them. */
 typedef struct qdc_component_spec {
@@ -88,6 +100,7 @@ typedef struct qdc_component {
   qd_plan_weight_t* weights;   /* storage decided by quantize.c, offsets by plan_emit.c */
   /* Report */
   uint64_t params_total, params_quantized;
+  uint64_t weights_copied; /* NF4 weights taken as they are from a bitsandbytes checkpoint */
   uint64_t bytes_source, bytes_stored;
   double weight_error_num, weight_error_den; /* sum ||w - q(w)||^2 and sum ||w||^2 over quantized weights */
 } qdc_component_t;
@@ -108,6 +121,12 @@ qd_status_t qdc_choose_formats(const qdc_compile_options_t* o, qdc_component_t* 
  * numel floats. Accumulates error statistics into the component. */
 qd_status_t qdc_pack_weight(qdc_component_t* c, int32_t i, float* scratch, uint8_t* data, uint8_t* absmax,
                             uint8_t* nested, void* pool);
+/* NF4 of x (layout->count floats) into bitsandbytes' tensors: packed codes, absmax (fp32 blocks, or with double
+ * quantization one code byte a block plus `nested` fp32 scales and *out_offset), spread over the pool's threads.
+ * Adds sum (x - q(x))^2 and sum x^2 to the error accumulators. */
+qd_status_t qdc_quantize_nf4(qd_allocator_t allocator, const qd_nf4_layout_t* layout, const float* x, uint8_t* packed,
+                             uint8_t* absmax, float* nested, float* out_offset, double* error_num, double* error_den,
+                             void* pool);
 /* synth.c: seeded random values for a weight (uniform, std 1/sqrt(fan-in) for matrices, about 1 for norm scales,
  * small for biases); the same seed gives the same values on any machine and thread count. */
 void qdc_synth_fill(const qd_weight_t* weight, uint64_t seed, float* x, void* pool);

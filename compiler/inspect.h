@@ -20,4 +20,12 @@ typedef struct qdc_inspect_options {
 int qdc_inspect_graph(const qdc_inspect_options_t* opt);
 int qdc_inspect_plan(const qdc_inspect_options_t* opt); /* compiler/inspect_plan.c */
 
+/* compiler/inspect_plan_contents.c: what a plan holds, from its META and PROG sections. */
+struct cJSON;
+struct qd_plan_file;
+void qdc_plan_contents_print(const struct qd_plan_file* pf);
+/* Adds "contents" (META, plus "programs": each component's PROG without description and offsets) to root;
+ * false when cJSON runs out of memory. */
+bool qdc_plan_contents_add_json(const struct qd_plan_file* pf, struct cJSON* root);
+
 #endif

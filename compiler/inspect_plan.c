@@ -17,8 +17,10 @@
 
 #include "compiler/inspect.h"
 #include "ir/strict_json.h"
+#include "qd/device.h"
 #include "qd/plan_file.h"
 #include "qd/progress.h"
+#include "runtime/plan_kernels.h"
 
 typedef enum { QDC_VERIFY_NOT_RUN = 0, QDC_VERIFY_OK, QDC_VERIFY_MISMATCH } qdc_verify_result_t;
 
@@ -30,6 +32,19 @@ typedef struct {
   const qd_plan_section_t* meta; /* the META section described, or NULL */
   qd_json_doc_t* meta_doc;       /* its JSON, or NULL when it is not valid JSON */
   char meta_error[512];          /* why meta_doc is NULL */
+  /* Kernels: META "kernels" (targets) and one summary per KERN section. */
+  qd_plan_kernel_targets_t targets;
+  char targets_error[512];       /* why META "kernels" could not be read; empty when it was (or is absent) */
+  struct qdc_kern_summary {
+    const qd_plan_section_t* section;
+    int32_t variants, images;
+    uint64_t bytes[8];           /* per architecture, in the order of arch[] */
+    int32_t count[8];
+    char arch[8][QD_KERN_ARCH_SIZE];
+    int32_t arch_count;
+    char error[512];             /* why the index is invalid; empty when it is valid */
+  }* kern;
+  size_t kern_count;
 } qdc_plan_view_t;
 
 static int qdc_plan_fail_(qd_status_t s) {
@@ -69,6 +84,125 @@ static qd_status_t qdc_plan_read_meta_(qdc_plan_view_t* v) {
     qd_status_free(s);
   }
   return QD_OK;
+}
+
+/* Reads META "kernels" (with cJSON, as the runtime does) and validates and sums up every KERN section the way
+ * qd_plan_open would. An invalid index is reported in the summary, not as an inspect failure: the container is
+ * valid. */
+static qd_status_t qdc_plan_read_kernels_(qdc_plan_view_t* v) {
+  size_t n = qd_plan_file_section_count(v->pf);
+  v->kern = calloc(n ? n : 1, sizeof *v->kern);
+  if (!v->kern) return QD_ERR(OUT_OF_MEMORY, OUT_OF_MEMORY, "out of memory for %zu sections", n);
+  const qd_plan_kernel_targets_t* targets = NULL;
+  if (v->meta) {
+    cJSON* meta = cJSON_ParseWithLength(v->meta->data, (size_t)v->meta->size);
+    qd_status_t s = meta ? qd_plan_kernels_parse_meta(qd_plan_file_path(v->pf), meta, &v->targets) : QD_OK;
+    cJSON_Delete(meta);
+    if (s) {
+      qd_status_format(s, v->targets_error, sizeof v->targets_error);
+      qd_status_free(s);
+    } else if (v->targets.present) {
+      targets = &v->targets;
+    }
+  }
+  for (size_t i = 0; i < n; i++) {
+    const qd_plan_section_t* sec = qd_plan_file_section(v->pf, i);
+    if (sec->kind != QD_PLAN_KIND_KERN) continue;
+    struct qdc_kern_summary* k = &v->kern[v->kern_count++];
+    k->section = sec;
+    qd_plan_kernel_image_t* images;
+    int32_t count;
+    qd_status_t s = qd_plan_kernels_parse(qd_plan_file_path(v->pf), sec->name, sec->data, sec->size, targets,
+                                          qd_allocator_system(), &images, &count);
+    if (s && qd_status_code(s) == QD_CODE_OUT_OF_MEMORY) return s;
+    if (s) {
+      qd_status_format(s, k->error, sizeof k->error);
+      qd_status_free(s);
+      continue;
+    }
+    k->images = count;
+    for (int32_t j = 0; j < count; j++) {
+      k->variants += j == 0 || strcmp(images[j - 1].key, images[j].key) != 0;
+      int32_t a = 0;
+      while (a < k->arch_count && strcmp(k->arch[a], images[j].arch) != 0) a++;
+      if (a == k->arch_count && a < 8) memcpy(k->arch[k->arch_count++], images[j].arch, QD_KERN_ARCH_SIZE);
+      if (a < 8) {
+        k->bytes[a] += images[j].size;
+        k->count[a]++;
+      }
+    }
+    qd_plan_kernels_free(qd_allocator_system(), images, count);
+  }
+  return QD_OK;
+}
+
+static void qdc_plan_kernels_text_(const qdc_plan_view_t* v) {
+  char b[64], c[32], d[32];
+  if (v->targets_error[0]) {
+    printf("kernels: META \"kernels\" is invalid: %s\n", v->targets_error);
+  } else if (v->targets.present) {
+    printf("kernels: cubins for %s", qd_plan_kernel_targets_format(&v->targets, b, sizeof b));
+    if (v->targets.ptx_cc) printf(", PTX for compute_%d (newer GPUs JIT it)", v->targets.ptx_cc);
+    printf("; built with NVRTC %d.%d; drivers for CUDA %s (cubins) and %s (PTX) or newer\n", v->targets.nvrtc_major,
+           v->targets.nvrtc_minor, qd_cuda_version_format(v->targets.cubin_min_driver, c, sizeof c),
+           qd_cuda_version_format(v->targets.ptx_min_driver, d, sizeof d));
+  } else if (v->kern_count == 0) {
+    printf("kernels: none (qdrun compiles them with NVRTC, if it has it)\n");
+  }
+  for (size_t i = 0; i < v->kern_count; i++) {
+    const struct qdc_kern_summary* k = &v->kern[i];
+    if (k->error[0]) {
+      printf("  KERN \"%s\": invalid: %s\n", k->section->name, k->error);
+      continue;
+    }
+    printf("  KERN \"%s\": %d variant%s, %d image%s", k->section->name, k->variants, k->variants == 1 ? "" : "s",
+           k->images, k->images == 1 ? "" : "s");
+    for (int32_t a = 0; a < k->arch_count; a++)
+      printf("%s %s %s (%d)", a ? "," : ":", k->arch[a], qd_format_bytes(k->bytes[a], b, sizeof b), k->count[a]);
+    putchar('\n');
+  }
+}
+
+static bool qdc_plan_kernels_json_(const qdc_plan_view_t* v, cJSON* root) {
+  if (!v->targets.present && !v->targets_error[0] && v->kern_count == 0)
+    return cJSON_AddNullToObject(root, "kernels") != NULL;
+  cJSON* kj = cJSON_AddObjectToObject(root, "kernels");
+  if (!kj) return false;
+  char b[32];
+  if (v->targets_error[0]) {
+    if (!cJSON_AddStringToObject(kj, "error", v->targets_error)) return false;
+  } else if (v->targets.present) {
+    cJSON* t = cJSON_AddArrayToObject(kj, "targets");
+    for (int32_t i = 0; t && i < v->targets.count; i++) {
+      snprintf(b, sizeof b, "sm_%d", v->targets.cc[i]);
+      if (!cJSON_AddItemToArray(t, cJSON_CreateString(b))) return false;
+    }
+    snprintf(b, sizeof b, "compute_%d", v->targets.ptx_cc);
+    bool ok = t && (v->targets.ptx_cc ? cJSON_AddStringToObject(kj, "ptx", b) : cJSON_AddNullToObject(kj, "ptx"));
+    snprintf(b, sizeof b, "%d.%d", v->targets.nvrtc_major, v->targets.nvrtc_minor);
+    ok = ok && cJSON_AddStringToObject(kj, "nvrtc", b) &&
+         cJSON_AddNumberToObject(kj, "cubin_min_driver", v->targets.cubin_min_driver) &&
+         cJSON_AddNumberToObject(kj, "ptx_min_driver", v->targets.ptx_min_driver);
+    if (!ok) return false;
+  }
+  cJSON* sections = cJSON_AddArrayToObject(kj, "sections");
+  if (!sections) return false;
+  for (size_t i = 0; i < v->kern_count; i++) {
+    const struct qdc_kern_summary* k = &v->kern[i];
+    cJSON* o = cJSON_CreateObject();
+    if (!o || !cJSON_AddItemToArray(sections, o) || !cJSON_AddStringToObject(o, "name", k->section->name)) return false;
+    if (k->error[0]) {
+      if (!cJSON_AddStringToObject(o, "error", k->error)) return false;
+      continue;
+    }
+    cJSON* per = NULL;
+    if (!cJSON_AddNumberToObject(o, "variants", k->variants) || !cJSON_AddNumberToObject(o, "images", k->images) ||
+        !(per = cJSON_AddObjectToObject(o, "bytes")))
+      return false;
+    for (int32_t a = 0; a < k->arch_count; a++)
+      if (!cJSON_AddNumberToObject(per, k->arch[a], (double)k->bytes[a])) return false;
+  }
+  return true;
 }
 
 /* Text summary of the plan's contents, from META. Today: its top-level keys. */
@@ -162,6 +296,9 @@ static void qdc_plan_print_text_(const qdc_plan_view_t* v) {
   if (n == 0) printf("(no sections)\n");
   putchar('\n');
   qdc_plan_contents_text_(v);
+  qdc_plan_contents_print(pf);
+  putchar('\n');
+  qdc_plan_kernels_text_(v);
   if (v->verify) {
     if (v->mismatches == 0)
       printf("verify: all %zu section checksums match\n", n);
@@ -202,7 +339,7 @@ static cJSON* qdc_plan_build_json_(const qdc_plan_view_t* v) {
            cJSON_AddStringToObject(o, "computed", qdc_hex64_(v->computed[i], h, sizeof h));
     }
   }
-  ok = ok && qdc_plan_contents_json_(v, root);
+  ok = ok && qdc_plan_contents_json_(v, root) && qdc_plan_contents_add_json(pf, root) && qdc_plan_kernels_json_(v, root);
   if (ok && v->verify) {
     cJSON* vo = cJSON_AddObjectToObject(root, "verify");
     ok = vo && cJSON_AddBoolToObject(vo, "ok", v->mismatches == 0) &&
@@ -250,6 +387,7 @@ int qdc_inspect_plan(const qdc_inspect_options_t* opt) {
   qdc_plan_view_t v = {.pf = pf};
   int rc = 0;
   s = qdc_plan_read_meta_(&v);
+  if (!s) s = qdc_plan_read_kernels_(&v);
   if (!s && opt->verify) s = qdc_plan_verify_all_(&v);
   if (s) {
     rc = qdc_plan_fail_(s);
@@ -288,6 +426,7 @@ int qdc_inspect_plan(const qdc_inspect_options_t* opt) {
   free(v.verify);
   free(v.computed);
   qd_json_destroy(v.meta_doc);
+  free(v.kern);
   qd_plan_file_close(pf);
   return rc;
 }

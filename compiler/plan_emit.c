@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "compiler/compile.h"
+#include "compiler/kernel_build.h"
 #include "compiler/plan_writer.h"
 #include "qd/progress.h"
 #include "qd/version.h"
@@ -135,6 +136,7 @@ static void qdc_meta_component_(cJSON* comps, const qdc_component_t* c, uint64_t
   cJSON_AddStringToObject(comp, "layout", c->layout);
   cJSON_AddNumberToObject(comp, "parameters", (double)c->params_total);
   cJSON_AddNumberToObject(comp, "quantized_parameters", (double)c->params_quantized);
+  cJSON_AddNumberToObject(comp, "nf4_weights_copied", (double)c->weights_copied);
   cJSON_AddNumberToObject(comp, "weight_bytes", (double)weight_bytes);
   cJSON_AddNumberToObject(comp, "source_bytes", (double)c->bytes_source);
   cJSON_AddNumberToObject(comp, "weight_relative_error",
@@ -196,7 +198,7 @@ static cJSON* qdc_meta_json_(const qdc_compile_options_t* o, qdc_component_t* co
   }
   cJSON* q = cJSON_AddObjectToObject(root, "quantization");
   if (q) {
-    cJSON_AddStringToObject(q, "method", o->quant == QDC_QUANT_NF4 ? "nf4" : "none");
+    cJSON_AddStringToObject(q, "method", o->quant == QDC_QUANT_NF4 ? "nf4" : o->quant == QDC_QUANT_F32 ? "f32" : "none");
     if (o->quant == QDC_QUANT_NF4) {
       cJSON_AddNumberToObject(q, "blocksize", o->blocksize);
       cJSON_AddBoolToObject(q, "double_quant", o->double_quant);
@@ -300,14 +302,22 @@ qd_status_t qdc_emit_plan_multi(const qdc_compile_options_t* o, qdc_component_t*
                   count);
   uint64_t wght_bytes[QDC_MAX_COMPONENTS], max_numel[QDC_MAX_COMPONENTS];
   for (int32_t i = 0; i < count; i++) QD_TRY(qdc_layout_weights_(cs[i], &wght_bytes[i], &max_numel[i]));
+  /* Kernels before any byte is written: a variant NVRTC rejects fails the compile before the long weight pass. */
+  qdc_kernels_t kernels;
+  QD_TRY(qdc_kernels_build(o, cs, count, pool, cs[0]->allocator, &kernels));
   qd_plan_writer_t* w;
-  QD_TRY(qd_plan_writer_create(o->output, cs[0]->allocator, &w));
+  qd_status_t ws = qd_plan_writer_create(o->output, cs[0]->allocator, &w);
+  if (ws) {
+    qdc_kernels_deinit(&kernels);
+    return ws;
+  }
   /* Weights first: quantizing measures the error META reports. */
   qd_status_t s = QD_OK;
   for (int32_t i = 0; i < count && !s; i++) {
     s = qdc_write_weights_(w, cs[i], max_numel[i], pool);
     if (!s) s = qdc_write_json_section_(w, QD_PLAN_KIND_WIDX, cs[i]->name, qdc_widx_json_(cs[i]));
     if (!s) s = qdc_write_json_section_(w, QD_PLAN_KIND_PROG, cs[i]->name, qdc_prog_json_(o, cs[i]));
+    if (!s) s = qdc_kernels_write(&kernels, i, cs[i]->name, w);
     if (s) s = qd_status_annotate(s, "component '%s'", cs[i]->name);
   }
   for (int32_t t = 0; extras && t < extras->tokenizer_count && !s; t++) {
@@ -315,9 +325,17 @@ qd_status_t qdc_emit_plan_multi(const qdc_compile_options_t* o, qdc_component_t*
     if (!s) s = qd_plan_writer_write(w, extras->tokenizers[t].data, extras->tokenizers[t].size);
     if (!s) s = qd_plan_writer_end_section(w);
   }
-  if (!s) s = qdc_write_json_section_(w, QD_PLAN_KIND_META, "", qdc_meta_json_(o, cs, count, wght_bytes, extras));
+  if (!s) {
+    cJSON* meta = qdc_meta_json_(o, cs, count, wght_bytes, extras);
+    if (meta && !qdc_kernels_add_meta(&kernels, meta)) {
+      cJSON_Delete(meta);
+      meta = NULL;
+    }
+    s = qdc_write_json_section_(w, QD_PLAN_KIND_META, "", meta);
+  }
   if (!s) s = qd_plan_writer_finish(w);
   qd_plan_writer_destroy(w);
+  qdc_kernels_deinit(&kernels);
   return s;
 }
 

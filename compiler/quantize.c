@@ -52,11 +52,16 @@ qd_status_t qdc_choose_formats(const qdc_compile_options_t* o, qdc_component_t* 
       w->double_quant = o->double_quant;
       c->params_quantized += n;
     } else {
-      w->format = QD_WEIGHT_FORMAT_BF16;
+      w->format = o->quant == QDC_QUANT_F32 ? QD_WEIGHT_FORMAT_F32 : QD_WEIGHT_FORMAT_BF16;
     }
     /* Source bytes: what the checkpoint holds for this weight. */
     for (int32_t p = 0; c->binding && p < c->binding->sources[i].part_count; p++) {
       const qd_weight_part_t* part = &c->binding->sources[i].parts[p];
+      if (part->bnb) {
+        c->bytes_source += qd_nf4_storage_bytes(&part->nf4.layout) * (part->row_end - part->row_begin) /
+                           (uint64_t)part->nf4.shape.dims[0];
+        continue;
+      }
       uint64_t rows = part->tensor->rank ? part->tensor->shape[0] : 1;
       c->bytes_source += rows ? part->tensor->nbytes / rows * (part->row_end - part->row_begin) : 0;
     }
@@ -105,11 +110,72 @@ static void qdc_error_range_(void* ctx, int64_t begin, int64_t end) {
   j->den[begin] = den;
 }
 
+qd_status_t qdc_quantize_nf4(qd_allocator_t a, const qd_nf4_layout_t* l, const float* x, uint8_t* packed,
+                             uint8_t* absmax, float* nested, float* out_offset, double* error_num, double* error_den,
+                             void* pool_ptr) {
+  qd_threadpool_t* pool = pool_ptr;
+  /* fp32 absmax for every block first (in place when it is what we store), then double quantization. */
+  float* absmax_f32 = NULL;
+  double *num = NULL, *den = NULL;
+  qd_status_t s = QD_OK;
+  if (l->double_quant)
+    s = qd_malloc(a, l->blocks * sizeof(float), (void**)&absmax_f32);
+  else
+    absmax_f32 = (float*)(void*)absmax;
+  if (!s) s = qd_calloc(a, l->blocks, sizeof(double), (void**)&num);
+  if (!s) s = qd_calloc(a, l->blocks, sizeof(double), (void**)&den);
+  if (!s) {
+    qdc_quant_job_t job = {l, x, packed, absmax_f32};
+    qd_parallel_for(pool, (int64_t)l->blocks, 256, qdc_quant_range_, &job);
+    *out_offset = 0;
+    if (l->double_quant) {
+      qd_nf4_tensor_t t = {packed, NULL, absmax, nested, 0};
+      qd_nf4_compress_absmax(l, absmax_f32, &t);
+      *out_offset = t.offset;
+      qd_nf4_absmax(l, &t, absmax_f32); /* the scales a reader will see */
+    }
+    qdc_error_job_t ej = {l, x, packed, absmax_f32, num, den};
+    qd_parallel_for(pool, (int64_t)l->blocks, 256, qdc_error_range_, &ej);
+    for (uint64_t b = 0; b < l->blocks; b++) {
+      *error_num += num[b];
+      *error_den += den[b];
+    }
+  }
+  if (l->double_quant) qd_free(a, absmax_f32, l->blocks * sizeof(float));
+  qd_free(a, num, l->blocks * sizeof(double));
+  qd_free(a, den, l->blocks * sizeof(double));
+  return s;
+}
+
+/* A weight the checkpoint already holds in bitsandbytes NF4 with the block size and double quantization the plan
+ * wants is copied as it is: requantizing dequantized NF4 would add a second rounding. Returns whether it was. */
+static bool qdc_copy_bnb_(qdc_component_t* c, int32_t i, uint8_t* data, uint8_t* absmax, uint8_t* nested) {
+  qd_plan_weight_t* w = &c->weights[i];
+  if (!c->binding || w->format != QD_WEIGHT_FORMAT_NF4) return false;
+  const qd_weight_part_t* part = &c->binding->sources[i].parts[0];
+  if (c->binding->sources[i].part_count != 1 || !part->bnb || part->row_begin != 0 ||
+      part->row_end != (uint64_t)part->nf4.shape.dims[0])
+    return false;
+  const qd_nf4_layout_t* l = &part->nf4.layout;
+  if (l->blocksize != w->blocksize || l->double_quant != w->double_quant) return false;
+  memcpy(data, part->nf4.packed->data, l->packed_bytes);
+  if (l->double_quant) {
+    memcpy(absmax, part->nf4.absmax->data, l->blocks);
+    memcpy(nested, part->nf4.nested_absmax->data, l->nested_blocks * sizeof(float));
+    w->offset = part->nf4.offset;
+  } else {
+    memcpy(absmax, part->nf4.absmax->data, l->blocks * sizeof(float));
+  }
+  c->weights_copied++;
+  return true;
+}
+
 qd_status_t qdc_pack_weight(qdc_component_t* c, int32_t i, float* x, uint8_t* data, uint8_t* absmax,
                             uint8_t* nested, void* pool_ptr) {
   qd_threadpool_t* pool = pool_ptr;
   const qd_plan_weight_t* w = &c->weights[i];
   uint64_t n = (uint64_t)qd_shape_numel(&w->shape);
+  if (qdc_copy_bnb_(c, i, data, absmax, nested)) return QD_OK;
   if (c->binding)
     QD_TRY(qd_weight_binding_read_f32(c->binding, i, x));
   else
@@ -127,34 +193,9 @@ qd_status_t qdc_pack_weight(qdc_component_t* c, int32_t i, float* x, uint8_t* da
   }
   qd_nf4_layout_t l;
   QD_TRY(qd_plan_weight_nf4_layout(w, &l));
-  /* fp32 absmax for every block first (in place when it is what we store), then double quantization. */
-  float* absmax_f32 = NULL;
-  double *num = NULL, *den = NULL;
-  qd_status_t s = QD_OK;
-  if (w->double_quant)
-    s = qd_malloc(c->allocator, l.blocks * sizeof(float), (void**)&absmax_f32);
-  else
-    absmax_f32 = (float*)(void*)absmax;
-  if (!s) s = qd_calloc(c->allocator, l.blocks, sizeof(double), (void**)&num);
-  if (!s) s = qd_calloc(c->allocator, l.blocks, sizeof(double), (void**)&den);
-  if (!s) {
-    qdc_quant_job_t job = {&l, x, data, absmax_f32};
-    qd_parallel_for(pool, (int64_t)l.blocks, 256, qdc_quant_range_, &job);
-    if (w->double_quant) {
-      qd_nf4_tensor_t t = {data, NULL, absmax, (float*)(void*)nested, 0};
-      qd_nf4_compress_absmax(&l, absmax_f32, &t);
-      c->weights[i].offset = t.offset;
-      qd_nf4_absmax(&l, &t, absmax_f32); /* the scales a reader will see */
-    }
-    qdc_error_job_t ej = {&l, x, data, absmax_f32, num, den};
-    qd_parallel_for(pool, (int64_t)l.blocks, 256, qdc_error_range_, &ej);
-    for (uint64_t b = 0; b < l.blocks; b++) {
-      c->weight_error_num += num[b];
-      c->weight_error_den += den[b];
-    }
-  }
-  if (w->double_quant) qd_free(c->allocator, absmax_f32, l.blocks * sizeof(float));
-  qd_free(c->allocator, num, l.blocks * sizeof(double));
-  qd_free(c->allocator, den, l.blocks * sizeof(double));
-  return s;
+  float offset = 0;
+  QD_TRY(qdc_quantize_nf4(c->allocator, &l, x, data, absmax, (float*)(void*)nested, &offset, &c->weight_error_num,
+                          &c->weight_error_den, pool));
+  c->weights[i].offset = offset;
+  return QD_OK;
 }

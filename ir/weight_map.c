@@ -118,11 +118,20 @@ typedef struct qd_bind_ctx {
   const char* weight; /* graph weight name being resolved */
 } qd_bind_ctx_t;
 
-static qd_status_t qd_bind_rows_(qd_bind_ctx_t* c, const cJSON* rows, const char* path, const qd_tensor_info_t* t,
-                                 qd_weight_part_t* part) {
-  part->tensor = t;
+/* A part's logical shape: the tensor's, or for a bitsandbytes weight the one its quant state records (the packed
+ * tensor itself is [n/2, 1]). */
+static int qd_part_rank_(const qd_weight_part_t* p) { return p->bnb ? p->nf4.shape.rank : p->tensor->rank; }
+static uint64_t qd_part_dim_(const qd_weight_part_t* p, int d) {
+  return p->bnb ? (uint64_t)p->nf4.shape.dims[d] : p->tensor->shape[d];
+}
+
+/* Sets the part's row range: all rows, or the "rows": [begin, end] of a rule. */
+static qd_status_t qd_bind_rows_(qd_bind_ctx_t* c, const cJSON* rows, const char* path, qd_weight_part_t* part) {
+  const qd_tensor_info_t* t = part->tensor;
+  int rank = qd_part_rank_(part);
+  uint64_t total = rank > 0 ? qd_part_dim_(part, 0) : 1;
   part->row_begin = 0;
-  part->row_end = t->rank > 0 ? t->shape[0] : 1;
+  part->row_end = total;
   if (!rows) return QD_OK;
   if (!cJSON_IsArray(rows) || cJSON_GetArraySize(rows) != 2)
     return QD_ERR(BAD_INPUT, GRAPH_BAD_MAPPING, "%s: \"rows\" must be [begin, end]", path);
@@ -137,10 +146,10 @@ static qd_status_t qd_bind_rows_(qd_bind_ctx_t* c, const cJSON* rows, const char
       return QD_ERR(BAD_INPUT, GRAPH_BAD_MAPPING, "%s: \"rows\" entries must be integers or size expressions", path);
     }
   }
-  if (t->rank < 1 || v[0] < 0 || v[1] <= v[0] || (uint64_t)v[1] > t->shape[0])
+  if (rank < 1 || v[0] < 0 || v[1] <= v[0] || (uint64_t)v[1] > total)
     return QD_ERR(BAD_INPUT, WEIGHT_SLICE, "%s: weight '%s' takes rows [%lld, %lld) of '%s' in '%s', which has %llu",
                   path, c->weight, (long long)v[0], (long long)v[1], t->name, t->file,
-                  (unsigned long long)(t->rank ? t->shape[0] : 0));
+                  (unsigned long long)(rank ? total : 0));
   part->row_begin = (uint64_t)v[0];
   part->row_end = (uint64_t)v[1];
   return QD_OK;
@@ -155,6 +164,21 @@ static qd_status_t qd_bind_find_(qd_bind_ctx_t* c, const char* source, const cha
                   layout);
   return QD_ERR(BAD_INPUT, WEIGHT_MISSING, "%s: no tensor '%s', which layout %s maps to weight '%s'",
                 qd_checkpoint_path(c->ckpt), source, layout, c->weight);
+}
+
+/* Binds one source tensor (and its rows) to a part: a plain tensor, or a bitsandbytes NF4 weight, recognized by its
+ * quant state and read through it. */
+static qd_status_t qd_bind_part_(qd_bind_ctx_t* c, const char* source, const char* layout, const cJSON* rows,
+                                 const char* path, qd_weight_part_t* part) {
+  memset(part, 0, sizeof *part);
+  if (qd_bnb_nf4_present(c->ckpt, source)) {
+    QD_TRY(qd_bnb_nf4_open(c->ckpt, source, &part->nf4));
+    part->bnb = true;
+    part->tensor = part->nf4.packed;
+  } else {
+    QD_TRY(qd_bind_find_(c, source, layout, &part->tensor));
+  }
+  return qd_bind_rows_(c, rows, path, part);
 }
 
 /* Resolves one weight in one layout (following "extends"); identity when no rule matches. */
@@ -193,9 +217,7 @@ static qd_status_t qd_bind_weight_(qd_bind_ctx_t* c, const char* layout_name, qd
           if (!cJSON_IsString(pf)) return QD_ERR(BAD_INPUT, GRAPH_BAD_MAPPING, "%s: a part lacks \"from\"", path);
           char source[QD_MAP_NAME_MAX];
           QD_TRY(qd_pattern_expand_(pf->valuestring, &m, prefix, source, sizeof source, path));
-          const qd_tensor_info_t* t;
-          QD_TRY(qd_bind_find_(c, source, layout_name, &t));
-          QD_TRY(qd_bind_rows_(c, cJSON_GetObjectItemCaseSensitive(part, "rows"), path, t,
+          QD_TRY(qd_bind_part_(c, source, layout_name, cJSON_GetObjectItemCaseSensitive(part, "rows"), path,
                                &out->parts[out->part_count++]));
         }
         return QD_OK;
@@ -203,10 +225,8 @@ static qd_status_t qd_bind_weight_(qd_bind_ctx_t* c, const char* layout_name, qd
       if (!cJSON_IsString(from)) return QD_ERR(BAD_INPUT, GRAPH_BAD_MAPPING, "%s: needs \"from\" or \"parts\"", path);
       char source[QD_MAP_NAME_MAX];
       QD_TRY(qd_pattern_expand_(from->valuestring, &m, prefix, source, sizeof source, path));
-      const qd_tensor_info_t* t;
-      QD_TRY(qd_bind_find_(c, source, layout_name, &t));
       out->part_count = 1;
-      return qd_bind_rows_(c, cJSON_GetObjectItemCaseSensitive(r, "rows"), path, t, &out->parts[0]);
+      return qd_bind_part_(c, source, layout_name, cJSON_GetObjectItemCaseSensitive(r, "rows"), path, &out->parts[0]);
     }
     const cJSON* ext = cJSON_GetObjectItemCaseSensitive(l, "extends");
     l = cJSON_IsString(ext) ? qd_layout_get_(c->desc, ext->valuestring) : NULL;
@@ -216,40 +236,40 @@ static qd_status_t qd_bind_weight_(qd_bind_ctx_t* c, const char* layout_name, qd
   }
   char source[QD_MAP_NAME_MAX];
   snprintf(source, sizeof source, "%s%s", prefix, c->weight);
-  const qd_tensor_info_t* t;
-  QD_TRY(qd_bind_find_(c, source, layout_name ? layout_name : "identity", &t));
   out->part_count = 1;
-  return qd_bind_rows_(c, NULL, "", t, &out->parts[0]);
+  return qd_bind_part_(c, source, layout_name ? layout_name : "identity", NULL, "", &out->parts[0]);
 }
 
 /* The shape the parts give together: rows concatenated, other dimensions equal. */
 static qd_status_t qd_bind_check_shape_(const qd_weight_source_t* src, const qd_weight_t* w) {
-  const qd_tensor_info_t* t0 = src->parts[0].tensor;
+  const qd_weight_part_t* p0 = &src->parts[0];
+  int rank = qd_part_rank_(p0);
   uint64_t rows = 0;
   for (int32_t i = 0; i < src->part_count; i++) {
     const qd_weight_part_t* p = &src->parts[i];
-    if (!qd_dtype_is_float(p->tensor->dtype))
+    if (!p->bnb && !qd_dtype_is_float(p->tensor->dtype))
       return QD_ERR(BAD_INPUT, WEIGHT_DTYPE, "%s: tensor '%s' (for weight '%s') is %s; weights must be floating point",
                     p->tensor->file, p->tensor->name, w->name, qd_dtype_name(p->tensor->dtype));
-    if (p->tensor->rank != t0->rank) goto mismatch;
-    for (int d = 1; d < t0->rank; d++)
-      if (p->tensor->shape[d] != t0->shape[d]) goto mismatch;
+    if (qd_part_rank_(p) != rank) goto mismatch;
+    for (int d = 1; d < rank; d++)
+      if (qd_part_dim_(p, d) != qd_part_dim_(p0, d)) goto mismatch;
     rows += p->row_end - p->row_begin;
   }
   {
-    bool ok = w->shape.rank == t0->rank && (t0->rank == 0 || (uint64_t)w->shape.dims[0] == rows);
-    for (int d = 1; ok && d < t0->rank; d++) ok = (uint64_t)w->shape.dims[d] == t0->shape[d];
+    bool ok = w->shape.rank == rank && (rank == 0 || (uint64_t)w->shape.dims[0] == rows);
+    for (int d = 1; ok && d < rank; d++) ok = (uint64_t)w->shape.dims[d] == qd_part_dim_(p0, d);
     if (ok) return QD_OK;
   }
 mismatch : {
   char want[128], got[160];
   size_t used = (size_t)snprintf(got, sizeof got, "[");
-  for (int d = 0; d < t0->rank && used < sizeof got; d++)
+  for (int d = 0; d < rank && used < sizeof got; d++)
     used += (size_t)snprintf(got + used, sizeof got - used, "%s%llu", d ? ", " : "",
-                             (unsigned long long)(d == 0 ? rows : t0->shape[d]));
+                             (unsigned long long)(d == 0 ? rows : qd_part_dim_(p0, d)));
   if (used < sizeof got) snprintf(got + used, sizeof got - used, "]");
-  return QD_ERR(BAD_INPUT, WEIGHT_SHAPE, "%s: tensor '%s' gives weight '%s' the shape %s; the graph needs %s",
-                t0->file, t0->name, w->name, got, qd_shape_format(&w->shape, want, sizeof want));
+  return QD_ERR(BAD_INPUT, WEIGHT_SHAPE, "%s: %stensor '%s' gives weight '%s' the shape %s; the graph needs %s",
+                p0->tensor->file, p0->bnb ? "bitsandbytes " : "", p0->tensor->name, w->name, got,
+                qd_shape_format(&w->shape, want, sizeof want));
 }
 }
 
@@ -277,6 +297,11 @@ qd_status_t qd_weight_binding_create(const qd_graph_desc_t* desc, const char* co
     if (!s) s = qd_bind_check_shape_(&b->sources[i], &graph->weights[i]);
     for (int32_t p = 0; !s && p < b->sources[i].part_count; p++) {
       const qd_weight_part_t* part = &b->sources[i].parts[p];
+      if (part->bnb) {
+        uint64_t total = (uint64_t)part->nf4.shape.dims[0];
+        b->source_bytes += qd_nf4_storage_bytes(&part->nf4.layout) * (part->row_end - part->row_begin) / total;
+        continue;
+      }
       uint64_t row_bytes = part->tensor->shape[0] ? part->tensor->nbytes / part->tensor->shape[0] : 0;
       b->source_bytes += part->tensor->rank ? row_bytes * (part->row_end - part->row_begin) : part->tensor->nbytes;
     }
@@ -288,7 +313,15 @@ qd_status_t qd_weight_binding_create(const qd_graph_desc_t* desc, const char* co
       const qd_tensor_info_t* info = qd_checkpoint_tensor(ckpt, t);
       bool read = false;
       for (int32_t i = 0; i < graph->weight_count && !read; i++)
-        for (int32_t p = 0; p < b->sources[i].part_count && !read; p++) read = b->sources[i].parts[p].tensor == info;
+        for (int32_t p = 0; p < b->sources[i].part_count && !read; p++) {
+          const qd_weight_part_t* part = &b->sources[i].parts[p];
+          read = part->tensor == info;
+          /* A bitsandbytes weight's statistics and quant state count as read with it. */
+          if (!read && part->bnb) {
+            size_t n = strlen(part->tensor->name);
+            read = strncmp(info->name, part->tensor->name, n) == 0 && info->name[n] == '.';
+          }
+        }
       if (read) used++;
     }
     b->unused_tensors = qd_checkpoint_tensor_count(ckpt) - used;
@@ -308,10 +341,31 @@ void qd_weight_binding_destroy(qd_weight_binding_t* b) {
   qd_free(b->allocator, b, sizeof *b);
 }
 
+/* Rows [row_begin, row_end) of a bitsandbytes weight: the whole weight is dequantized (NF4 blocks run across rows),
+ * then the rows are taken. */
+static qd_status_t qd_weight_read_bnb_rows_(qd_allocator_t a, const qd_weight_part_t* part, float* dst) {
+  uint64_t n = part->nf4.layout.count, total = (uint64_t)part->nf4.shape.dims[0];
+  if (part->row_begin == 0 && part->row_end == total) return qd_bnb_nf4_dequantize(&part->nf4, dst);
+  uint64_t row = n / total;
+  float* all;
+  QD_TRY(qd_malloc(a, n * sizeof(float), (void**)&all));
+  qd_status_t s = qd_bnb_nf4_dequantize(&part->nf4, all);
+  if (!s) memcpy(dst, all + part->row_begin * row, (part->row_end - part->row_begin) * row * sizeof(float));
+  qd_free(a, all, n * sizeof(float));
+  return s;
+}
+
 qd_status_t qd_weight_binding_read_f32(const qd_weight_binding_t* b, int32_t index, float* dst) {
   const qd_weight_source_t* src = &b->sources[index];
   for (int32_t p = 0; p < src->part_count; p++) {
     const qd_weight_part_t* part = &src->parts[p];
+    if (part->bnb) {
+      QD_TRY_CTX(qd_weight_read_bnb_rows_(b->allocator, part, dst), "reading weight '%s' from bitsandbytes '%s'",
+                 b->graph->weights[index].name, part->tensor->name);
+      dst += (uint64_t)qd_shape_numel(&part->nf4.shape) / (uint64_t)part->nf4.shape.dims[0] *
+             (part->row_end - part->row_begin);
+      continue;
+    }
     const qd_tensor_info_t* t = part->tensor;
     uint64_t row_elems = t->rank && t->shape[0] ? t->numel / t->shape[0] : t->numel;
     uint64_t count = t->rank ? row_elems * (part->row_end - part->row_begin) : t->numel;

@@ -14,6 +14,7 @@
 #define QD_IR_WEIGHT_MAP_H
 
 #include "ir/graph.h"
+#include "ir/bnb_nf4.h"
 #include "ir/graph_desc.h"
 #include "qd/checkpoint.h"
 
@@ -22,6 +23,8 @@ enum { QD_WEIGHT_MAX_PARTS = 4 };
 typedef struct qd_weight_part {
   const qd_tensor_info_t* tensor;
   uint64_t row_begin, row_end; /* rows of the source's first dimension; the whole tensor when it is not sliced */
+  bool bnb;                    /* a bitsandbytes NF4 weight (tensor is its packed codes; rows are of nf4.shape) */
+  qd_bnb_nf4_t nf4;
 } qd_weight_part_t;
 
 typedef struct qd_weight_source {

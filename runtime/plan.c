@@ -21,6 +21,7 @@ struct qd_plan {
   cJSON* progs[QD_PLAN_MAX_COMPONENTS];
   cJSON* widxs[QD_PLAN_MAX_COMPONENTS];
   int32_t component_count;
+  qd_plan_kernel_targets_t kernel_targets;
 };
 
 /* --- JSON access with errors that name the place ----------------------------------------------------- */
@@ -262,6 +263,7 @@ void qd_plan_close(qd_plan_t* p) {
     qd_free(p->allocator, comp->resolutions, (size_t)comp->resolution_count * sizeof *comp->resolutions);
     qd_free(p->allocator, comp->weights, (size_t)(comp->weight_count ? comp->weight_count : 1) * sizeof *comp->weights);
     qd_graph_desc_destroy(comp->desc);
+    qd_plan_kernels_free(p->allocator, comp->kernels, comp->kernel_count);
     cJSON_Delete(p->progs[i]);
     cJSON_Delete(p->widxs[i]);
   }
@@ -269,6 +271,27 @@ void qd_plan_close(qd_plan_t* p) {
   if (p->meta_text) qd_free(p->allocator, p->meta_text, strlen(p->meta_text) + 1);
   qd_plan_file_close(p->file);
   qd_free(p->allocator, p, sizeof *p);
+}
+
+/* The components' KERN sections (plan_kernels.h), checked against what META says they were built for; a KERN
+ * section that no component owns, or one without META "kernels", is a plan that disagrees with itself. */
+static qd_status_t qd_plan_load_kernels_(qd_plan_t* p, const char* path) {
+  for (size_t i = 0; i < qd_plan_file_section_count(p->file); i++) {
+    const qd_plan_section_t* sec = qd_plan_file_section(p->file, i);
+    if (sec->kind != QD_PLAN_KIND_KERN) continue;
+    qd_plan_component_t* comp = NULL;
+    for (int32_t k = 0; k < p->component_count && !comp; k++)
+      if (strcmp(p->components[k].name, sec->name) == 0) comp = &p->components[k];
+    if (!comp)
+      return QD_ERR(BAD_INPUT, PLAN_COMPONENT_MISSING, "%s: KERN/%s belongs to no component META lists", path,
+                    sec->name);
+    if (!p->kernel_targets.present)
+      return QD_ERR(BAD_INPUT, PLAN_CONTENT_FIELD, "%s: KERN/%s is there but META has no \"kernels\" saying what it "
+                    "was built for", path, sec->name);
+    QD_TRY(qd_plan_kernels_parse(path, sec->name, sec->data, sec->size, &p->kernel_targets, p->allocator,
+                                 &comp->kernels, &comp->kernel_count));
+  }
+  return QD_OK;
 }
 
 static qd_status_t qd_plan_load_(qd_plan_t* p, const char* path) {
@@ -283,6 +306,7 @@ static qd_status_t qd_plan_load_(qd_plan_t* p, const char* path) {
     return QD_ERR(UNSUPPORTED, PLAN_CONTENT_VERSION, "%s: META: contents version %lld; this qd reads version %d", path,
                   (long long)version, QD_PLAN_CONTENT_VERSION);
   QD_TRY(qd_jstring_(&c, p->meta, "model", &p->model));
+  QD_TRY(qd_plan_kernels_parse_meta(path, p->meta, &p->kernel_targets));
   const cJSON* comps = cJSON_GetObjectItemCaseSensitive(p->meta, "components");
   if (!cJSON_IsArray(comps) || cJSON_GetArraySize(comps) < 1 || cJSON_GetArraySize(comps) > QD_PLAN_MAX_COMPONENTS)
     return qd_jfield_(&c, p->meta, "components", "is not an array of 1 to 16 components");
@@ -311,7 +335,7 @@ static qd_status_t qd_plan_load_(qd_plan_t* p, const char* path) {
     QD_TRY(qd_jparse_(&wc, widx, &p->widxs[p->component_count - 1]));
     QD_TRY(qd_plan_parse_widx_(p, comp, p->widxs[p->component_count - 1], &wc));
   }
-  return QD_OK;
+  return qd_plan_load_kernels_(p, path);
 }
 
 qd_status_t qd_plan_open(const char* path, qd_allocator_t allocator, uint32_t flags, qd_plan_t** out) {
@@ -359,6 +383,7 @@ void qd_plan_resolution(const qd_plan_t* p, int32_t i, int32_t r, int64_t* w, in
 }
 const qd_plan_component_t* qd_plan_component(const qd_plan_t* p, int32_t i) { return &p->components[i]; }
 qd_plan_file_t* qd_plan_container(const qd_plan_t* p) { return p->file; }
+const qd_plan_kernel_targets_t* qd_plan_kernel_targets(const qd_plan_t* p) { return &p->kernel_targets; }
 
 static qd_status_t qd_plan_no_resolution_(const qd_plan_t* p, int32_t comp, const char* asked) {
   char have[512];

@@ -11,6 +11,7 @@
  *                    "double_quant": bool, "nested": [offset, bytes], "offset_bits": u32 (the float's bits)}]}
  *                    Offsets are relative to the component's WGHT section; weight i is graph weight i.
  *   WGHT <component> the bytes, each piece 256-byte aligned.
+ *   KERN <component> (optional) the GPU kernels, cubins and PTX: runtime/plan_kernels.h.
  *
  * The program is the description itself plus the configuration and bindings: the runtime instantiates it with the
  * same code the compiler used and checks the digest, so the memory plan and kernel choices recorded per value and

@@ -7,6 +7,7 @@
 #include "qd/plan.h"
 #include "qd/plan_file.h"
 #include "runtime/plan_content.h"
+#include "runtime/plan_kernels.h"
 
 typedef struct qd_plan_resolution {
   int64_t width, height, batch;
@@ -29,10 +30,14 @@ typedef struct qd_plan_component {
   uint64_t weight_bytes;
   qd_plan_resolution_t* resolutions;
   int32_t resolution_count;
+  qd_plan_kernel_image_t* kernels; /* its KERN section's images, sorted by (key, arch); NULL without one */
+  int32_t kernel_count;
 } qd_plan_component_t;
 
 const qd_plan_component_t* qd_plan_component(const qd_plan_t* plan, int32_t component);
 qd_plan_file_t* qd_plan_container(const qd_plan_t* plan);
+/* What the plan's kernels were built for (META "kernels"); present is false for a plan without kernels. */
+const qd_plan_kernel_targets_t* qd_plan_kernel_targets(const qd_plan_t* plan);
 
 /* The index of the compiled resolution, or PLAN_NO_RESOLUTION listing the ones the plan has. */
 qd_status_t qd_plan_find_resolution(const qd_plan_t* plan, int32_t component, int64_t width, int64_t height,

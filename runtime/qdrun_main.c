@@ -7,7 +7,9 @@
 
 #include "qd/log.h"
 #include "qd/version.h"
+#include "runtime/qdrun_check.h"
 #include "runtime/qdrun_devices.h"
+#include "runtime/qdrun_generate.h"
 #include "runtime/qdrun_graph.h"
 
 static void qdrun_usage(FILE* f) {
@@ -15,6 +17,9 @@ static void qdrun_usage(FILE* f) {
           "qdrun %s: run a compiled qd plan\n"
           "\n"
           "usage: qdrun --devices [--json]\n"
+          "       qdrun PLAN --prompt TEXT [-o OUT.png] [--seed S] [--steps N] [--guidance G] [--width W --height H]\n"
+          "             [--batch N] [--device cpu|cuda] [--json]   (qdrun PLAN --prompt x --help for details)\n"
+          "       qdrun --check PLAN [--json]\n"
           "       qdrun PLAN --inputs IN.safetensors [--outputs OUT.safetensors] [--component NAME] [options]\n"
           "       qdrun --graph G.json --weights W --inputs IN.safetensors [--outputs OUT.safetensors] [options]\n"
           "\n"
@@ -22,6 +27,8 @@ static void qdrun_usage(FILE* f) {
           "  -h, --help             show this help\n"
           "      --version          print the version\n"
           "      --devices          list the CUDA devices and the CUDA driver, NVRTC and cuBLASLt versions\n"
+          "      --check            say whether PLAN can run here and why not (device, kernels, driver, memory),\n"
+          "                         without running it; exit 0 when it can, 1 when it cannot\n"
           "      --json             print one JSON document instead of text\n"
           "  -v, --verbose          more log messages\n"
           "  -q, --quiet            only errors\n"
@@ -41,12 +48,13 @@ static void qdrun_usage(FILE* f) {
 }
 
 int main(int argc, char** argv) {
-  enum { OPT_VERSION = 256, OPT_DEVICES, OPT_JSON, OPT_GRAPH, OPT_CONFIG, OPT_WEIGHTS, OPT_LAYOUT, OPT_INPUTS,
-         OPT_OUTPUTS, OPT_COMPARE, OPT_DEVICE, OPT_THREADS, OPT_COMPONENT };
+  enum { OPT_VERSION = 256, OPT_DEVICES, OPT_CHECK, OPT_JSON, OPT_GRAPH, OPT_CONFIG, OPT_WEIGHTS, OPT_LAYOUT,
+         OPT_INPUTS, OPT_OUTPUTS, OPT_COMPARE, OPT_DEVICE, OPT_THREADS, OPT_COMPONENT };
   static const struct option opts[] = {
       {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, OPT_VERSION},
       {"devices", no_argument, NULL, OPT_DEVICES},
+      {"check", no_argument, NULL, OPT_CHECK},
       {"json", no_argument, NULL, OPT_JSON},
       {"verbose", no_argument, NULL, 'v'},
       {"quiet", no_argument, NULL, 'q'},
@@ -62,14 +70,17 @@ int main(int argc, char** argv) {
       {"component", required_argument, NULL, OPT_COMPONENT},
       {NULL, 0, NULL, 0},
   };
-  bool devices = false, json = false;
+  bool devices = false, check = false, json = false;
   qdrun_graph_options_t g = {0};
   int c;
+  /* Generation has its own options (runtime/qdrun_generate.c); a --prompt anywhere selects it. */
+  if (qdrun_wants_generate(argc, argv)) return qdrun_generate_main(argc, argv);
   while ((c = getopt_long(argc, argv, "hvq", opts, NULL)) != -1) {
     switch (c) {
       case 'h': qdrun_usage(stdout); return 0;
       case OPT_VERSION: printf("qdrun %s\n", QD_VERSION_STRING); return 0;
       case OPT_DEVICES: devices = true; break;
+      case OPT_CHECK: check = true; break;
       case OPT_JSON: json = true; break;
       case 'v': qd_log_set_level(QD_LOG_DEBUG); break;
       case 'q': qd_log_set_level(QD_LOG_ERROR); break;
@@ -101,13 +112,20 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (devices) return qdrun_devices(json);
+  if (check) {
+    if (!g.plan) {
+      fprintf(stderr, "qdrun: error: --check needs a PLAN (run 'qdrun --help')\n");
+      return 2;
+    }
+    return qdrun_check(g.plan, json);
+  }
   if (g.plan && g.graph) {
     fprintf(stderr, "qdrun: error: give a plan or --graph, not both\n");
     return 2;
   }
   if (g.plan && !g.inputs) {
-    fprintf(stderr, "qdrun: error: %s: generating images from a plan is not available yet; run one of its components "
-            "with --inputs (run 'qdrun --help')\n", g.plan);
+    fprintf(stderr, "qdrun: error: %s: give --prompt TEXT to generate an image, or --inputs to run one component "
+            "(run 'qdrun --help')\n", g.plan);
     return 2;
   }
   if (g.graph || g.plan) {

@@ -4,6 +4,8 @@
  *   ok (default)  driver 12.8, two devices           new         driver 13.2
  *   missing       cuLaunchKernelEx cannot be found   init_fails  cuInit returns CUDA_ERROR_NO_DEVICE
  *   zero          no devices                         old         driver 11.8
+ * The devices are compute capability 9.0, or what QD_FAKE_CUDA_CC says ("86": 8.6), for tests of what a plan's
+ * kernels fit (qdrun --check).
  * Like the real driver, cuGetProcAddress refuses an ABI version newer than the driver and answers for base
  * names only. Entry points it does not implement resolve to a function that must never be called. */
 #include <cuda.h>
@@ -24,6 +26,12 @@ static int fake_version(void) {
   if (fake_is("new")) return 13020;
   if (fake_is("old")) return 11080;
   return 12080;
+}
+
+static int fake_cc(void) {
+  const char* cc = getenv("QD_FAKE_CUDA_CC");
+  int v = cc && *cc ? atoi(cc) : 90;
+  return v >= 10 && v <= 199 ? v : 90;
 }
 
 static int fake_initialized;
@@ -84,8 +92,8 @@ CUresult CUDAAPI cuDeviceGetName(char* name, int len, CUdevice dev) {
 CUresult CUDAAPI cuDeviceGetAttribute(int* value, CUdevice_attribute attrib, CUdevice dev) {
   if (dev < 0 || dev > 1) return CUDA_ERROR_INVALID_VALUE;
   switch (attrib) {
-    case CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR: *value = 9; return CUDA_SUCCESS;
-    case CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR: *value = 0; return CUDA_SUCCESS;
+    case CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR: *value = fake_cc() / 10; return CUDA_SUCCESS;
+    case CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR: *value = fake_cc() % 10; return CUDA_SUCCESS;
     case CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT: *value = 132; return CUDA_SUCCESS;
     case CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN: *value = 232448; return CUDA_SUCCESS;
     default: return CUDA_ERROR_INVALID_VALUE;

@@ -46,6 +46,20 @@ static inline const char* qd_test_tmp_dir(void) {
   return d && *d ? d : "/tmp";
 }
 
+/* A whole file as a NUL-terminated string (caller frees); fails the test when it cannot be read. */
+static inline char* qd_test_read_file(const char* path) {
+  FILE* f = fopen(path, "rb");
+  ck_assert_msg(f != NULL, "cannot open %s", path);
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char* b = malloc((size_t)n + 1);
+  ck_assert_uint_eq(fread(b, 1, (size_t)n, f), (size_t)n);
+  b[n] = '\0';
+  fclose(f);
+  return b;
+}
+
 #define QD_TEST_MAIN(make_suite)                             \
   int main(void) {                                           \
     SRunner* sr = srunner_create(make_suite());              \

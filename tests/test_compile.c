@@ -195,11 +195,13 @@ START_TEST(plan_weights_equal_direct_quantization) {
 }
 END_TEST
 
-START_TEST(bf16_plan_matches_golden) {
+/* Compiles the tiny transformer with `quant` and runs the golden inputs from the plan; returns the relative L2
+ * error against the fp32 PyTorch golden. */
+static double plan_golden_error(qdc_quant_t quant, const char* name) {
   char plan[512];
-  snprintf(plan, sizeof plan, "%s/tiny_bf16.qplan", qd_test_tmp_dir());
+  snprintf(plan, sizeof plan, "%s/%s", qd_test_tmp_dir(), name);
   qdc_compile_options_t o;
-  default_options(&o, plan, QDC_QUANT_NONE);
+  default_options(&o, plan, quant);
   QD_ASSERT_OK(compile_plan(&o, NULL));
   qd_allocator_t a = qd_allocator_system();
   qd_safetensors_t* in;
@@ -209,11 +211,66 @@ START_TEST(bf16_plan_matches_golden) {
   size_t n;
   float* y = run_runner(r, in, &n);
   double max_abs, rel = golden_error(y, n, in, &max_abs);
-  printf("  bf16 plan vs fp32 golden: rel L2 %.2e, max |diff| %.2e\n", rel, max_abs);
-  ck_assert_msg(rel < 1e-2, "bf16 weights moved the output by %.3e", rel);
+  printf("  %s vs fp32 golden: rel L2 %.2e, max |diff| %.2e\n", name, rel, max_abs);
   free(y);
   qd_graph_runner_destroy(r);
   qd_safetensors_close(in);
+  return rel;
+}
+
+START_TEST(bf16_plan_matches_golden) {
+  double rel = plan_golden_error(QDC_QUANT_NONE, "tiny_bf16.qplan");
+  ck_assert_msg(rel < 1e-2, "bf16 weights moved the output by %.3e", rel);
+}
+END_TEST
+
+/* An fp32 plan runs like the fp32 PyTorch golden up to summation order. */
+START_TEST(f32_plan_matches_golden) {
+  double rel = plan_golden_error(QDC_QUANT_F32, "tiny_f32.qplan");
+  ck_assert_msg(rel < 1e-5, "fp32 plan vs fp32 golden: rel L2 %.3e", rel);
+}
+END_TEST
+
+/* qdc inspect shows what a compiled plan holds: model, quantization, resolutions, and per component and resolution
+ * the program and its activation arena, in text and in JSON (where the arena agrees with the memory plan). */
+START_TEST(inspect_shows_plan_contents) {
+  char plan[512], out[600], cmd[2048];
+  snprintf(plan, sizeof plan, "%s/tiny_inspect.qplan", qd_test_tmp_dir());
+  snprintf(out, sizeof out, "%s/tiny_inspect.out", qd_test_tmp_dir());
+  qdc_compile_options_t o;
+  default_options(&o, plan, QDC_QUANT_NF4);
+  qdc_component_t* c;
+  QD_ASSERT_OK(compile_plan(&o, &c));
+  snprintf(cmd, sizeof cmd, "'%s' inspect '%s' >'%s'", getenv("QD_QDC"), plan, out);
+  ck_assert_int_eq(system(cmd), 0);
+  char* text = qd_test_read_file(out);
+  const char* expect[] = {"model        flux-transformer/tiny-guided", "quantization NF4, blocksize 64",
+                          "resolutions  96x64 32x32", "transformer      flux-transformer/tiny-guided",
+                          "as NF4 (relative weight error", "batch 2:", "img_tokens 24"};
+  for (size_t i = 0; i < sizeof expect / sizeof expect[0]; i++)
+    ck_assert_msg(strstr(text, expect[i]) != NULL, "'%s' not in:\n%s", expect[i], text);
+  free(text);
+  snprintf(cmd, sizeof cmd, "'%s' inspect --json '%s' >'%s'", getenv("QD_QDC"), plan, out);
+  ck_assert_int_eq(system(cmd), 0);
+  text = qd_test_read_file(out);
+  cJSON* doc = cJSON_Parse(text);
+  ck_assert_ptr_nonnull(doc);
+  const cJSON* contents = cJSON_GetObjectItemCaseSensitive(doc, "contents");
+  const cJSON* res = cJSON_GetObjectItemCaseSensitive(
+      cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(contents, "programs"), "transformer"),
+      "resolutions");
+  ck_assert_int_eq(cJSON_GetArraySize(res), 2);
+  for (int r = 0; r < 2; r++) {
+    const cJSON* e = cJSON_GetArrayItem(res, r);
+    ck_assert_double_eq(cJSON_GetObjectItemCaseSensitive(e, "arena_bytes")->valuedouble,
+                        (double)c->results[r].memory->arena_bytes);
+    ck_assert_ptr_null(cJSON_GetObjectItemCaseSensitive(e, "offsets")); /* the bulky parts are left out */
+  }
+  const cJSON* comp = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(contents, "components"), 0);
+  ck_assert_double_eq(cJSON_GetObjectItemCaseSensitive(comp, "parameters")->valuedouble, (double)c->params_total);
+  cJSON_Delete(doc);
+  free(text);
+  qdc_component_destroy(c);
 }
 END_TEST
 
@@ -416,6 +473,8 @@ static Suite* compile_suite(void) {
   tcase_add_test(tc, nf4_plan_runs_like_dequantized_graph);
   tcase_add_test(tc, plan_weights_equal_direct_quantization);
   tcase_add_test(tc, bf16_plan_matches_golden);
+  tcase_add_test(tc, inspect_shows_plan_contents);
+  tcase_add_test(tc, f32_plan_matches_golden);
   tcase_add_test(tc, failed_or_cancelled_compile_leaves_no_plan);
   tcase_add_test(tc, unknown_resolution_is_named);
   tcase_add_test(tc, inconsistent_plan_contents_are_rejected);

@@ -15,19 +15,6 @@ typedef struct {
   char* err;
 } run_result_t;
 
-static char* slurp(const char* path) {
-  FILE* f = fopen(path, "rb");
-  ck_assert_ptr_nonnull(f);
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char* b = malloc((size_t)n + 1);
-  ck_assert_uint_eq(fread(b, 1, (size_t)n, f), (size_t)n);
-  b[n] = '\0';
-  fclose(f);
-  return b;
-}
-
 /* Runs `qdc inspect ARGS` (args already shell-quoted where needed), capturing stdout and stderr. */
 static run_result_t run_inspect(const char* args) {
   const char* qdc = getenv("QD_QDC");
@@ -38,7 +25,7 @@ static run_result_t run_inspect(const char* args) {
   snprintf(cmd, sizeof cmd, "'%s' inspect %s >'%s' 2>'%s'", qdc, args, out, err);
   int st = system(cmd);
   ck_assert_msg(st != -1 && WIFEXITED(st), "could not run: %s", cmd);
-  run_result_t r = {WEXITSTATUS(st), slurp(out), slurp(err)};
+  run_result_t r = {WEXITSTATUS(st), qd_test_read_file(out), qd_test_read_file(err)};
   return r;
 }
 
@@ -210,7 +197,7 @@ START_TEST(kinds_and_usage) {
   snprintf(p, sizeof p, "%s/inspect_renamed.bin", qd_test_tmp_dir());
   char src[1024];
   snprintf(src, sizeof src, "%s/safetensors_corpus/valid_all_dtypes.safetensors", qd_test_data_dir());
-  char* bytes = slurp(src);
+  char* bytes = qd_test_read_file(src);
   struct stat sb;
   stat(src, &sb);
   f = fopen(p, "wb");

@@ -476,6 +476,11 @@ START_TEST(qk_gated_elementwise_launcher_checks) {
   gb = ga;
   gb.gate += 4;
   QD_ASSERT_DETAIL(qd_launch_gated_residual(&gf, &g, NULL, &gb), QD_E_KERNEL_ARG_ALIGNMENT);
+  /* A configuration not made by qd_kernel_config_init has no parameters to size the grid with. */
+  qd_kernel_config_t hand;
+  memset(&hand, 0, sizeof hand);
+  hand.template_name = "gated_residual.cu";
+  QD_ASSERT_DETAIL(qd_launch_gated_residual(&gf, &hand, NULL, &ga), QD_E_INVALID_ARGUMENT);
   gb = ga;
   gb.rows = 1 << 20;
   gb.tokens = 1;

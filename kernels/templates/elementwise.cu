@@ -24,8 +24,8 @@
  * EW_VEC (flat kernels) or rows * cols / EW_VEC (row kernels). Each thread handles EW_ITEMS vectors of EW_VEC
  * elements, EW_THREADS apart, loads first. The flat kernels take any n: the n % EW_VEC tail elements are done
  * one by one by block 0. Requirements (checked by the launcher): pointers aligned to EW_VEC elements (2 bytes per
- * bf16, 4 per fp32); for the row kernels cols % EW_VEC == 0 and b_stride % EW_VEC == 0; n and rows * cols <
- * 2^31 * EW_VEC. y may be x or a (in place).
+ * bf16, 4 per fp32); for the row kernels cols % EW_VEC == 0, b_stride % EW_VEC == 0, rows and cols < 2^31
+ * (indices are 64-bit). y may be x or a (in place).
  *
  * Parameters (-D defines; the qd:param lines are read by runtime/cuda/kernel_compile.c and the tests):
  *   qd:param select  EW_OP      = 1   {0 1 2 3 4 5}        activation of qd_ew_unary and qd_ew_bias_act

@@ -24,7 +24,7 @@
  * the first LN_CACHE of them stay in registers between the passes, the rest are read again (from L1/L2).
  * Group sums use warp shuffles, and shared memory across the warps of a group when LN_THREADS > 32.
  * Requirements (checked by the launcher): C % LN_VEC == 0; x, y, w, bias, shift, scale aligned to LN_VEC * 2
- * bytes and mod_stride % LN_VEC == 0; rows * C < 2^31.
+ * bytes and mod_stride % LN_VEC == 0; rows < 2^31 and C < 2^31.
  *
  * Parameters (-D defines; the qd:param lines are read by runtime/cuda/kernel_compile.c and the tests):
  *   qd:param select  LN_MODULATE = 1    {0 1}                       1: qd_layernorm_modulate, 0: qd_layer_norm

@@ -13,8 +13,9 @@
 #include "qd/log.h"
 #include "qd/progress.h"
 #include "runtime/cuda/attention.h"
+#include "runtime/cuda/device_memory.h"
 #include "runtime/cuda/gemm.h"
-#include "runtime/cuda/kernel_sources.h"
+#include "runtime/cuda/kernel_variants.h"
 #include "runtime/cuda/kernels.h"
 #include "runtime/cuda/lowering.h"
 #include "runtime/cuda_cublaslt.h"
@@ -23,7 +24,7 @@
 #include "runtime/plan_internal.h"
 
 enum {
-  QD_EXEC_WORKSPACE = 32 << 20, /* cuBLASLt's recommended workspace on Hopper */
+  QD_EXEC_WORKSPACE = QD_CUDA_WORKSPACE_BYTES, /* cuBLASLt's recommended workspace on Hopper */
   QD_EXEC_MAX_KERNELS = 64,
   QD_EXEC_MAX_GEMMS = 64,
 };
@@ -144,6 +145,7 @@ struct qd_cuda_executor {
 
   qd_exec_kernel_t kernels[QD_EXEC_MAX_KERNELS];
   int32_t kernel_count;
+  qd_cuda_kernel_choice_t kernels_from; /* the plan's cubins or PTX, or NVRTC (qd_exec_kernel_source_) */
   qd_gemm_t gemms[QD_EXEC_MAX_GEMMS];
   int32_t gemm_count;
   qd_cuda_tuning_t tuning;
@@ -165,8 +167,9 @@ void qd_cuda_executor_options_default(qd_cuda_executor_options_t* o) {
 
 /* --- kernels -------------------------------------------------------------------------------------------- */
 
-/* Compiled images per (variant, architecture) for the life of the process: executors for several resolutions or
- * plans of one process compile each kernel once. (Plans will carry these images; until then NVRTC builds them.) */
+/* Images compiled here with NVRTC, per (architecture, variant), for the life of the process: executors for several
+ * resolutions or plans of one process compile each kernel once. Images from the plan are loaded straight from its
+ * mapping and are not copied. */
 enum { QD_IMAGE_CACHE_MAX = 128 };
 typedef struct qd_image_entry {
   char key[288];
@@ -202,96 +205,96 @@ static void qd_image_cache_put_(const char* key, const uint8_t* image, size_t si
   pthread_mutex_unlock(&qd_image_cache_lock_);
 }
 
-/* Compiles (NVRTC, for this device) and loads a configuration of a template, once per distinct configuration. */
-static qd_status_t qd_exec_kernel_(qd_cuda_executor_t* e, const char* template_name, const char* function,
-                                   const char* const* names, const int* values, int count, int32_t* out_index) {
-  qd_kernel_config_t config;
-  QD_TRY(qd_kernel_config_init(template_name, &config));
-  for (int i = 0; i < count; i++) QD_TRY(qd_kernel_config_set(&config, names[i], values[i]));
-  qd_kernel_variant_t variant;
-  qd_kernel_config_variant(&config, function, &variant);
-  char key[256];
-  qd_kernel_variant_format(&variant, key, sizeof key);
-  for (int32_t k = 0; k < e->kernel_count; k++)
-    if (strcmp(e->kernels[k].key, key) == 0) {
-      *out_index = k;
+/* Decides once where this executor's kernels come from (qd_cuda_kernel_choose; qdrun --check asks the same
+ * question). NVRTC is loaded only when the plan's images do not fit this GPU: a plan built for it needs no
+ * toolkit on the machine. */
+const char* qd_cuda_executor_kernel_source(const qd_cuda_executor_t* e) {
+  return qd_cuda_kernel_source_name(e->kernels_from.source);
+}
+
+static qd_status_t qd_exec_kernel_source_(qd_cuda_executor_t* e) {
+  const qd_plan_kernel_targets_t* t = qd_plan_kernel_targets(e->plan);
+  const char* path = qd_plan_path(e->plan);
+  qd_cuda_kernel_choose(t, e->cc, e->cu->driver_version, "not loaded", &e->kernels_from);
+  if (e->kernels_from.source == QD_CUDA_KERNELS_NONE) {
+    const qd_nvrtc_t* nv;
+    qd_status_t s = qd_nvrtc_load(&nv);
+    char why[512] = "";
+    if (s) qd_status_format(s, why, sizeof why);
+    qd_status_free(s);
+    qd_cuda_kernel_choose(t, e->cc, e->cu->driver_version, s ? why : NULL, &e->kernels_from);
+  }
+  switch (e->kernels_from.source) {
+    case QD_CUDA_KERNELS_CUBIN: QD_LOG_DEBUG("%s: kernels: %s", path, e->kernels_from.why); return QD_OK;
+    case QD_CUDA_KERNELS_PTX: QD_LOG_INFO("%s: %s", path, e->kernels_from.why); return QD_OK;
+    case QD_CUDA_KERNELS_NVRTC: QD_LOG_WARN("%s: %s", path, e->kernels_from.why); return QD_OK;
+    default: return QD_ERR(UNSUPPORTED, PLAN_KERNEL_TARGET, "%s: %s", path, e->kernels_from.why);
+  }
+}
+
+/* The image of one kernel: the plan's (for the chosen source), else one compiled here with NVRTC and cached.
+ * *built receives what NVRTC made, for the caller to free once the module is loaded. */
+static qd_status_t qd_exec_kernel_image_(qd_cuda_executor_t* e, const qd_cuda_kernel_t* kv, const uint8_t** out,
+                                         qd_nvrtc_output_t* built) {
+  memset(built, 0, sizeof *built);
+  if (e->kernels_from.source != QD_CUDA_KERNELS_NVRTC) {
+    const qd_plan_kernel_image_t* im = qd_plan_kernels_find(e->comp->kernels, e->comp->kernel_count, kv->key, kv->arch);
+    if (im) {
+      *out = im->data;
       return QD_OK;
     }
-  if (e->kernel_count == QD_EXEC_MAX_KERNELS)
-    return QD_ERR(INTERNAL, INTERNAL, "more than %d kernel variants in one program", QD_EXEC_MAX_KERNELS);
-  qd_exec_kernel_t* k = &e->kernels[e->kernel_count];
-  memset(k, 0, sizeof *k);
-  snprintf(k->key, sizeof k->key, "%s", key);
-  k->config = config;
-  qd_kernel_config_variant(&k->config, function, &variant);
+    /* A plan whose KERN lacks a variant this qd launches (made by a qd with other kernel sources, whose keys
+     * differ): build it here. */
+    QD_LOG_WARN("%s: KERN/%s has no %s image of %s (recompile the plan with this qd); compiling it with NVRTC",
+                qd_plan_path(e->plan), e->comp->name, kv->arch, kv->key);
+  }
+  /* A kernel listed for the plan's PTX target runs on any newer GPU: compile it for this one. */
+  const char* arch = strncmp(kv->arch, "compute_", 8) == 0 ? e->arch : kv->arch;
   char cache_key[288];
-  snprintf(cache_key, sizeof cache_key, "%s %s", e->arch, key);
-  const uint8_t* image = qd_image_cache_get_(cache_key);
-  qd_status_t s;
-  if (image) {
-    s = qd_kernel_module_load(e->allocator, image, &k->module);
-  } else {
-    qd_kernel_binary_t bin;
-    QD_TRY_CTX(qd_kernel_compile(e->allocator, &variant, e->arch, 0, &bin), "compiling %s for %s", key, e->arch);
-    qd_image_cache_put_(cache_key, bin.image.cubin, bin.image.cubin_size);
-    s = qd_kernel_module_load(e->allocator, bin.image.cubin, &k->module);
-    qd_kernel_binary_deinit(&bin);
+  snprintf(cache_key, sizeof cache_key, "%s %s", arch, kv->key);
+  const uint8_t* cached = qd_image_cache_get_(cache_key);
+  if (cached) {
+    *out = cached;
+    return QD_OK;
   }
-  if (!s) s = qd_kernel_module_get_function(k->module, function, &k->fn);
-  if (s) {
-    qd_kernel_module_unload(k->module);
-    return qd_status_annotate(s, "loading %s", key);
-  }
-  *out_index = e->kernel_count++;
+  QD_TRY(qd_cuda_kernel_compile(e->allocator, kv, arch, QD_NVRTC_OUTPUT_CUBIN, built));
+  qd_image_cache_put_(cache_key, built->cubin, built->cubin_size);
+  *out = built->cubin;
   return QD_OK;
 }
 
-static qd_status_t qd_exec_attention_kernel_(qd_cuda_executor_t* e, int head_dim, bool causal, bool has_bias,
-                                             int32_t* out_index) {
-  qd_attention_kernel_t kind = e->cc == 90 && !has_bias && head_dim % 64 == 0 && head_dim <= 128
-                                   ? QD_ATTENTION_WGMMA
-                                   : QD_ATTENTION_MMA;
-  qd_attention_variant_t v = qd_attention_variant_default(kind, e->cc, head_dim, causal, has_bias);
-  char key[256];
-  snprintf(key, sizeof key, "attention kind=%d d=%d causal=%d bias=%d", (int)kind, head_dim, causal, has_bias);
+/* Loads the kernel node `node` launches (qd_cuda_node_kernel decides which, for qdc compile as well), once per
+ * distinct variant. */
+static qd_status_t qd_exec_node_kernel_(qd_cuda_executor_t* e, int32_t node, int32_t* out_index) {
+  qd_cuda_kernel_t kv;
+  bool has;
+  QD_TRY_CTX(qd_cuda_node_kernel(e->graph, e->lowering, e->comp->weights, e->kernels_from.target, node, &kv, &has),
+             "%s", e->graph->nodes[node].origin);
+  if (!has)
+    return QD_ERR(INTERNAL, INTERNAL, "%s: the executor launches a kernel for op '%s' but qd_cuda_node_kernel lists "
+                  "none", e->graph->nodes[node].origin, qd_op_name(e->graph->nodes[node].op));
   for (int32_t k = 0; k < e->kernel_count; k++)
-    if (strcmp(e->kernels[k].key, key) == 0) {
+    if (strcmp(e->kernels[k].key, kv.key) == 0) {
       *out_index = k;
       return QD_OK;
     }
   if (e->kernel_count == QD_EXEC_MAX_KERNELS)
     return QD_ERR(INTERNAL, INTERNAL, "more than %d kernel variants in one program", QD_EXEC_MAX_KERNELS);
-  QD_TRY(qd_attention_variant_validate(&v));
-  qd_attention_defines_t defines;
-  QD_TRY(qd_attention_variant_defines(&v, &defines));
-  char arch[16];
-  QD_TRY(qd_attention_target_arch(kind, e->cc / 10, e->cc % 10, arch, sizeof arch));
   qd_exec_kernel_t* k = &e->kernels[e->kernel_count];
   memset(k, 0, sizeof *k);
-  snprintf(k->key, sizeof k->key, "%s", key);
-  k->is_attention = true;
-  k->attention = v;
-  char cache_key[288];
-  snprintf(cache_key, sizeof cache_key, "%s %s", arch, key);
-  const uint8_t* image = qd_image_cache_get_(cache_key);
-  qd_status_t s;
-  if (image) {
-    s = qd_kernel_module_load(e->allocator, image, &k->module);
-  } else {
-    const char* source = qd_kernel_source_find(qd_attention_template_file(kind));
-    if (!source)
-      return QD_ERR(INTERNAL, INTERNAL, "attention template %s is not embedded", qd_attention_template_file(kind));
-    qd_nvrtc_compile_options_t co = {source, qd_attention_template_file(kind), arch, 0, defines.options, defines.count};
-    qd_nvrtc_output_t out;
-    QD_TRY_CTX(qd_nvrtc_compile(e->allocator, &co, &out), "compiling %s", key);
-    qd_image_cache_put_(cache_key, out.cubin, out.cubin_size);
-    s = qd_kernel_module_load(e->allocator, out.cubin, &k->module);
-    qd_nvrtc_output_deinit(&out);
-  }
-  if (!s) s = qd_kernel_module_get_function(k->module, qd_attention_kernel_name(kind), &k->fn);
+  snprintf(k->key, sizeof k->key, "%s", kv.key);
+  k->config = kv.config;
+  k->is_attention = kv.attention;
+  k->attention = kv.attn;
+  const uint8_t* image;
+  qd_nvrtc_output_t built;
+  QD_TRY_CTX(qd_exec_kernel_image_(e, &kv, &image, &built), "%s", e->graph->nodes[node].origin);
+  qd_status_t s = qd_kernel_module_load(e->allocator, image, &k->module);
+  qd_nvrtc_output_deinit(&built);
+  if (!s) s = qd_kernel_module_get_function(k->module, kv.function, &k->fn);
   if (s) {
     qd_kernel_module_unload(k->module);
-    return qd_status_annotate(s, "loading %s", key);
+    return qd_status_annotate(s, "loading %s for %s", kv.key, kv.arch);
   }
   *out_index = e->kernel_count++;
   return QD_OK;
@@ -370,9 +373,7 @@ static qd_status_t qd_exec_linear_(qd_cuda_executor_t* e, int32_t node, const qd
     slot = e->next_slot++ & 1;
     qd_step_t* d;
     QD_TRY(qd_exec_push_(e, QD_STEP_DEQUANT, node, QD_CLASS_DEQUANT, &d));
-    const char* names[1] = {"NF4_DOUBLE_QUANT"};
-    int values[1] = {w->double_quant ? 1 : 0};
-    QD_TRY(qd_exec_kernel_(e, "nf4_dequant.cu", "qd_nf4_dequant", names, values, 1, &d->kernel));
+    QD_TRY(qd_exec_node_kernel_(e, node, &d->kernel));
     d->slot = slot;
     d->u.dq.y = e->scratch[slot];
     d->u.dq.packed = e->weights + w->data.offset;
@@ -408,9 +409,7 @@ static qd_status_t qd_exec_qknr_(qd_cuda_executor_t* e, int32_t node, const qd_n
   int64_t d = rope->attrs[QD_ROPE_HEAD_DIM].i, ch = xs->dims[2];
   qd_step_t* s;
   QD_TRY(qd_exec_push_(e, QD_STEP_QKNR, node, QD_CLASS_NORM, &s));
-  const char* names[1] = {"QKR_HEAD_DIM"};
-  int values[1] = {(int)d};
-  QD_TRY(qd_exec_kernel_(e, "qk_norm_rope.cu", "qd_qk_norm_rope", names, values, 1, &s->kernel));
+  QD_TRY(qd_exec_node_kernel_(e, node, &s->kernel));
   qd_qk_norm_rope_args_t* a = &s->u.qknr;
   a->x = qd_exec_ptr_(e, norm->inputs[0]);
   a->y = y + (CUdeviceptr)(y_row_offset * ch * 2);
@@ -446,9 +445,7 @@ static qd_status_t qd_exec_node_(qd_cuda_executor_t* e, int32_t i) {
     const qd_node_t* ln = &g->nodes[g->values[n->inputs[0]].producer];
     const qd_shape_t* ls = &g->values[ln->inputs[0]].shape;
     QD_TRY(qd_exec_push_(e, QD_STEP_LN, i, QD_CLASS_NORM, &s));
-    const char* names[1] = {"LN_MODULATE"};
-    int values[1] = {1};
-    QD_TRY(qd_exec_kernel_(e, "layernorm_modulate.cu", "qd_layernorm_modulate", names, values, 1, &s->kernel));
+    QD_TRY(qd_exec_node_kernel_(e, i, &s->kernel));
     qd_layernorm_args_t* a = &s->u.ln;
     a->y = qd_exec_ptr_(e, n->output);
     a->x = qd_exec_ptr_(e, ln->inputs[0]);
@@ -480,7 +477,7 @@ static qd_status_t qd_exec_node_(qd_cuda_executor_t* e, int32_t i) {
     case QD_OP_LINEAR: return qd_exec_linear_(e, i, n, n->output, QD_GEMM_BIAS);
     case QD_OP_GATED_ADD: {
       QD_TRY(qd_exec_push_(e, QD_STEP_GATED, i, QD_CLASS_ELEMENTWISE, &s));
-      QD_TRY(qd_exec_kernel_(e, "gated_residual.cu", "qd_gated_residual", NULL, NULL, 0, &s->kernel));
+      QD_TRY(qd_exec_node_kernel_(e, i, &s->kernel));
       qd_gated_residual_args_t* a = &s->u.gated;
       a->y = qd_exec_ptr_(e, n->output);
       a->residual = qd_exec_ptr_(e, n->inputs[0]);
@@ -498,10 +495,7 @@ static qd_status_t qd_exec_node_(qd_cuda_executor_t* e, int32_t i) {
     case QD_OP_QUICK_GELU:
     case QD_OP_SCALE: {
       QD_TRY(qd_exec_push_(e, QD_STEP_UNARY, i, QD_CLASS_ELEMENTWISE, &s));
-      int op = n->op == QD_OP_SILU ? 1 : n->op == QD_OP_GELU ? 2 : n->op == QD_OP_GELU_TANH ? 3
-               : n->op == QD_OP_QUICK_GELU ? 4 : 5;
-      const char* names[1] = {"EW_OP"};
-      QD_TRY(qd_exec_kernel_(e, "elementwise.cu", "qd_ew_unary", names, &op, 1, &s->kernel));
+      QD_TRY(qd_exec_node_kernel_(e, i, &s->kernel));
       s->u.unary.y = qd_exec_ptr_(e, n->output);
       s->u.unary.x = qd_exec_ptr_(e, n->inputs[0]);
       s->u.unary.n = qd_shape_numel(xs);
@@ -523,9 +517,7 @@ static qd_status_t qd_exec_node_(qd_cuda_executor_t* e, int32_t i) {
         return qd_exec_unsupported_(e, n, "with this broadcast is not supported");
       }
       QD_TRY(qd_exec_push_(e, QD_STEP_BINARY, i, QD_CLASS_ELEMENTWISE, &s));
-      const char* names[1] = {"EW_BINOP"};
-      int op = n->op == QD_OP_ADD ? 0 : 1;
-      QD_TRY(qd_exec_kernel_(e, "elementwise.cu", "qd_ew_binary", names, &op, 1, &s->kernel));
+      QD_TRY(qd_exec_node_kernel_(e, i, &s->kernel));
       s->u.binary.y = qd_exec_ptr_(e, n->output);
       s->u.binary.a = qd_exec_ptr_(e, n->inputs[0]);
       s->u.binary.b = qd_exec_ptr_(e, n->inputs[1]);
@@ -538,9 +530,9 @@ static qd_status_t qd_exec_node_(qd_cuda_executor_t* e, int32_t i) {
     case QD_OP_ATTENTION: {
       QD_TRY(qd_exec_push_(e, QD_STEP_ATTENTION, i, QD_CLASS_ATTENTION, &s));
       const qd_shape_t* ks = &g->values[n->inputs[1]].shape;
-      int64_t h = n->attrs[QD_ATTN_HEADS].i, d = xs->dims[2] / h;
+      int64_t h = n->attrs[QD_ATTN_HEADS].i;
       bool bias = n->input_count > 3;
-      QD_TRY(qd_exec_attention_kernel_(e, (int)d, n->attrs[QD_ATTN_CAUSAL].i != 0, bias, &s->kernel));
+      QD_TRY(qd_exec_node_kernel_(e, i, &s->kernel));
       qd_attention_args_t* a = &s->u.attn;
       a->q = qd_exec_ptr_(e, n->inputs[0]);
       a->k = qd_exec_ptr_(e, n->inputs[1]);
@@ -563,7 +555,7 @@ static qd_status_t qd_exec_node_(qd_cuda_executor_t* e, int32_t i) {
     }
     case QD_OP_TIMESTEP_EMBEDDING: {
       QD_TRY(qd_exec_push_(e, QD_STEP_TEMB, i, QD_CLASS_OTHER, &s));
-      QD_TRY(qd_exec_kernel_(e, "small_ops.cu", "qd_timestep_embedding", NULL, NULL, 0, &s->kernel));
+      QD_TRY(qd_exec_node_kernel_(e, i, &s->kernel));
       s->u.temb.y = qd_exec_ptr_(e, n->output);
       s->u.temb.t = qd_exec_ptr_(e, n->inputs[0]);
       s->u.temb.batch = xs->dims[0];
@@ -576,7 +568,7 @@ static qd_status_t qd_exec_node_(qd_cuda_executor_t* e, int32_t i) {
     }
     case QD_OP_ROPE_FREQS: {
       QD_TRY(qd_exec_push_(e, QD_STEP_ROPE_FREQS, i, QD_CLASS_OTHER, &s));
-      QD_TRY(qd_exec_kernel_(e, "small_ops.cu", "qd_rope_freqs", NULL, NULL, 0, &s->kernel));
+      QD_TRY(qd_exec_node_kernel_(e, i, &s->kernel));
       s->u.ropef.y = qd_exec_ptr_(e, n->output);
       s->u.ropef.ids = qd_exec_ptr_(e, n->inputs[0]);
       s->u.ropef.tokens = xs->dims[0];
@@ -593,7 +585,7 @@ static qd_status_t qd_exec_node_(qd_cuda_executor_t* e, int32_t i) {
       for (int32_t d = axis + 1; d < xs->rank; d++) inner *= xs->dims[d];
       int64_t elem = (int64_t)qd_dtype_size(e->lowering->storage[n->output]);
       QD_TRY(qd_exec_push_(e, n->op == QD_OP_SLICE ? QD_STEP_SLICE : QD_STEP_CONCAT, i, QD_CLASS_ELEMENTWISE, &s));
-      QD_TRY(qd_exec_kernel_(e, "small_ops.cu", "qd_copy_rows", NULL, NULL, 0, &s->kernel));
+      QD_TRY(qd_exec_node_kernel_(e, i, &s->kernel));
       if (n->op == QD_OP_SLICE) {
         s->u.slice.y = qd_exec_ptr_(e, n->output);
         s->u.slice.x = qd_exec_ptr_(e, n->inputs[0]);
@@ -943,6 +935,8 @@ static qd_status_t qd_exec_create_(qd_cuda_executor_t* e, int32_t component, int
     return QD_ERR(UNSUPPORTED, INVALID_ARGUMENT, "the GPU is sm_%d; qd's kernels need sm_80 or newer (bf16 tensor cores)",
                   e->cc);
   snprintf(e->arch, sizeof e->arch, "sm_%d", e->cc);
+  /* Before any allocation: a plan without kernels for this GPU fails here, not after uploading its weights. */
+  QD_TRY(qd_exec_kernel_source_(e));
   QD_CU_TRY(cu->cuDevicePrimaryCtxRetain(&e->context, e->device));
   QD_CU_TRY(cu->cuCtxSetCurrent(e->context));
   size_t free_b, total_b;
@@ -967,33 +961,22 @@ static qd_status_t qd_exec_create_(qd_cuda_executor_t* e, int32_t component, int
   e->arena_bytes = e->memory->arena_bytes;
   QD_TRY(qd_exec_alloc_(e, &e->arena, e->arena_bytes, "activations"));
   QD_TRY(qd_exec_alloc_(e, &e->workspace, QD_EXEC_WORKSPACE, "the cuBLASLt workspace"));
+  /* Sizes from device_memory.h, which qdrun --check uses too. */
+  qd_cuda_memory_needs_t needs;
+  qd_cuda_memory_needs(e->comp, g, e->lowering, e->arena_bytes, &needs);
   /* Inputs, each in its storage type, in one allocation. */
   QD_TRY(qd_calloc(e->allocator, (size_t)(g->input_count ? g->input_count : 1), sizeof(CUdeviceptr),
                    (void**)&e->input_ptr));
+  e->inputs_bytes = needs.inputs;
+  QD_TRY(qd_exec_alloc_(e, &e->inputs_base, needs.inputs, "inputs"));
   uint64_t off = 0;
   for (int32_t i = 0; i < g->input_count; i++) {
-    int32_t v = g->inputs[i];
-    off += (uint64_t)qd_shape_numel(&g->values[v].shape) * qd_dtype_size(e->lowering->storage[v]);
-    off = (off + 255) & ~(uint64_t)255;
-  }
-  e->inputs_bytes = off;
-  QD_TRY(qd_exec_alloc_(e, &e->inputs_base, off, "inputs"));
-  off = 0;
-  for (int32_t i = 0; i < g->input_count; i++) {
-    int32_t v = g->inputs[i];
     e->input_ptr[i] = e->inputs_base + off;
-    off += (uint64_t)qd_shape_numel(&g->values[v].shape) * qd_dtype_size(e->lowering->storage[v]);
-    off = (off + 255) & ~(uint64_t)255;
+    off += qd_cuda_input_bytes(g, e->lowering, i);
   }
   /* Two dequantization slots, each as large as the largest NF4 weight in bf16. */
-  uint64_t slot = 0;
-  for (int32_t w = 0; w < g->weight_count; w++)
-    if (e->comp->weights[w].format == QD_WEIGHT_FORMAT_NF4) {
-      uint64_t b = (uint64_t)qd_shape_numel(&e->comp->weights[w].shape) * 2;
-      if (b > slot) slot = b;
-    }
-  slot = (slot + 255) & ~(uint64_t)255;
-  e->scratch_bytes = 2 * slot;
+  uint64_t slot = needs.scratch_slot;
+  e->scratch_bytes = needs.scratch;
   if (slot) {
     QD_TRY(qd_exec_alloc_(e, &e->scratch[0], 2 * slot, "NF4 dequantization scratch"));
     e->scratch[1] = e->scratch[0] + slot;

@@ -39,6 +39,8 @@ qd_status_t qd_cuda_executor_create(const qd_plan_t* plan, int32_t component, in
 void qd_cuda_executor_destroy(qd_cuda_executor_t* executor);
 
 const qd_graph_t* qd_cuda_executor_graph(const qd_cuda_executor_t* executor);
+/* Where its kernels came from: "cubin" or "ptx" (the plan's KERN section), or "nvrtc" (compiled at creation). */
+const char* qd_cuda_executor_kernel_source(const qd_cuda_executor_t* executor);
 
 /* Copies a host tensor (F32 for floating inputs, converted to the stored type) to graph input `index`. */
 qd_status_t qd_cuda_executor_set_input(qd_cuda_executor_t* executor, int32_t index, const qd_tensor_t* host);

@@ -274,6 +274,10 @@ static bool qd_kc_ptx_has_entry_(const char* ptx, const char* function) {
   return false;
 }
 
+bool qd_ptx_has_function(const char* ptx, size_t size, const char* function) {
+  return ptx && function && memchr(ptx, 0, size) != NULL && qd_kc_ptx_has_entry_(ptx, function);
+}
+
 /* The integer just before `pos` in [line, pos), skipping blanks: "... 64 bytes smem" -> 64. */
 static bool qd_kc_number_before_(const char* line, const char* pos, int* out) {
   const char* p = pos;

@@ -145,6 +145,10 @@ bool qd_kernel_resources_from_log(const char* log, const char* function, qd_kern
  * is read with every offset bounds-checked; a malformed one gives false. */
 bool qd_cubin_has_function(const uint8_t* cubin, size_t size, const char* function);
 
+/* True when PTX text (size bytes, NUL-terminated within them) declares an entry `function` (".entry <name>(").
+ * Text without a NUL in its size gives false. */
+bool qd_ptx_has_function(const char* ptx, size_t size, const char* function);
+
 #ifdef __cplusplus
 }
 #endif

@@ -4,6 +4,7 @@
 
 #include <limits.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -48,7 +49,11 @@ const char* qd_kernel_function_name(qd_kernel_op_t op, const qd_kernel_config_t*
   if (!tmpl || !config || !config->template_name || strcmp(config->template_name, tmpl) != 0) return NULL;
   if (op == QD_KERNEL_LAYERNORM) {
     int modulate = 1;
-    if (qd_kernel_config_get(config, "LN_MODULATE", &modulate) != QD_OK) return NULL; /* cannot fail: same file */
+    qd_status_t s = qd_kernel_config_get(config, "LN_MODULATE", &modulate);
+    if (s) { /* a configuration not made by qd_kernel_config_init */
+      qd_status_free(s);
+      return NULL;
+    }
     return modulate ? "qd_layernorm_modulate" : "qd_layer_norm";
   }
   return qd_k_functions_[op];
@@ -73,11 +78,28 @@ static qd_status_t qd_k_begin_(qd_kernel_op_t op, const qd_kernel_function_t* fn
   return QD_OK;
 }
 
-static int qd_k_param_(const qd_kernel_config_t* cfg, const char* name) {
-  int v = 0;
-  qd_status_t s = qd_kernel_config_get(cfg, name, &v);
-  qd_status_free(s); /* cannot fail once qd_k_begin_ matched the template; 0 then trips the size checks */
-  return v;
+/* Reads parameters of the configuration: qd_k_params_(cfg, "A", &a, "B", &b, NULL). A configuration that lacks one
+ * (not made by qd_kernel_config_init), or holds a size below 1, is refused: the grid math divides by them. */
+static qd_status_t qd_k_params_(const qd_kernel_config_t* cfg, ...) {
+  va_list ap;
+  va_start(ap, cfg);
+  qd_status_t s = QD_OK;
+  for (const char* name; !s && (name = va_arg(ap, const char*)) != NULL;) {
+    int* out = va_arg(ap, int*);
+    const qd_kernel_param_t* p = qd_kernel_params_find(&cfg->params, name);
+    if (!p) {
+      s = QD_ERR(INVALID_ARGUMENT, INVALID_ARGUMENT,
+                 "the %s configuration has no %s; make configurations with qd_kernel_config_init", cfg->template_name,
+                 name);
+    } else {
+      *out = cfg->values[p - cfg->params.items];
+      if (p->kind != QD_KERNEL_PARAM_SELECT && *out < 1)
+        s = QD_ERR(INVALID_ARGUMENT, INVALID_ARGUMENT, "the %s configuration has %s=%d", cfg->template_name, name,
+                   *out);
+    }
+  }
+  va_end(ap);
+  return s;
 }
 
 static qd_status_t qd_k_need_(const char* kernel, const char* what, CUdeviceptr p) {
@@ -124,8 +146,9 @@ qd_status_t qd_launch_layernorm(const qd_kernel_function_t* fn, const qd_kernel_
                                 const qd_layernorm_args_t* a) {
   QD_TRY(qd_k_begin_(QD_KERNEL_LAYERNORM, fn, cfg));
   const char* k = fn->name;
-  const int modulate = qd_k_param_(cfg, "LN_MODULATE"), threads = qd_k_param_(cfg, "LN_THREADS");
-  const int rows_per_block = qd_k_param_(cfg, "LN_ROWS"), vec = qd_k_param_(cfg, "LN_VEC");
+  int modulate, threads, rows_per_block, vec;
+  QD_TRY(qd_k_params_(cfg, "LN_MODULATE", &modulate, "LN_THREADS", &threads, "LN_ROWS", &rows_per_block, "LN_VEC", &vec,
+                      NULL));
   char why[32];
   snprintf(why, sizeof why, "LN_VEC=%d", vec);
   QD_TRY(qd_k_need_(k, "y", a->y));
@@ -174,8 +197,8 @@ qd_status_t qd_launch_qk_norm_rope(const qd_kernel_function_t* fn, const qd_kern
                                    const qd_qk_norm_rope_args_t* a) {
   QD_TRY(qd_k_begin_(QD_KERNEL_QK_NORM_ROPE, fn, cfg));
   const char* k = fn->name;
-  const int head_dim = qd_k_param_(cfg, "QKR_HEAD_DIM"), vec = qd_k_param_(cfg, "QKR_VEC");
-  const int block = qd_k_param_(cfg, "QKR_BLOCK");
+  int head_dim, vec, block;
+  QD_TRY(qd_k_params_(cfg, "QKR_HEAD_DIM", &head_dim, "QKR_VEC", &vec, "QKR_BLOCK", &block, NULL));
   char why[32];
   snprintf(why, sizeof why, "QKR_VEC=%d", vec);
   QD_TRY(qd_k_need_(k, "y", a->y));
@@ -232,8 +255,8 @@ qd_status_t qd_launch_gated_residual(const qd_kernel_function_t* fn, const qd_ke
                                      const qd_gated_residual_args_t* a) {
   QD_TRY(qd_k_begin_(QD_KERNEL_GATED_RESIDUAL, fn, cfg));
   const char* k = fn->name;
-  const int vec = qd_k_param_(cfg, "GR_VEC"), threads = qd_k_param_(cfg, "GR_THREADS");
-  const int items = qd_k_param_(cfg, "GR_ITEMS");
+  int vec, threads, items;
+  QD_TRY(qd_k_params_(cfg, "GR_VEC", &vec, "GR_THREADS", &threads, "GR_ITEMS", &items, NULL));
   char why[32];
   snprintf(why, sizeof why, "GR_VEC=%d", vec);
   QD_TRY(qd_k_need_(k, "y", a->y));
@@ -266,10 +289,10 @@ typedef struct qd_k_ew_ {
   char why[32];
 } qd_k_ew_t_;
 
-static qd_k_ew_t_ qd_k_ew_params_(const qd_kernel_config_t* cfg) {
-  qd_k_ew_t_ p = {qd_k_param_(cfg, "EW_VEC"), qd_k_param_(cfg, "EW_THREADS"), qd_k_param_(cfg, "EW_ITEMS"), ""};
-  snprintf(p.why, sizeof p.why, "EW_VEC=%d", p.vec);
-  return p;
+static qd_status_t qd_k_ew_params_(const qd_kernel_config_t* cfg, qd_k_ew_t_* p) {
+  QD_TRY(qd_k_params_(cfg, "EW_VEC", &p->vec, "EW_THREADS", &p->threads, "EW_ITEMS", &p->items, NULL));
+  snprintf(p->why, sizeof p->why, "EW_VEC=%d", p->vec);
+  return QD_OK;
 }
 
 static unsigned qd_k_ew_blocks_(const qd_k_ew_t_* p, int64_t vectors) {
@@ -280,7 +303,8 @@ qd_status_t qd_launch_ew_unary(const qd_kernel_function_t* fn, const qd_kernel_c
                                CUdeviceptr y, CUdeviceptr x, int64_t n, float factor) {
   QD_TRY(qd_k_begin_(QD_KERNEL_EW_UNARY, fn, cfg));
   const char* k = fn->name;
-  qd_k_ew_t_ p = qd_k_ew_params_(cfg);
+  qd_k_ew_t_ p;
+  QD_TRY(qd_k_ew_params_(cfg, &p));
   QD_TRY(qd_k_range_(k, "n", n, 0, INT64_MAX / 16));
   if (n == 0) return QD_OK;
   QD_TRY(qd_k_need_(k, "y", y));
@@ -298,7 +322,8 @@ qd_status_t qd_launch_ew_binary(const qd_kernel_function_t* fn, const qd_kernel_
                                 int64_t tokens, int64_t cols) {
   QD_TRY(qd_k_begin_(QD_KERNEL_EW_BINARY, fn, cfg));
   const char* k = fn->name;
-  qd_k_ew_t_ p = qd_k_ew_params_(cfg);
+  qd_k_ew_t_ p;
+  QD_TRY(qd_k_ew_params_(cfg, &p));
   QD_TRY(qd_k_need_(k, "y", y));
   QD_TRY(qd_k_need_(k, "a", a));
   QD_TRY(qd_k_need_(k, "b", b));
@@ -323,7 +348,8 @@ qd_status_t qd_launch_ew_bias_act(const qd_kernel_function_t* fn, const qd_kerne
                                   float factor) {
   QD_TRY(qd_k_begin_(QD_KERNEL_EW_BIAS_ACT, fn, cfg));
   const char* k = fn->name;
-  qd_k_ew_t_ p = qd_k_ew_params_(cfg);
+  qd_k_ew_t_ p;
+  QD_TRY(qd_k_ew_params_(cfg, &p));
   QD_TRY(qd_k_need_(k, "y", y));
   QD_TRY(qd_k_need_(k, "x", x));
   QD_TRY(qd_k_need_(k, "bias", bias));
@@ -345,7 +371,8 @@ qd_status_t qd_launch_ew_convert(const qd_kernel_function_t* fn, const qd_kernel
   const bool to_bf16 = strcmp(fn->name, "qd_ew_bf16_to_f32") != 0;
   QD_TRY(qd_k_begin_(to_bf16 ? QD_KERNEL_EW_F32_TO_BF16 : QD_KERNEL_EW_BF16_TO_F32, fn, cfg));
   const char* k = fn->name;
-  qd_k_ew_t_ p = qd_k_ew_params_(cfg);
+  qd_k_ew_t_ p;
+  QD_TRY(qd_k_ew_params_(cfg, &p));
   QD_TRY(qd_k_range_(k, "n", n, 0, INT64_MAX / 16));
   if (n == 0) return QD_OK;
   QD_TRY(qd_k_need_(k, "y", y));
@@ -364,8 +391,9 @@ qd_status_t qd_launch_nf4_dequant(const qd_kernel_function_t* fn, const qd_kerne
                                   const qd_nf4_dequant_args_t* a) {
   QD_TRY(qd_k_begin_(QD_KERNEL_NF4_DEQUANT, fn, cfg));
   const char* k = fn->name;
-  const int dq = qd_k_param_(cfg, "NF4_DOUBLE_QUANT"), threads = qd_k_param_(cfg, "NF4_THREADS");
-  const int load = qd_k_param_(cfg, "NF4_LOAD"), unroll = qd_k_param_(cfg, "NF4_UNROLL");
+  int dq, threads, load, unroll;
+  QD_TRY(qd_k_params_(cfg, "NF4_DOUBLE_QUANT", &dq, "NF4_THREADS", &threads, "NF4_LOAD", &load, "NF4_UNROLL", &unroll,
+                      NULL));
   char why[32];
   snprintf(why, sizeof why, "NF4_LOAD=%d", load);
   QD_TRY(qd_k_range_(k, "n", a->n, 0, INT64_MAX / 16));
@@ -427,7 +455,8 @@ qd_status_t qd_launch_timestep_embedding(const qd_kernel_function_t* fn, const q
                                          float max_period) {
   QD_TRY(qd_k_begin_(QD_KERNEL_TIMESTEP_EMBEDDING, fn, cfg));
   const char* k = fn->name;
-  const int threads = qd_k_param_(cfg, "SMALL_THREADS");
+  int threads;
+  QD_TRY(qd_k_params_(cfg, "SMALL_THREADS", &threads, NULL));
   QD_TRY(qd_k_need_(k, "y", y));
   QD_TRY(qd_k_need_(k, "t", t));
   QD_TRY(qd_k_range_(k, "batch", batch, 1, INT_MAX));
@@ -449,7 +478,8 @@ qd_status_t qd_launch_rope_freqs(const qd_kernel_function_t* fn, const qd_kernel
                                  double theta) {
   QD_TRY(qd_k_begin_(QD_KERNEL_ROPE_FREQS, fn, cfg));
   const char* k = fn->name;
-  const int threads = qd_k_param_(cfg, "SMALL_THREADS");
+  int threads;
+  QD_TRY(qd_k_params_(cfg, "SMALL_THREADS", &threads, NULL));
   QD_TRY(qd_k_need_(k, "y", y));
   QD_TRY(qd_k_need_(k, "ids", ids));
   QD_TRY(qd_k_range_(k, "tokens", tokens, 1, INT_MAX));
@@ -480,7 +510,8 @@ qd_status_t qd_launch_silu_vec(const qd_kernel_function_t* fn, const qd_kernel_c
                                CUdeviceptr y, CUdeviceptr x, int64_t n) {
   QD_TRY(qd_k_begin_(QD_KERNEL_SILU_VEC, fn, cfg));
   const char* k = fn->name;
-  const int threads = qd_k_param_(cfg, "SMALL_THREADS");
+  int threads;
+  QD_TRY(qd_k_params_(cfg, "SMALL_THREADS", &threads, NULL));
   QD_TRY(qd_k_range_(k, "n", n, 0, INT64_MAX / 16));
   if (n == 0) return QD_OK;
   QD_TRY(qd_k_need_(k, "y", y));
@@ -503,7 +534,8 @@ static int qd_k_vec_shift_(uint64_t src, uint64_t dst, uint64_t src_row, uint64_
 /* Launches qd_copy_rows over parts[0..count); rows == 0 or all-empty parts launch nothing. */
 static qd_status_t qd_k_copy_rows_(const qd_kernel_function_t* fn, const qd_kernel_config_t* cfg, CUstream stream,
                                    CUdeviceptr dst, int64_t dst_row_bytes, int64_t rows, qd_k_copy_parts_t_* parts) {
-  const int threads = qd_k_param_(cfg, "SMALL_THREADS"), unroll = qd_k_param_(cfg, "SMALL_UNROLL");
+  int threads, unroll;
+  QD_TRY(qd_k_params_(cfg, "SMALL_THREADS", &threads, "SMALL_UNROLL", &unroll, NULL));
   int64_t most = 0;
   for (int i = 0; i < parts->count; i++) {
     qd_k_copy_part_t_* p = &parts->part[i];

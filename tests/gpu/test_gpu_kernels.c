@@ -311,7 +311,7 @@ static void report(const char* kernel, const variant_t* v, const char* shape, bo
     snprintf(e, sizeof e, "relL2 %.2e max %.2e", err.rel_l2, err.max_abs);
   if (us > 0)
     snprintf(t, sizeof t, "%8.2f us %7.1f GB/s %5.1f%%", us, bytes / us * 1e-3, bytes / (us * 1e-6) / PEAK_BYTES_PER_S * 100);
-  printf("%-22s %-38s %-26s %-28s %s  %s", kernel, v->label, shape, e, t, pass ? "PASS" : "FAIL");
+  printf("%-22s %-38s %-30s %-28s %s  %s", kernel, v->label, shape, e, t, pass ? "PASS" : "FAIL");
   if (!exact && err.unwritten) printf(" (%zu unwritten)", err.unwritten);
   if (!exact && err.over_bound) printf(" (%zu over bound)", err.over_bound);
   if (!guards) printf(" (guard bytes overwritten)");
@@ -328,14 +328,14 @@ static bool launched(qd_status_t s, bool expect_refusal, const char* kernel, con
   if (!s && !expect_refusal) return true;
   if (s && expect_refusal && qd_status_detail(s) == QD_E_KERNEL_ARG_SHAPE) {
     qd_status_free(s);
-    printf("%-22s %-38s %-26s refused (the launcher rejects this shape for this variant)\n", kernel, v->label, shape);
+    printf("%-22s %-38s %-30s refused (the launcher rejects this shape for this variant)\n", kernel, v->label, shape);
     refusals++;
     return false;
   }
   char msg[4096] = "the launcher accepted a shape this variant cannot take";
   if (s) qd_status_format(s, msg, sizeof msg);
   qd_status_free(s);
-  printf("%-22s %-38s %-26s FAIL: %s\n", kernel, v->label, shape, msg);
+  printf("%-22s %-38s %-30s FAIL: %s\n", kernel, v->label, shape, msg);
   failures++;
   return false;
 }
@@ -924,7 +924,7 @@ static void test_small_ops(void) {
         }
         char label[64];
         snprintf(label, sizeof label, "%s", ok ? "|d| <= 1e-6" : "|d| > 1e-6");
-        printf("%-22s %-38s %-26s max %.2e %-18s %s\n", "rope_freqs", v->label, shape, e.max_abs, label,
+        printf("%-22s %-38s %-30s max %.2e %-18s %s\n", "rope_freqs", v->label, shape, e.max_abs, label,
                ok && dguards_ok(&y) ? "PASS" : "FAIL");
         if (ok && dguards_ok(&y))
           passes++;
@@ -1092,7 +1092,7 @@ int main(int argc, char** argv) {
   MUST(qd_threadpool_create(0, qd_allocator_system(), &pool));
   printf("test_gpu_kernels: %s (%s, %d SMs), driver %d, NVRTC %d.%d; bandwidth relative to %.1f TB/s\n", name, arch,
          sms, cu->driver_version, nv->version_major, nv->version_minor, PEAK_BYTES_PER_S / 1e12);
-  printf("%-22s %-38s %-26s %-28s %s\n", "kernel", "variant", "shape", "error", "   median time  achieved  of peak");
+  printf("%-22s %-38s %-30s %-28s %s\n", "kernel", "variant", "shape", "error", "   median time  achieved  of peak");
 
   test_layernorm();
   test_qk_norm_rope();

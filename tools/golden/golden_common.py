@@ -130,7 +130,8 @@ def print_table(title, header, rows):
         print("  ".join(str(x).ljust(w) for x, w in zip(r, widths)))
 
 
-FIXTURE_PREFIXES = ("flux_", "nf4_", "clip_", "t5_", "vae_")
+FIXTURE_PREFIXES = ("flux_", "nf4_", "clip_", "t5_", "vae_", "pipeline_")
+FIXTURE_DIRS = ("pipeline_tiny",)  # whole directories a generator owns (pipeline.py's diffusers directory)
 SIZE_LIMIT = 5 * 1000 * 1000
 
 
@@ -138,6 +139,9 @@ def summary():
     """Prints every fixture these generators own with its size and hash; fails if together they pass SIZE_LIMIT."""
     d = out_dir()
     names = sorted(n for n in os.listdir(d) if n.endswith(".safetensors") and n.startswith(FIXTURE_PREFIXES))
+    for sub in FIXTURE_DIRS:
+        for root, _, files in sorted(os.walk(os.path.join(d, sub))):
+            names += sorted(os.path.relpath(os.path.join(root, f), d) for f in files)
     rows, total = [], 0
     for n in names:
         p = os.path.join(d, n)

@@ -58,10 +58,12 @@ run_all() {
   "$venv/bin/python" "$here/clip.py"
   "$venv/bin/python" "$here/t5.py"
   "$venv/bin/python" "$here/vae.py"
+  "$venv/bin/python" "$here/pipeline.py"
 }
 
 hashes() {
-  (cd "$root/tests/data/golden" && sha256sum flux_*.safetensors nf4_*.safetensors clip_*.safetensors t5_*.safetensors vae_*.safetensors)
+  (cd "$root/tests/data/golden" && sha256sum flux_*.safetensors nf4_*.safetensors clip_*.safetensors t5_*.safetensors \
+     vae_*.safetensors pipeline_*.safetensors && find pipeline_tiny -type f | LC_ALL=C sort | xargs sha256sum)
 }
 
 run_all

@@ -1,0 +1,31 @@
+/* Device memory an executor needs; see device_memory.h. */
+#include "runtime/cuda/device_memory.h"
+
+#include <string.h>
+
+static uint64_t qd_dm_align_(uint64_t v) { return (v + QD_CUDA_ALLOC_ALIGN - 1) & ~(uint64_t)(QD_CUDA_ALLOC_ALIGN - 1); }
+
+uint64_t qd_cuda_input_bytes(const qd_graph_t* g, const qd_cuda_lowering_t* l, int32_t index) {
+  int32_t v = g->inputs[index];
+  return qd_dm_align_((uint64_t)qd_shape_numel(&g->values[v].shape) * qd_dtype_size(l->storage[v]));
+}
+
+void qd_cuda_memory_needs(const qd_plan_component_t* c, const qd_graph_t* g, const qd_cuda_lowering_t* l,
+                          uint64_t arena_bytes, qd_cuda_memory_needs_t* out) {
+  memset(out, 0, sizeof *out);
+  out->weights = c->weight_bytes;
+  out->nested_map = 256 * sizeof(float);
+  uint64_t slot = 0;
+  for (int32_t w = 0; w < g->weight_count && w < c->weight_count; w++) {
+    uint64_t n = (uint64_t)qd_shape_numel(&c->weights[w].shape);
+    if (c->weights[w].format == QD_WEIGHT_FORMAT_F32) out->weight_copies += n * 2;
+    if (c->weights[w].format == QD_WEIGHT_FORMAT_NF4 && n * 2 > slot) slot = n * 2;
+  }
+  out->scratch_slot = qd_dm_align_(slot);
+  out->scratch = 2 * out->scratch_slot;
+  out->arena = arena_bytes;
+  out->workspace = QD_CUDA_WORKSPACE_BYTES;
+  for (int32_t i = 0; i < g->input_count; i++) out->inputs += qd_cuda_input_bytes(g, l, i);
+  out->total = out->weights + out->weight_copies + out->nested_map + out->arena + out->scratch + out->workspace +
+               out->inputs;
+}

@@ -1,0 +1,340 @@
+/* qdrun --check: see runtime/qdrun_check.h. */
+#include "runtime/qdrun_check.h"
+
+#include <cjson/cJSON.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qd/device.h"
+#include "qd/log.h"
+#include "qd/plan.h"
+#include "runtime/cuda/device_memory.h"
+#include "runtime/cuda/executor.h"
+#include "runtime/cuda/kernel_variants.h"
+#include "runtime/cuda_nvrtc.h"
+#include "runtime/plan_internal.h"
+
+/* The CUDA context, cuBLASLt's handle and the loaded modules take memory the executor does not allocate itself;
+ * about 300-500 MiB on current drivers. */
+#define QDRUN_CONTEXT_RESERVE (512ull << 20)
+
+typedef struct qdrun_need {
+  uint64_t resident;        /* every component's weights, their bf16 copies and code tables */
+  qd_cuda_memory_needs_t working; /* the component and resolution with the largest working set (its weights too) */
+  char working_where[96];   /* "transformer at 1024x1024" */
+  uint64_t total;
+} qdrun_need_t;
+
+typedef struct qdrun_device_check {
+  const qd_device_info_t* info;
+  qd_cuda_kernel_choice_t choice;
+  int32_t variants;         /* distinct kernels the plan's programs launch on it */
+  int32_t missing;          /* of those, not in the plan for the chosen source */
+  bool can_run;
+  char problems[4][768];
+  int problem_count;
+} qdrun_device_check_t;
+
+static void qdrun_problem_(qdrun_device_check_t* d, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+static void qdrun_problem_(qdrun_device_check_t* d, const char* fmt, ...) {
+  if (d->problem_count == 4) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(d->problems[d->problem_count++], sizeof d->problems[0], fmt, ap);
+  va_end(ap);
+}
+
+/* Instantiates every component at every resolution, as an executor with default options would, for the memory
+ * it needs. */
+static qd_status_t qdrun_plan_needs_(const qd_plan_t* p, qdrun_need_t* out) {
+  memset(out, 0, sizeof *out);
+  qd_cuda_executor_options_t eo;
+  qd_cuda_executor_options_default(&eo);
+  uint64_t best_working = 0;
+  for (int32_t c = 0; c < qd_plan_component_count(p); c++) {
+    const qd_plan_component_t* comp = qd_plan_component(p, c);
+    uint64_t resident = 0;
+    for (int32_t r = 0; r < comp->resolution_count; r++) {
+      qd_graph_t* g;
+      qd_cuda_lowering_t* l;
+      QD_TRY(qd_plan_instantiate(p, c, r, qd_allocator_system(), &g));
+      qd_status_t s = qd_cuda_lowering_create(g, eo.gelu_epilogue, qd_allocator_system(), &l);
+      if (s) {
+        qd_graph_destroy(g);
+        return s;
+      }
+      qd_cuda_memory_needs_t n;
+      qd_cuda_memory_needs(comp, g, l, comp->resolutions[r].arena_bytes, &n);
+      qd_cuda_lowering_destroy(l);
+      qd_graph_destroy(g);
+      resident = n.weights + n.weight_copies + n.nested_map;
+      uint64_t working = n.arena + n.scratch + n.workspace + n.inputs;
+      if (working >= best_working) {
+        best_working = working;
+        out->working = n;
+        snprintf(out->working_where, sizeof out->working_where, "%s at %lldx%lld", comp->name,
+                 (long long)comp->resolutions[r].width, (long long)comp->resolutions[r].height);
+      }
+    }
+    out->resident += resident;
+  }
+  out->total = out->resident + best_working;
+  return QD_OK;
+}
+
+/* The kernels every program of the plan launches on this device, from where the choice says, with
+ * qd_cuda_node_kernel (what the executor loads) and the default lowering. */
+static qd_status_t qdrun_check_kernels_(const qd_plan_t* p, bool nvrtc, qdrun_device_check_t* d) {
+  qd_cuda_executor_options_t eo;
+  qd_cuda_executor_options_default(&eo);
+  for (int32_t c = 0; c < qd_plan_component_count(p); c++) {
+    const qd_plan_component_t* comp = qd_plan_component(p, c);
+    qd_cuda_kernel_list_t list;
+    qd_cuda_kernel_list_init(&list, d->choice.target, qd_allocator_system());
+    qd_status_t s = QD_OK;
+    for (int32_t r = 0; r < comp->resolution_count && !s; r++) {
+      qd_graph_t* g = NULL;
+      qd_cuda_lowering_t* l = NULL;
+      s = qd_plan_instantiate(p, c, r, qd_allocator_system(), &g);
+      if (!s) s = qd_cuda_lowering_create(g, eo.gelu_epilogue, qd_allocator_system(), &l);
+      if (!s) s = qd_cuda_kernel_list_add(&list, g, l, comp->weights);
+      qd_cuda_lowering_destroy(l);
+      qd_graph_destroy(g);
+    }
+    if (s) {
+      qd_cuda_kernel_list_deinit(&list);
+      return s;
+    }
+    if (list.unsupported)
+      qdrun_problem_(d, "component '%s': %d node%s no GPU kernel (%s)", comp->name, list.unsupported,
+                     list.unsupported == 1 ? " has" : "s have", list.first_unsupported);
+    int32_t missing = 0;
+    for (int32_t k = 0; k < list.count && d->choice.source != QD_CUDA_KERNELS_NVRTC; k++)
+      missing += !qd_plan_kernels_find(comp->kernels, comp->kernel_count, list.items[k].key, list.items[k].arch);
+    if (missing && !nvrtc)
+      qdrun_problem_(d, "component '%s': %d of its %d kernels are not in the plan for %s (a plan made by a qd with "
+                     "other kernel sources: recompile it) and NVRTC is not there to compile them", comp->name, missing,
+                     list.count, list.items[0].arch);
+    d->variants += list.count;
+    d->missing += missing;
+    qd_cuda_kernel_list_deinit(&list);
+  }
+  return QD_OK;
+}
+
+static const char* qdrun_bytes_(uint64_t b, char* buf, size_t size) { return qd_format_bytes(b, buf, size); }
+
+static cJSON* qdrun_version_or_null_(int v) {
+  char b[32];
+  return v ? cJSON_CreateString(qd_cuda_version_format(v, b, sizeof b)) : cJSON_CreateNull();
+}
+
+int qdrun_check(const char* path, bool json) {
+  qd_allocator_t a = qd_allocator_system();
+  qd_plan_t* p = NULL;
+  qd_status_t s = qd_plan_open(path, a, 0, &p);
+  qdrun_need_t need;
+  if (!s) s = qdrun_plan_needs_(p, &need);
+  if (s) {
+    char msg[2048];
+    qd_status_format(s, msg, sizeof msg);
+    if (json) {
+      cJSON* root = cJSON_CreateObject();
+      cJSON_AddStringToObject(root, "plan", path);
+      cJSON_AddBoolToObject(root, "can_run", false);
+      cJSON_AddStringToObject(root, "reason", msg);
+      char* text = cJSON_Print(root);
+      if (text) printf("%s\n", text);
+      free(text);
+      cJSON_Delete(root);
+    } else {
+      qd_status_fprint(stderr, "qdrun", s, false);
+    }
+    qd_status_free(s);
+    qd_plan_close(p);
+    return 1;
+  }
+  const qd_plan_kernel_targets_t* t = qd_plan_kernel_targets(p);
+
+  /* The machine: devices and driver, NVRTC (only needed when the plan's images do not fit), cuBLASLt. */
+  qd_device_list_t* list = NULL;
+  qd_status_t ds = qd_devices_query(a, &list);
+  qd_cuda_versions_t v;
+  if (list)
+    v = *qd_device_list_versions(list);
+  else
+    qd_cuda_versions_query(&v);
+  char driver_error[1024] = "";
+  if (ds) qd_status_format(ds, driver_error, sizeof driver_error);
+  const qd_nvrtc_t* nv;
+  qd_status_t ns = qd_nvrtc_load(&nv);
+  char nvrtc_missing[512] = "";
+  if (ns) qd_status_format(ns, nvrtc_missing, sizeof nvrtc_missing);
+  qd_status_free(ns);
+
+  size_t n_dev = list ? qd_device_list_count(list) : 0;
+  qdrun_device_check_t* devs = calloc(n_dev ? n_dev : 1, sizeof *devs);
+  int runnable = 0;
+  for (size_t i = 0; devs && i < n_dev; i++) {
+    qdrun_device_check_t* d = &devs[i];
+    d->info = qd_device_list_get(list, i);
+    int cc = d->info->cc_major * 10 + d->info->cc_minor;
+    qd_cuda_kernel_choose(t, cc, v.driver, nvrtc_missing[0] ? nvrtc_missing : NULL, &d->choice);
+    if (d->choice.source == QD_CUDA_KERNELS_NONE) {
+      qdrun_problem_(d, "%s", d->choice.why);
+    } else {
+      qd_status_t ks = qdrun_check_kernels_(p, !nvrtc_missing[0], d);
+      if (ks) {
+        char msg[512];
+        qd_status_format(ks, msg, sizeof msg);
+        qdrun_problem_(d, "listing the kernels failed: %s", msg);
+        qd_status_free(ks);
+      }
+    }
+    if (!v.cublaslt_library)
+      qdrun_problem_(d, "cuBLASLt (libcublasLt.so.13 or .12), which runs the GEMMs, could not be loaded");
+    char b1[32], b2[32], b3[32];
+    if (need.total + QDRUN_CONTEXT_RESERVE > d->info->total_memory)
+      qdrun_problem_(d, "the plan needs %s of device memory (and about %s for the CUDA context); this GPU has %s",
+                     qdrun_bytes_(need.total, b1, sizeof b1), qdrun_bytes_(QDRUN_CONTEXT_RESERVE, b2, sizeof b2),
+                     qdrun_bytes_(d->info->total_memory, b3, sizeof b3));
+    d->can_run = d->problem_count == 0;
+    runnable += d->can_run;
+  }
+  const char* reason = NULL;
+  if (ds)
+    reason = driver_error;
+  else if (!runnable && n_dev)
+    reason = devs[0].problems[0];
+  int rc = runnable ? 0 : 1;
+
+  char b[64], c[32], e[32];
+  if (json) {
+    cJSON* root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "plan", path);
+    cJSON_AddStringToObject(root, "model", qd_plan_model(p));
+    cJSON_AddBoolToObject(root, "can_run", runnable > 0);
+    if (reason)
+      cJSON_AddStringToObject(root, "reason", reason);
+    else
+      cJSON_AddNullToObject(root, "reason");
+    if (t->present) {
+      cJSON* k = cJSON_AddObjectToObject(root, "kernels");
+      cJSON* arr = cJSON_AddArrayToObject(k, "targets");
+      for (int32_t i = 0; i < t->count; i++) {
+        snprintf(b, sizeof b, "sm_%d", t->cc[i]);
+        cJSON_AddItemToArray(arr, cJSON_CreateString(b));
+      }
+      snprintf(b, sizeof b, "compute_%d", t->ptx_cc);
+      cJSON_AddItemToObject(k, "ptx", t->ptx_cc ? cJSON_CreateString(b) : cJSON_CreateNull());
+      snprintf(b, sizeof b, "%d.%d", t->nvrtc_major, t->nvrtc_minor);
+      cJSON_AddStringToObject(k, "nvrtc", b);
+      cJSON_AddNumberToObject(k, "cubin_min_driver", t->cubin_min_driver);
+      cJSON_AddNumberToObject(k, "ptx_min_driver", t->ptx_min_driver);
+    } else {
+      cJSON_AddNullToObject(root, "kernels");
+    }
+    cJSON* m = cJSON_AddObjectToObject(root, "memory");
+    cJSON_AddNumberToObject(m, "total", (double)need.total);
+    cJSON_AddNumberToObject(m, "weights", (double)need.resident);
+    cJSON_AddNumberToObject(m, "arena", (double)need.working.arena);
+    cJSON_AddNumberToObject(m, "nf4_scratch", (double)need.working.scratch);
+    cJSON_AddNumberToObject(m, "workspace", (double)need.working.workspace);
+    cJSON_AddNumberToObject(m, "inputs", (double)need.working.inputs);
+    cJSON_AddStringToObject(m, "largest", need.working_where);
+    cJSON_AddNumberToObject(m, "context_reserve", (double)QDRUN_CONTEXT_RESERVE);
+    cJSON* drv = cJSON_AddObjectToObject(root, "driver");
+    cJSON_AddItemToObject(drv, "version", qdrun_version_or_null_(v.driver));
+    if (ds)
+      cJSON_AddStringToObject(drv, "error", driver_error);
+    else
+      cJSON_AddNullToObject(drv, "error");
+    snprintf(b, sizeof b, "%d.%d", v.nvrtc_major, v.nvrtc_minor);
+    cJSON_AddItemToObject(root, "nvrtc", nvrtc_missing[0] ? cJSON_CreateNull() : cJSON_CreateString(b));
+    snprintf(b, sizeof b, "%d.%d.%d", v.cublaslt / 10000, (v.cublaslt / 100) % 100, v.cublaslt % 100);
+    cJSON_AddItemToObject(root, "cublaslt", v.cublaslt_library ? cJSON_CreateString(b) : cJSON_CreateNull());
+    cJSON* da = cJSON_AddArrayToObject(root, "devices");
+    for (size_t i = 0; devs && i < n_dev; i++) {
+      const qdrun_device_check_t* d = &devs[i];
+      cJSON* o = cJSON_CreateObject();
+      cJSON_AddItemToArray(da, o);
+      cJSON_AddNumberToObject(o, "ordinal", d->info->ordinal);
+      cJSON_AddStringToObject(o, "name", d->info->name);
+      snprintf(b, sizeof b, "sm_%d%d", d->info->cc_major, d->info->cc_minor);
+      cJSON_AddStringToObject(o, "arch", b);
+      cJSON_AddNumberToObject(o, "memory_bytes", (double)d->info->total_memory);
+      cJSON_AddBoolToObject(o, "can_run", d->can_run);
+      cJSON* kj = cJSON_AddObjectToObject(o, "kernels");
+      cJSON_AddStringToObject(kj, "source", qd_cuda_kernel_source_name(d->choice.source));
+      cJSON_AddStringToObject(kj, "why", d->choice.why);
+      cJSON_AddNumberToObject(kj, "variants", d->variants);
+      cJSON_AddNumberToObject(kj, "missing", d->missing);
+      cJSON* pa = cJSON_AddArrayToObject(o, "problems");
+      for (int k = 0; k < d->problem_count; k++) cJSON_AddItemToArray(pa, cJSON_CreateString(d->problems[k]));
+    }
+    char* text = cJSON_Print(root);
+    if (text) {
+      printf("%s\n", text);
+      free(text);
+    } else {
+      fprintf(stderr, "qdrun: error: out of memory writing the check\n");
+      rc = 1;
+    }
+    cJSON_Delete(root);
+  } else {
+    printf("plan      %s (%s, %d component%s)\n", path, qd_plan_model(p), qd_plan_component_count(p),
+           qd_plan_component_count(p) == 1 ? "" : "s");
+    if (t->present) {
+      printf("kernels   cubins for %s", qd_plan_kernel_targets_format(t, b, sizeof b));
+      if (t->ptx_cc) printf(", PTX for compute_%d", t->ptx_cc);
+      printf("; built with NVRTC %d.%d, need a driver for CUDA %s (cubins) / %s (PTX) or newer\n", t->nvrtc_major,
+             t->nvrtc_minor, qd_cuda_version_format(t->cubin_min_driver, c, sizeof c),
+             qd_cuda_version_format(t->ptx_min_driver, e, sizeof e));
+    } else {
+      printf("kernels   none in the plan: NVRTC must compile them when it runs\n");
+    }
+    char m1[32], m2[32], m3[32], m4[32], m5[32], m6[32];
+    printf("memory    %s on the GPU: weights %s, and for %s: activations %s, NF4 scratch %s, cuBLASLt workspace %s, "
+           "inputs %s; plus about %s for the CUDA context\n", qdrun_bytes_(need.total, m1, sizeof m1),
+           qdrun_bytes_(need.resident, m2, sizeof m2), need.working_where,
+           qdrun_bytes_(need.working.arena, m3, sizeof m3), qdrun_bytes_(need.working.scratch, m4, sizeof m4),
+           qdrun_bytes_(need.working.workspace, m5, sizeof m5), qdrun_bytes_(need.working.inputs, m6, sizeof m6),
+           qdrun_bytes_(QDRUN_CONTEXT_RESERVE, b, sizeof b));
+    if (ds)
+      printf("driver    %s\n", driver_error);
+    else
+      printf("driver    CUDA %s (%s)\n", qd_cuda_version_format(v.driver, c, sizeof c), v.driver_library);
+    if (nvrtc_missing[0])
+      printf("NVRTC     none (%s)\n", nvrtc_missing);
+    else
+      printf("NVRTC     %d.%d (%s)\n", v.nvrtc_major, v.nvrtc_minor, v.nvrtc_library);
+    if (v.cublaslt_library)
+      printf("cuBLASLt  %d.%d.%d (%s)\n", v.cublaslt / 10000, (v.cublaslt / 100) % 100, v.cublaslt % 100,
+             v.cublaslt_library);
+    else
+      printf("cuBLASLt  none\n");
+    for (size_t i = 0; devs && i < n_dev; i++) {
+      const qdrun_device_check_t* d = &devs[i];
+      printf("device %d  %s, sm_%d%d, %s: %s\n", d->info->ordinal, d->info->name, d->info->cc_major, d->info->cc_minor,
+             qdrun_bytes_(d->info->total_memory, m1, sizeof m1), d->can_run ? "can run the plan" : "cannot run it");
+      printf("          kernels: %s", d->choice.why);
+      if (d->choice.source != QD_CUDA_KERNELS_NONE)
+        printf(" (%d variant%s%s)", d->variants, d->variants == 1 ? "" : "s",
+               d->missing ? ", some compiled with NVRTC" : "");
+      putchar('\n');
+      for (int k = 0; k < d->problem_count; k++)
+        if (strcmp(d->problems[k], d->choice.why) != 0) printf("          problem: %s\n", d->problems[k]);
+    }
+    if (runnable)
+      printf("result    can run here\n");
+    else
+      printf("result    cannot run here: %s\n", reason ? reason : "no device");
+  }
+  free(devs);
+  qd_status_free(ds);
+  qd_device_list_destroy(list);
+  qd_plan_close(p);
+  return rc;
+}
