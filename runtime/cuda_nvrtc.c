@@ -207,6 +207,12 @@ qd_status_t qd_nvrtc_compile(qd_allocator_t a, const qd_nvrtc_compile_options_t*
   if (opt->option_count > 0 && !opt->options)
     return QD_ERR(INVALID_ARGUMENT, INVALID_ARGUMENT, "qd_nvrtc_compile: %zu options given as NULL",
                   opt->option_count);
+  if (opt->header_count > 0 && (!opt->headers || !opt->header_names))
+    return QD_ERR(INVALID_ARGUMENT, INVALID_ARGUMENT, "qd_nvrtc_compile: %zu headers given as NULL",
+                  opt->header_count);
+  if (opt->header_count > 64)
+    return QD_ERR(INVALID_ARGUMENT, INVALID_ARGUMENT, "qd_nvrtc_compile: %zu headers is more than 64",
+                  opt->header_count);
   if (opt->option_count > 1024)
     return QD_ERR(INVALID_ARGUMENT, INVALID_ARGUMENT, "qd_nvrtc_compile: %zu options is more than 1024",
                   opt->option_count);
@@ -237,7 +243,8 @@ qd_status_t qd_nvrtc_compile(qd_allocator_t a, const qd_nvrtc_compile_options_t*
   nvrtcProgram prog = NULL;
   char* log = NULL;
   size_t log_size = 0;
-  QD_CHECK_GOTO(s, QD_NVRTC_STATUS(nv->nvrtcCreateProgram(&prog, opt->source, name, 0, NULL, NULL)), done);
+  QD_CHECK_GOTO(s, QD_NVRTC_STATUS(nv->nvrtcCreateProgram(&prog, opt->source, name, (int)opt->header_count,
+                                                                     opt->headers, opt->header_names)), done);
   nvrtcResult compiled = nv->nvrtcCompileProgram(prog, (int)n_opts, opts);
   QD_CHECK_GOTO(s, qd_nvrtc_get_log_(a, nv, prog, &log, &log_size), done);
   if (compiled == NVRTC_ERROR_COMPILATION || compiled == NVRTC_ERROR_INVALID_OPTION) {

@@ -92,6 +92,10 @@ typedef struct qd_nvrtc_compile_options {
   unsigned outputs;            /* QD_NVRTC_OUTPUT_* bits; 0 means cubin only */
   const char* const* options;  /* further NVRTC options ("-DTILE=128", "--use_fast_math"); may be NULL */
   size_t option_count;
+  /* Headers the source may #include "by name", with their text (nvrtcCreateProgram's headers); may be NULL. */
+  const char* const* header_names;
+  const char* const* headers;
+  size_t header_count;
 } qd_nvrtc_compile_options_t;
 
 typedef struct qd_nvrtc_output {

@@ -498,6 +498,10 @@ START_TEST(nvrtc_rejects_bad_targets_and_options) {
   opt.options = NULL;
   QD_ASSERT_DETAIL(qd_nvrtc_compile(qd_allocator_system(), &opt, &out), QD_E_INVALID_ARGUMENT);
   QD_ASSERT_DETAIL(qd_nvrtc_compile(qd_allocator_system(), NULL, &out), QD_E_INVALID_ARGUMENT);
+  opt.option_count = 0;
+  opt.header_count = 1; /* headers announced, none given */
+  QD_ASSERT_DETAIL(qd_nvrtc_compile(qd_allocator_system(), &opt, &out), QD_E_INVALID_ARGUMENT);
+  opt.header_count = 0;
 
   char arch[16];
   int number;

@@ -73,15 +73,15 @@ START_TEST(embedded_sources_match_files) {
   ck_assert_ptr_null(qd_kernel_source_find(NULL));
   for (size_t i = 0; i < N_TEMPLATES; i++) ck_assert_ptr_nonnull(qd_kernel_source_find(k_templates[i]));
 
-  /* Every .cu file beside the templates is embedded: a template missing from kernels/templates/meson.build would
-   * otherwise be invisible to qdc. */
+  /* Every .cu and .cuh file beside the templates is embedded: a template missing from kernels/templates/meson.build
+   * would otherwise be invisible to qdc, and a header missing from it would fail every compile that includes it. */
   char dir[1024];
   snprintf(dir, sizeof dir, "%s/kernels/templates", source_root());
   DIR* d = opendir(dir);
   ck_assert_msg(d != NULL, "cannot list %s", dir);
   for (struct dirent* e; (e = readdir(d)) != NULL;) {
     size_t n = strlen(e->d_name);
-    if (n > 3 && strcmp(e->d_name + n - 3, ".cu") == 0)
+    if ((n > 3 && strcmp(e->d_name + n - 3, ".cu") == 0) || (n > 4 && strcmp(e->d_name + n - 4, ".cuh") == 0))
       ck_assert_msg(qd_kernel_source_find(e->d_name) != NULL, "%s is not listed in kernels/templates/meson.build",
                     e->d_name);
   }

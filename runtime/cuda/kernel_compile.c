@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "ir/hash64.h"
 #include "runtime/cuda/kernel_sources.h"
 
 /* ---- names and template parameters ----------------------------------------------------------------------- */
@@ -392,6 +393,28 @@ static qd_status_t qd_kc_check_variant_(const qd_kernel_variant_t* v, const qd_k
   return QD_OK;
 }
 
+void qd_kernel_headers_get(qd_kernel_headers_t* out) {
+  memset(out, 0, sizeof *out);
+  for (size_t i = 0; i < qd_kernel_source_count() && out->count < QD_KERNEL_MAX_HEADERS; i++) {
+    const qd_kernel_source_t* s = qd_kernel_source_at(i);
+    size_t n = strlen(s->name);
+    if (n > 4 && strcmp(s->name + n - 4, ".cuh") == 0) {
+      out->names[out->count] = s->name;
+      out->texts[out->count++] = s->text;
+    }
+  }
+}
+
+uint64_t qd_kernel_source_digest(const char* text, size_t size) {
+  qd_hash64_state_t hs;
+  qd_hash64_init(&hs, 0);
+  qd_hash64_update(&hs, text, size);
+  qd_kernel_headers_t h;
+  qd_kernel_headers_get(&h);
+  for (size_t i = 0; i < h.count; i++) qd_hash64_update(&hs, h.texts[i], strlen(h.texts[i]));
+  return qd_hash64_digest(&hs);
+}
+
 qd_status_t qd_kernel_compile(qd_allocator_t a, const qd_kernel_variant_t* v, const char* arch, unsigned outputs,
                               qd_kernel_binary_t* out) {
   memset(out, 0, sizeof *out);
@@ -415,8 +438,11 @@ qd_status_t qd_kernel_compile(qd_allocator_t a, const qd_kernel_variant_t* v, co
   /* ptxas' resource report for the cubin; an NVRTC that does not know the option gets a second try without. */
   bool verbose = (outputs & QD_NVRTC_OUTPUT_CUBIN) != 0;
   if (verbose) options[count++] = "--ptxas-options=-v";
+  qd_kernel_headers_t headers;
+  qd_kernel_headers_get(&headers);
   qd_nvrtc_compile_options_t opt = {.source = src->text, .name = src->name, .arch = arch, .outputs = outputs,
-                                    .options = options, .option_count = count};
+                                    .options = options, .option_count = count, .header_names = headers.names,
+                                    .headers = headers.texts, .header_count = headers.count};
   double t0 = qd_kc_now_ms_();
   qd_status_t s = qd_nvrtc_compile(a, &opt, &out->image);
   if (s && verbose && qd_status_detail(s) == QD_E_NVRTC_COMPILE &&

@@ -138,6 +138,20 @@ qd_status_t qd_kernel_compile(qd_allocator_t allocator, const qd_kernel_variant_
 /* Frees the buffers and zeroes the struct; a zeroed or NULL binary is a no-op. */
 void qd_kernel_binary_deinit(qd_kernel_binary_t* binary);
 
+/* The shared headers templates #include by name (kernels/templates/qd_bf16.cuh): every embedded file whose name
+ * ends in ".cuh". Every compile is handed all of them. */
+enum { QD_KERNEL_MAX_HEADERS = 8 };
+typedef struct qd_kernel_headers {
+  size_t count;
+  const char* names[QD_KERNEL_MAX_HEADERS];
+  const char* texts[QD_KERNEL_MAX_HEADERS];
+} qd_kernel_headers_t;
+void qd_kernel_headers_get(qd_kernel_headers_t* out_headers);
+
+/* XXH64 of a template's text followed by every shared header's: what an image compiled from it depends on (the
+ * "src=" of a variant key, runtime/cuda/kernel_variants.c). */
+uint64_t qd_kernel_source_digest(const char* template_text, size_t size);
+
 /* Reads the report ptxas -v left in an NVRTC log for `function`; false when the log has none for it. */
 bool qd_kernel_resources_from_log(const char* log, const char* function, qd_kernel_resources_t* out_resources);
 

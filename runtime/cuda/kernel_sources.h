@@ -3,7 +3,8 @@
  * Every file listed in kernels/templates/meson.build is compiled into the library as a NUL-terminated string by
  * tools/embed_templates.py (the table is generated at build time, see runtime/cuda/meson.build), so qdc compiles
  * kernels with NVRTC without reading anything beside itself. Templates are found by file name, without a
- * directory: "layernorm_modulate.cu".
+ * directory: "layernorm_modulate.cu". Files named *.cuh are shared headers that templates #include by name
+ * (qd_kernel_headers_get in runtime/cuda/kernel_compile.h hands them to NVRTC).
  *
  * Ownership: every pointer returned here is static, read-only and valid for the life of the process.
  */

@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "ir/hash64.h"
 #include "qd/device.h"
 #include "runtime/cuda/kernel_sources.h"
 
@@ -14,15 +13,15 @@ static void qd_ck_arch_(qd_cuda_kernel_target_t t, qd_cuda_kernel_t* k) {
   snprintf(k->arch, sizeof k->arch, "%s_%d", t.ptx ? "compute" : "sm", t.cc);
 }
 
-/* Ends a key with the digest of the template's text: a plan made by a qd whose kernel source differs (another
- * argument list, a fix) then has no image under this key, and the executor compiles the current source instead
- * of launching stale code. */
+/* Ends a key with the digest of the template's text and the shared headers': a plan made by a qd whose kernel
+ * source differs (another argument list, a fix) then has no image under this key, and the executor compiles the
+ * current source instead of launching stale code. */
 static qd_status_t qd_ck_seal_key_(qd_cuda_kernel_t* k, const char* template_name) {
   const qd_kernel_source_t* src = qd_kernel_source_lookup(template_name);
   if (!src) return QD_ERR(INTERNAL, INTERNAL, "kernel template %s is not embedded", template_name);
   size_t used = strlen(k->key);
   int n = snprintf(k->key + used, sizeof k->key - used, " src=%016llx",
-                   (unsigned long long)qd_hash64(src->text, src->size, 0));
+                   (unsigned long long)qd_kernel_source_digest(src->text, src->size));
   if (n < 0 || (size_t)n >= sizeof k->key - used)
     return QD_ERR(INTERNAL, INTERNAL, "kernel key of %s is longer than %d bytes", template_name,
                   QD_CUDA_KERNEL_KEY_MAX - 1);
@@ -166,7 +165,11 @@ qd_status_t qd_cuda_kernel_compile(qd_allocator_t a, const qd_cuda_kernel_t* k, 
   const char* file = qd_attention_template_file(k->attn.kernel);
   const char* source = qd_kernel_source_find(file);
   if (!source) return QD_ERR(INTERNAL, INTERNAL, "attention template %s is not embedded", file);
-  qd_nvrtc_compile_options_t co = {source, file, arch, outputs, d.options, d.count};
+  qd_kernel_headers_t headers;
+  qd_kernel_headers_get(&headers);
+  qd_nvrtc_compile_options_t co = {.source = source, .name = file, .arch = arch, .outputs = outputs,
+                                   .options = d.options, .option_count = d.count, .header_names = headers.names,
+                                   .headers = headers.texts, .header_count = headers.count};
   QD_TRY_CTX(qd_nvrtc_compile(a, &co, out), "compiling %s for %s", k->key, arch);
   bool found = (!out->cubin || qd_cubin_has_function(out->cubin, out->cubin_size, k->function)) &&
                (!out->ptx || qd_ptx_has_function(out->ptx, out->ptx_size + 1, k->function));
