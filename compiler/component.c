@@ -1,5 +1,4 @@
 /* Compiling one component: description, configuration, weight binding, per-resolution graphs and memory plans. */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,27 +14,6 @@ const char* qdc_models_dir(void) {
   struct stat sb;
   if (stat(QDC_INSTALLED_MODELS_DIR, &sb) == 0 && S_ISDIR(sb.st_mode)) return QDC_INSTALLED_MODELS_DIR;
   return QDC_SOURCE_MODELS_DIR;
-}
-
-static qd_status_t qdc_read_file_(const char* path, qd_allocator_t a, char** out, size_t* out_size) {
-  FILE* f = fopen(path, "rb");
-  if (!f) return QD_ERR(IO, IO_OPEN, "%s: cannot open: %s", path, strerror(errno));
-  qd_status_t s = QD_OK;
-  long size = -1;
-  if (fseek(f, 0, SEEK_END) == 0) size = ftell(f);
-  if (size < 0 || fseek(f, 0, SEEK_SET) != 0) s = QD_ERR(IO, IO_STAT, "%s: cannot determine the size", path);
-  if (!s) s = qd_malloc(a, (size_t)size + 1, (void**)out);
-  if (!s && fread(*out, 1, (size_t)size, f) != (size_t)size) {
-    qd_free(a, *out, (size_t)size + 1);
-    *out = NULL;
-    s = QD_ERR(IO, IO_READ, "%s: read failed", path);
-  }
-  fclose(f);
-  if (!s) {
-    (*out)[size] = '\0';
-    *out_size = (size_t)size;
-  }
-  return s;
 }
 
 void qdc_component_destroy(qdc_component_t* c) {
@@ -111,8 +89,9 @@ qd_status_t qdc_component_create_spec(const qdc_compile_options_t* o, const qdc_
     snprintf(default_graph, sizeof default_graph, "%s/flux-transformer.json", qdc_models_dir());
     graph = default_graph;
   }
-  qd_status_t s = qd_graph_desc_load_file(graph, a, &c->desc);
-  if (!s) s = qdc_read_file_(graph, a, &c->desc_text, &c->desc_size);
+  /* Read once: the plan keeps the description's text verbatim (PROG), and the compiler works from its parse. */
+  qd_status_t s = qd_graph_desc_read_file(graph, a, &c->desc_text, &c->desc_size);
+  if (!s) s = qd_graph_desc_parse(c->desc_text, c->desc_size, graph, a, &c->desc);
   if (!s && !o->synthetic) s = qd_checkpoint_open(spec->input, a, &c->ckpt);
   if (s) {
     s = qd_status_annotate(s, "component '%s'", spec->name);

@@ -2,13 +2,13 @@
  * one folder per component) or the single-file BFL transformer with separate VAE, CLIP-L and T5 files and a
  * tokenizers directory. A missing piece is named with what would supply it. */
 #include <cjson/cJSON.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "compiler/pipeline_sources.h"
+#include "ir/file_read.h"
 #include "qd/tokenizer.h"
 
 static bool qdc_exists_(const char* path, bool want_dir) {
@@ -16,25 +16,9 @@ static bool qdc_exists_(const char* path, bool want_dir) {
   return stat(path, &sb) == 0 && (want_dir ? S_ISDIR(sb.st_mode) : true);
 }
 
+/* Small text files of a pipeline directory: model_index.json and the scheduler's config (at most 16 MiB). */
 static qd_status_t qdc_read_text_(const char* path, qd_allocator_t a, char** out, size_t* out_size) {
-  FILE* f = fopen(path, "rb");
-  if (!f) return QD_ERR(IO, IO_OPEN, "%s: cannot open: %s", path, strerror(errno));
-  qd_status_t s = QD_OK;
-  long n = -1;
-  if (fseek(f, 0, SEEK_END) == 0) n = ftell(f);
-  if (n < 0 || n > (16 << 20) || fseek(f, 0, SEEK_SET) != 0)
-    s = QD_ERR(BAD_INPUT, IO_STAT, "%s: unreadable or larger than 16 MiB", path);
-  if (!s) s = qd_malloc(a, (size_t)n + 1, (void**)out);
-  if (!s && fread(*out, 1, (size_t)n, f) != (size_t)n) {
-    qd_free(a, *out, (size_t)n + 1);
-    s = QD_ERR(IO, IO_READ, "%s: read failed", path);
-  }
-  fclose(f);
-  if (!s) {
-    (*out)[n] = '\0';
-    *out_size = (size_t)n;
-  }
-  return s;
+  return qd_file_read_all(a, path, 16 << 20, QD_E_IO_STAT, out, out_size);
 }
 
 bool qdc_is_pipeline_dir(const char* path) {

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "ir/file_read.h"
 #include "ir/strict_json.h"
 
 struct qd_checkpoint {
@@ -141,55 +142,6 @@ static qd_status_t qd_ck_build_table_(qd_checkpoint_t* ck) {
 
 /* --- index --------------------------------------------------------------------------------------------- */
 
-static qd_status_t qd_ck_read_file_(qd_allocator_t a, const char* path, uint64_t limit, qd_error_detail_t too_large,
-                                    char** out_buf, size_t* out_size) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) {
-    int e = errno;
-    return qd_status_make(e == ENOENT ? QD_CODE_NOT_FOUND : QD_CODE_IO, QD_E_IO_OPEN, __FILE__, __LINE__,
-                          "%s: cannot open: %s", path, strerror(e));
-  }
-  struct stat sb;
-  if (fstat(fd, &sb) != 0) {
-    int e = errno;
-    close(fd);
-    return QD_ERR(IO, IO_STAT, "%s: cannot stat: %s", path, strerror(e));
-  }
-  if (!S_ISREG(sb.st_mode)) {
-    close(fd);
-    return QD_ERR(BAD_INPUT, NOT_A_FILE, "%s: not a regular file", path);
-  }
-  uint64_t size = (uint64_t)sb.st_size;
-  if (size > limit) {
-    close(fd);
-    return qd_status_make(QD_CODE_BAD_INPUT, too_large, __FILE__, __LINE__, "%s: %llu bytes; at most %llu are allowed",
-                          path, (unsigned long long)size, (unsigned long long)limit);
-  }
-  char* buf;
-  qd_status_t s = qd_malloc(a, (size_t)size + 1, (void**)&buf);
-  if (s) {
-    close(fd);
-    return s;
-  }
-  size_t got = 0;
-  while (got < size) {
-    ssize_t r = read(fd, buf + got, (size_t)size - got);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) {
-      int e = r < 0 ? errno : 0;
-      close(fd);
-      qd_free(a, buf, (size_t)size + 1);
-      return QD_ERR(IO, IO_READ, "%s: read failed after %zu of %llu bytes%s%s", path, got, (unsigned long long)size,
-                    e ? ": " : " (the file shrank)", e ? strerror(e) : "");
-    }
-    got += (size_t)r;
-  }
-  close(fd);
-  *out_buf = buf;
-  *out_size = (size_t)size;
-  return QD_OK;
-}
-
 typedef struct {
   const qd_json_member_t* m; /* weight_map member: tensor name -> shard name */
   uint32_t file;             /* index of the shard in ck->files */
@@ -231,7 +183,7 @@ static qd_status_t qd_ck_check_shard_name_(const qd_checkpoint_t* ck, const qd_j
 static qd_status_t qd_ck_parse_index_(qd_checkpoint_t* ck, const qd_json_value_t** out_map) {
   char* buf = NULL;
   size_t size = 0;
-  QD_TRY(qd_ck_read_file_(ck->alloc, ck->index_path, QD_CHECKPOINT_MAX_INDEX, QD_E_ST_INDEX_TOO_LARGE, &buf, &size));
+  QD_TRY(qd_file_read_all(ck->alloc, ck->index_path, QD_CHECKPOINT_MAX_INDEX, QD_E_ST_INDEX_TOO_LARGE, &buf, &size));
   qd_json_options_t opt = {
       .source_name = ck->index_path,
       .syntax_detail = QD_E_ST_INDEX_JSON,

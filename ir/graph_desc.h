@@ -21,6 +21,9 @@ struct cJSON;
 
 /* Reads and checks the document's structure (not yet its sizes or shapes: those depend on the configuration). */
 qd_status_t qd_graph_desc_load_file(const char* path, qd_allocator_t allocator, qd_graph_desc_t** out_desc);
+/* The file's text as load_file reads it (at most 64 MiB, else GRAPH_TOO_LARGE), for callers that keep the text
+ * too (a plan stores its description verbatim); NUL-terminated, *out_size + 1 bytes from allocator. */
+qd_status_t qd_graph_desc_read_file(const char* path, qd_allocator_t allocator, char** out_text, size_t* out_size);
 /* source_name is used in messages in place of a path. */
 qd_status_t qd_graph_desc_parse(const char* json, size_t length, const char* source_name, qd_allocator_t allocator,
                                 qd_graph_desc_t** out_desc);

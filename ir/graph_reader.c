@@ -1,13 +1,13 @@
 /* Graph descriptions: structural checks, configurations, sizes, and block expansion into a flat graph.
  * The format is documented in docs/graph-format.md; every error names the JSON path of the problem. */
 #include <cjson/cJSON.h>
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ir/expr.h"
+#include "ir/file_read.h"
 #include "ir/graph_desc.h"
 
 enum {
@@ -248,26 +248,17 @@ qd_status_t qd_graph_desc_parse(const char* json, size_t length, const char* sou
   return QD_OK;
 }
 
+qd_status_t qd_graph_desc_read_file(const char* path, qd_allocator_t allocator, char** out_text, size_t* out_size) {
+  return qd_file_read_all(allocator, path, QD_DESC_MAX_FILE, QD_E_GRAPH_TOO_LARGE, out_text, out_size);
+}
+
 qd_status_t qd_graph_desc_load_file(const char* path, qd_allocator_t allocator, qd_graph_desc_t** out_desc) {
   *out_desc = NULL;
-  FILE* f = fopen(path, "rb");
-  if (!f) return QD_ERR(IO, IO_OPEN, "%s: cannot open: %s", path, strerror(errno));
-  qd_status_t s = QD_OK;
-  char* buf = NULL;
-  long size = -1;
-  if (fseek(f, 0, SEEK_END) == 0) size = ftell(f);
-  if (size < 0 || fseek(f, 0, SEEK_SET) != 0) {
-    s = QD_ERR(IO, IO_STAT, "%s: cannot determine the file size", path);
-  } else if (size > QD_DESC_MAX_FILE) {
-    s = QD_ERR(BAD_INPUT, GRAPH_TOO_LARGE, "%s: %ld bytes; graph descriptions are limited to %d bytes", path, size,
-               QD_DESC_MAX_FILE);
-  } else if (!(s = qd_malloc(allocator, (size_t)size + 1, (void**)&buf))) {
-    if (fread(buf, 1, (size_t)size, f) != (size_t)size) s = QD_ERR(IO, IO_READ, "%s: read failed", path);
-    buf[size] = '\0';
-  }
-  fclose(f);
-  if (!s) s = qd_graph_desc_parse(buf, (size_t)size, path, allocator, out_desc);
-  if (buf) qd_free(allocator, buf, (size_t)size + 1);
+  char* buf;
+  size_t size;
+  QD_TRY(qd_graph_desc_read_file(path, allocator, &buf, &size));
+  qd_status_t s = qd_graph_desc_parse(buf, size, path, allocator, out_desc);
+  qd_free(allocator, buf, size + 1);
   return s;
 }
 

@@ -10,13 +10,12 @@
 #include "qd/safetensors.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
+#include "ir/file_read.h"
 #include "ir/strict_json.h"
 
 struct qd_safetensors {
@@ -373,24 +372,9 @@ qd_status_t qd_safetensors_open_memory(const void* data, size_t size, const char
 
 qd_status_t qd_safetensors_open(const char* path, qd_allocator_t allocator, qd_safetensors_t** out_st) {
   *out_st = NULL;
-  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) {
-    int e = errno;
-    return qd_status_make(e == ENOENT ? QD_CODE_NOT_FOUND : QD_CODE_IO, QD_E_IO_OPEN, __FILE__, __LINE__,
-                          "%s: cannot open: %s", path, strerror(e));
-  }
-  struct stat sb;
-  if (fstat(fd, &sb) != 0) {
-    int e = errno;
-    close(fd);
-    return QD_ERR(IO, IO_STAT, "%s: cannot stat: %s", path, strerror(e));
-  }
-  if (!S_ISREG(sb.st_mode)) {
-    close(fd);
-    return QD_ERR(BAD_INPUT, NOT_A_FILE, "%s: not a regular file%s", path,
-                  S_ISDIR(sb.st_mode) ? " (it is a directory)" : "");
-  }
-  uint64_t size = (uint64_t)sb.st_size;
+  int fd;
+  uint64_t size;
+  QD_TRY(qd_file_open_regular(path, &fd, &size));
   if (size > SIZE_MAX) {
     close(fd);
     return QD_ERR(IO, IO_MAP, "%s: %llu bytes do not fit in this process's address space", path,

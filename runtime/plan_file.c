@@ -15,13 +15,12 @@
 #include "qd/plan_file.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
+#include "ir/file_read.h"
 #include "ir/hash64.h"
 #include "qd/log.h"
 #include "qd/version.h"
@@ -639,24 +638,9 @@ qd_status_t qd_plan_file_open_memory(const void* data, size_t size, const char* 
 qd_status_t qd_plan_file_open(const char* path, qd_allocator_t allocator, uint32_t flags, qd_plan_file_t** out_pf) {
   *out_pf = NULL;
   QD_TRY(qd_plan_check_flags_(flags));
-  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) {
-    int e = errno;
-    return qd_status_make(e == ENOENT ? QD_CODE_NOT_FOUND : QD_CODE_IO, QD_E_IO_OPEN, __FILE__, __LINE__,
-                          "%s: cannot open: %s", path, strerror(e));
-  }
-  struct stat sb;
-  if (fstat(fd, &sb) != 0) {
-    int e = errno;
-    close(fd);
-    return QD_ERR(IO, IO_STAT, "%s: cannot stat: %s", path, strerror(e));
-  }
-  if (!S_ISREG(sb.st_mode)) {
-    close(fd);
-    return QD_ERR(BAD_INPUT, NOT_A_FILE, "%s: not a regular file%s", path,
-                  S_ISDIR(sb.st_mode) ? " (it is a directory)" : "");
-  }
-  uint64_t size = (uint64_t)sb.st_size;
+  int fd;
+  uint64_t size;
+  QD_TRY(qd_file_open_regular(path, &fd, &size));
   if (size > SIZE_MAX) {
     close(fd);
     return QD_ERR(IO, IO_MAP, "%s: %llu bytes do not fit in this process's address space", path,

@@ -1,12 +1,11 @@
 /* Opening tokenizers from files: a diffusers directory, a tokenizer.json, a spiece.model
  * (qd_tokenizer_open in include/qd/tokenizer.h). */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
+#include "ir/file_read.h"
 #include "runtime/tokenizer_clip.h"
 #include "runtime/tokenizer_internal.h"
 #include "runtime/tokenizer_t5.h"
@@ -15,55 +14,6 @@
 #define META_CP 0x2581u /* '▁', SentencePiece's space */
 
 /* --- reading -------------------------------------------------------------------------------------------------- */
-
-qd_status_t qd_tok_read_file(qd_allocator_t a, const char* path, uint64_t limit, char** out_buf, size_t* out_size) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) {
-    int e = errno;
-    return qd_status_make(e == ENOENT ? QD_CODE_NOT_FOUND : QD_CODE_IO, QD_E_IO_OPEN, __FILE__, __LINE__,
-                          "%s: cannot open: %s", path, strerror(e));
-  }
-  struct stat sb;
-  if (fstat(fd, &sb) != 0) {
-    int e = errno;
-    close(fd);
-    return QD_ERR(IO, IO_STAT, "%s: cannot stat: %s", path, strerror(e));
-  }
-  if (!S_ISREG(sb.st_mode)) {
-    close(fd);
-    return QD_ERR(BAD_INPUT, NOT_A_FILE, "%s: not a regular file", path);
-  }
-  uint64_t size = (uint64_t)sb.st_size;
-  if (size > limit) {
-    close(fd);
-    return QD_ERR(BAD_INPUT, TOK_FILE_TOO_LARGE, "%s: %llu bytes; at most %llu are allowed", path,
-                  (unsigned long long)size, (unsigned long long)limit);
-  }
-  char* buf;
-  qd_status_t s = qd_malloc(a, (size_t)size + 1, (void**)&buf);
-  if (s) {
-    close(fd);
-    return s;
-  }
-  size_t got = 0;
-  while (got < size) {
-    ssize_t r = read(fd, buf + got, (size_t)size - got);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) {
-      int e = r < 0 ? errno : 0;
-      close(fd);
-      qd_free(a, buf, (size_t)size + 1);
-      return QD_ERR(IO, IO_READ, "%s: read failed after %zu of %llu bytes%s%s", path, got, (unsigned long long)size,
-                    e ? ": " : " (the file shrank)", e ? strerror(e) : "");
-    }
-    got += (size_t)r;
-  }
-  close(fd);
-  buf[size] = '\0';
-  *out_buf = buf;
-  *out_size = (size_t)size;
-  return QD_OK;
-}
 
 /* A new status with `detail` and the old one's text (strict_json reports with the safetensors details). */
 static qd_status_t retag_(qd_status_t s, qd_error_detail_t detail) {
@@ -110,7 +60,7 @@ static qd_status_t load_json_(qd_allocator_t a, const char* dir, const char* nam
   } else {
     snprintf(d->path, sizeof d->path, "%s", name);
   }
-  qd_status_t s = qd_tok_read_file(a, d->path, limit, &d->text, &d->size);
+  qd_status_t s = qd_file_read_all(a, d->path, limit, QD_E_TOK_FILE_TOO_LARGE, &d->text, &d->size);
   if (s && optional && qd_status_code(s) == QD_CODE_NOT_FOUND) {
     qd_status_free(s);
     return QD_OK;
@@ -654,7 +604,7 @@ static qd_status_t open_clip_files_(open_ctx_t* c) {
   snprintf(vpath, sizeof vpath, "%s/vocab.json", c->dir);
   snprintf(mpath, sizeof mpath, "%s/merges.txt", c->dir);
   QD_TRY(load_json_(c->a, NULL, vpath, false, QD_TOK_MAX_JSON_BYTES, &c->vocab));
-  QD_TRY(qd_tok_read_file(c->a, mpath, QD_TOK_MAX_FILE_BYTES, &c->raw, &c->raw_size));
+  QD_TRY(qd_file_read_all(c->a, mpath, QD_TOK_MAX_FILE_BYTES, QD_E_TOK_FILE_TOO_LARGE, &c->raw, &c->raw_size));
   QD_TRY(qd_tok_create(c->a, QD_TOK_MODEL_BPE, &c->t));
   QD_TRY(qd_tok_clip_vocab_from_json(c->t, root_(&c->vocab), vpath));
   QD_TRY(qd_tok_clip_merges_from_text(c->t, c->raw, c->raw_size, mpath));
@@ -667,7 +617,7 @@ static qd_status_t open_clip_files_(open_ctx_t* c) {
 }
 
 static qd_status_t open_spm_(open_ctx_t* c, const char* path) {
-  QD_TRY(qd_tok_read_file(c->a, path, QD_TOK_MAX_FILE_BYTES, &c->raw, &c->raw_size));
+  QD_TRY(qd_file_read_all(c->a, path, QD_TOK_MAX_FILE_BYTES, QD_E_TOK_FILE_TOO_LARGE, &c->raw, &c->raw_size));
   QD_TRY(qd_tok_create(c->a, QD_TOK_MODEL_UNIGRAM, &c->t));
   QD_TRY(qd_tok_spm_load(c->t, (const unsigned char*)c->raw, c->raw_size, path, NULL));
   c->t->byte_fallback = false; /* as T5Tokenizer, which ignores the model's trainer_spec.byte_fallback */

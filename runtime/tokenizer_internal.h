@@ -223,8 +223,7 @@ qd_status_t qd_tok_normalize(const qd_tokenizer_t* t, const char* text, size_t l
 
 /* tokenizer_clip.c / tokenizer_clip.h and tokenizer_t5.c / tokenizer_t5.h declare the model halves. */
 
-/* tokenizer_files.c */
-qd_status_t qd_tok_read_file(qd_allocator_t a, const char* path, uint64_t limit, char** out_buf, size_t* out_size);
+/* tokenizer_files.c (files are read with ir/file_read.h) */
 /* Parses JSON with the tokenizer details (TOK_JSON, TOK_JSON_UTF8, TOK_JSON_DUPLICATE_KEY). */
 qd_status_t qd_tok_parse_json(const char* text, size_t len, const char* source, qd_allocator_t a,
                               qd_json_doc_t** out_doc);

@@ -20,7 +20,7 @@ if ! command -v "$cc" >/dev/null 2>&1; then
   exit 1
 fi
 
-base="ir/status.c ir/allocator.c ir/log.c ir/progress.c"
+base="ir/status.c ir/allocator.c ir/log.c ir/progress.c ir/file_read.c"
 # name | sources besides the target and the base library | seed directories (relative to the repository)
 targets="
 plan_file|runtime/plan_file.c ir/hash64.c|tests/fuzz/seeds/plan
