@@ -4,6 +4,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "qd/log.h"
+#include "qd/progress.h"
+
+void qdc_set_quiet(void) {
+  qd_progress_sink_t sink = {QD_PROGRESS_QUIET, NULL, NULL, NULL, 0};
+  qd_progress_set_default_sink(&sink);
+  qd_log_set_level(QD_LOG_ERROR);
+}
+
 bool qdc_parse_long(const char* text, long lo, long hi, long* out) {
   char* end;
   long v = strtol(text, &end, 10);

@@ -6,6 +6,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* -q: no progress, and only errors logged. */
+void qdc_set_quiet(void);
+
 /* A whole decimal integer in [lo, hi]; false otherwise (trailing text, overflow, out of range). */
 bool qdc_parse_long(const char* text, long lo, long hi, long* out);
 

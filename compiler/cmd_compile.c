@@ -1,6 +1,5 @@
 /* qdc compile: a checkpoint and a graph description in, one .qplan out. */
 #include <cjson/cJSON.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,7 +88,7 @@ static void qdc_print_report_(const qdc_compile_options_t* o, qdc_component_t* c
     cJSON* arr = cJSON_AddArrayToObject(root, "components");
     for (int32_t k = 0; k < count; k++) {
       const qdc_component_t* c = cs[k];
-      double err = c->weight_error_den > 0 ? sqrt(c->weight_error_num / c->weight_error_den) : 0;
+      double err = qdc_component_weight_error(c);
       cJSON* comp = cJSON_CreateObject();
       cJSON_AddItemToArray(arr, comp);
       cJSON_AddStringToObject(comp, "name", c->name);
@@ -116,7 +115,7 @@ static void qdc_print_report_(const qdc_compile_options_t* o, qdc_component_t* c
   }
   for (int32_t k = 0; k < count; k++) {
     const qdc_component_t* c = cs[k];
-    double err = c->weight_error_den > 0 ? sqrt(c->weight_error_num / c->weight_error_den) : 0;
+    double err = qdc_component_weight_error(c);
     char pt[32], pq[32];
     printf("component   %s: %s/%s, weights layout %s, from %s\n", c->name, qd_graph_desc_name(c->desc), c->config,
            c->layout, o->synthetic ? "seeded random values" : c->spec.input);
@@ -240,11 +239,7 @@ int qdc_cmd_compile(int argc, char** argv) {
   snprintf(qlist, sizeof qlist, "%s", quantize);
   for (char* tok = strtok(qlist, ","); tok; tok = strtok(NULL, ","))
     if (strcmp(tok, name) == 0) o.quantize_component = true;
-  if (quiet) {
-    qd_progress_sink_t sink = {QD_PROGRESS_QUIET, NULL, NULL, NULL, 0};
-    qd_progress_set_default_sink(&sink);
-    qd_log_set_level(QD_LOG_ERROR);
-  }
+  if (quiet) qdc_set_quiet();
 
   qd_allocator_t a = qd_allocator_system();
   double t0 = qd_now_seconds();

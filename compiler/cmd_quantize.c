@@ -318,11 +318,7 @@ int qdc_cmd_quantize(int argc, char** argv) {
   }
   if (!o.input) return qdc_quantize_usage_error_("missing INPUT", NULL);
   if (!o.output) return qdc_quantize_usage_error_("missing -o OUT.safetensors", NULL);
-  if (quiet) {
-    qd_progress_sink_t sink = {QD_PROGRESS_QUIET, NULL, NULL, NULL, 0};
-    qd_progress_set_default_sink(&sink);
-    qd_log_set_level(QD_LOG_ERROR);
-  }
+  if (quiet) qdc_set_quiet();
   qd_allocator_t a = qd_allocator_system();
   double t0 = qd_now_seconds();
   qdc_component_t* c = NULL;

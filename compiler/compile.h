@@ -110,6 +110,8 @@ qd_status_t qdc_component_create(const qdc_compile_options_t* o, qd_allocator_t 
 /* One component of a pipeline. */
 qd_status_t qdc_component_create_spec(const qdc_compile_options_t* o, const qdc_component_spec_t* spec,
                                       qd_allocator_t allocator, qdc_component_t** out);
+/* ||w - q(w)|| / ||w|| over the weights quantized so far (0 when none were). */
+double qdc_component_weight_error(const qdc_component_t* c);
 /* The value of a bound size in the component's first resolution (e.g. the transformer's txt_tokens); -1 if none. */
 int64_t qdc_component_binding(const qdc_component_t* c, const char* name);
 void qdc_component_destroy(qdc_component_t* c);

@@ -1,4 +1,5 @@
 /* Compiling one component: description, configuration, weight binding, per-resolution graphs and memory plans. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +62,10 @@ static qd_status_t qdc_try_config_(qdc_component_t* c, const qdc_compile_options
                                  &c->binding);
   if (s) qdc_release_result_(&c->results[0]);
   return s;
+}
+
+double qdc_component_weight_error(const qdc_component_t* c) {
+  return c->weight_error_den > 0 ? sqrt(c->weight_error_num / c->weight_error_den) : 0.0;
 }
 
 int64_t qdc_component_binding(const qdc_component_t* c, const char* name) {

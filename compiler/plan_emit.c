@@ -2,7 +2,6 @@
  * Weights are produced one at a time and streamed into the file, so memory stays at a few times the largest
  * weight however large the model is. */
 #include <cjson/cJSON.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -139,8 +138,7 @@ static void qdc_meta_component_(cJSON* comps, const qdc_component_t* c, uint64_t
   cJSON_AddNumberToObject(comp, "nf4_weights_copied", (double)c->weights_copied);
   cJSON_AddNumberToObject(comp, "weight_bytes", (double)weight_bytes);
   cJSON_AddNumberToObject(comp, "source_bytes", (double)c->bytes_source);
-  cJSON_AddNumberToObject(comp, "weight_relative_error",
-                          c->weight_error_den > 0 ? sqrt(c->weight_error_num / c->weight_error_den) : 0.0);
+  cJSON_AddNumberToObject(comp, "weight_relative_error", qdc_component_weight_error(c));
   cJSON* mem = cJSON_AddArrayToObject(comp, "memory");
   for (int32_t r = 0; mem && r < c->result_count; r++) {
     cJSON* m = cJSON_CreateObject();
