@@ -23,9 +23,10 @@ int qdc_inspect_plan(const qdc_inspect_options_t* opt); /* compiler/inspect_plan
 /* compiler/inspect_plan_contents.c: what a plan holds, from its META and PROG sections. */
 struct cJSON;
 struct qd_plan_file;
-void qdc_plan_contents_print(const struct qd_plan_file* pf);
-/* Adds "contents" (META, plus "programs": each component's PROG without description and offsets) to root;
- * false when cJSON runs out of memory. */
-bool qdc_plan_contents_add_json(const struct qd_plan_file* pf, struct cJSON* root);
+/* meta: the META document inspect_plan.c parsed (NULL when absent or not JSON: nothing is printed or added). */
+void qdc_plan_contents_print(const struct qd_plan_file* pf, const struct cJSON* meta);
+/* Adds "contents" (a copy of META, plus "programs": each component's PROG without description and offsets) to
+ * root; false when cJSON runs out of memory. */
+bool qdc_plan_contents_add_json(const struct qd_plan_file* pf, const struct cJSON* meta, struct cJSON* root);
 
 #endif

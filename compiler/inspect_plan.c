@@ -31,6 +31,7 @@ typedef struct {
   size_t mismatches;
   const qd_plan_section_t* meta; /* the META section described, or NULL */
   qd_json_doc_t* meta_doc;       /* its JSON, or NULL when it is not valid JSON */
+  cJSON* meta_json;              /* the same through cJSON, as the runtime reads it (kernels, contents); or NULL */
   char meta_error[512];          /* why meta_doc is NULL */
   /* Kernels: META "kernels" (targets) and one summary per KERN section. */
   qd_plan_kernel_targets_t targets;
@@ -77,6 +78,7 @@ static qd_status_t qdc_plan_read_meta_(qdc_plan_view_t* v) {
   snprintf(source, sizeof source, "META \"%s\"", v->meta->name);
   qd_json_options_t opt = {.source_name = source, .base_offset = 0};
   if (v->meta->size > SIZE_MAX) return QD_OK;
+  v->meta_json = cJSON_ParseWithLength(v->meta->data, (size_t)v->meta->size);
   qd_status_t s = qd_json_parse(v->meta->data, (size_t)v->meta->size, qd_allocator_system(), &opt, &v->meta_doc);
   if (s && qd_status_code(s) == QD_CODE_OUT_OF_MEMORY) return s;
   if (s) {
@@ -94,10 +96,8 @@ static qd_status_t qdc_plan_read_kernels_(qdc_plan_view_t* v) {
   v->kern = calloc(n ? n : 1, sizeof *v->kern);
   if (!v->kern) return QD_ERR(OUT_OF_MEMORY, OUT_OF_MEMORY, "out of memory for %zu sections", n);
   const qd_plan_kernel_targets_t* targets = NULL;
-  if (v->meta) {
-    cJSON* meta = cJSON_ParseWithLength(v->meta->data, (size_t)v->meta->size);
-    qd_status_t s = meta ? qd_plan_kernels_parse_meta(qd_plan_file_path(v->pf), meta, &v->targets) : QD_OK;
-    cJSON_Delete(meta);
+  if (v->meta_json) {
+    qd_status_t s = qd_plan_kernels_parse_meta(qd_plan_file_path(v->pf), v->meta_json, &v->targets);
     if (s) {
       qd_status_format(s, v->targets_error, sizeof v->targets_error);
       qd_status_free(s);
@@ -296,7 +296,7 @@ static void qdc_plan_print_text_(const qdc_plan_view_t* v) {
   if (n == 0) printf("(no sections)\n");
   putchar('\n');
   qdc_plan_contents_text_(v);
-  qdc_plan_contents_print(pf);
+  qdc_plan_contents_print(pf, v->meta_json);
   putchar('\n');
   qdc_plan_kernels_text_(v);
   if (v->verify) {
@@ -339,7 +339,7 @@ static cJSON* qdc_plan_build_json_(const qdc_plan_view_t* v) {
            cJSON_AddStringToObject(o, "computed", qdc_hex64_(v->computed[i], h, sizeof h));
     }
   }
-  ok = ok && qdc_plan_contents_json_(v, root) && qdc_plan_contents_add_json(pf, root) && qdc_plan_kernels_json_(v, root);
+  ok = ok && qdc_plan_contents_json_(v, root) && qdc_plan_contents_add_json(pf, v->meta_json, root) && qdc_plan_kernels_json_(v, root);
   if (ok && v->verify) {
     cJSON* vo = cJSON_AddObjectToObject(root, "verify");
     ok = vo && cJSON_AddBoolToObject(vo, "ok", v->mismatches == 0) &&
@@ -426,6 +426,7 @@ int qdc_inspect_plan(const qdc_inspect_options_t* opt) {
   free(v.verify);
   free(v.computed);
   qd_json_destroy(v.meta_doc);
+  cJSON_Delete(v.meta_json);
   free(v.kern);
   qd_plan_file_close(pf);
   return rc;

@@ -60,12 +60,8 @@ static void qdc_print_program_(const qd_plan_file_t* pf, const char* component) 
   cJSON_Delete(prog);
 }
 
-void qdc_plan_contents_print(const qd_plan_file_t* pf) {
-  cJSON* meta = qdc_parse_section_(pf, QD_PLAN_KIND_META, "");
-  if (!cJSON_IsObject(meta)) {
-    cJSON_Delete(meta);
-    return;
-  }
+void qdc_plan_contents_print(const qd_plan_file_t* pf, const cJSON* meta) {
+  if (!cJSON_IsObject(meta)) return;
   printf("\nmodel        %s, compiled by qd %s at %s\n", qdc_str_(meta, "model"), qdc_str_(meta, "qd_version"),
          qdc_str_(meta, "created"));
   const cJSON* compile = cJSON_GetObjectItemCaseSensitive(meta, "compile");
@@ -121,17 +117,14 @@ void qdc_plan_contents_print(const qd_plan_file_t* pf) {
     if (cJSON_IsString(cJSON_GetObjectItemCaseSensitive(c, "name")))
       qdc_print_program_(pf, qdc_str_(c, "name"));
   }
-  cJSON_Delete(meta);
 }
 
-bool qdc_plan_contents_add_json(const qd_plan_file_t* pf, cJSON* root) {
+bool qdc_plan_contents_add_json(const qd_plan_file_t* pf, const cJSON* meta_in, cJSON* root) {
   /* The META document as the compiler wrote it, and per component its programs without the bulky parts (the
    * description and the per-value offsets). */
-  cJSON* meta = qdc_parse_section_(pf, QD_PLAN_KIND_META, "");
-  if (!cJSON_IsObject(meta)) {
-    cJSON_Delete(meta);
-    return cJSON_AddNullToObject(root, "contents") != NULL;
-  }
+  if (!cJSON_IsObject(meta_in)) return cJSON_AddNullToObject(root, "contents") != NULL;
+  cJSON* meta = cJSON_Duplicate(meta_in, true);
+  if (!meta) return false;
   cJSON* programs = cJSON_AddObjectToObject(meta, "programs");
   const cJSON* c;
   cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(meta, "components")) {
