@@ -87,26 +87,19 @@ static bool qdc_quantizes_(const qdc_component_t* c, const qd_tensor_info_t* t) 
 }
 
 typedef struct qdc_absmax_job {
+  const qd_nf4_layout_t* layout;
   const float* x;
-  uint64_t count;
-  int32_t blocksize;
   float* absmax;
 } qdc_absmax_job_t;
 
 static void qdc_absmax_range_(void* ctx, int64_t begin, int64_t end) {
   const qdc_absmax_job_t* j = ctx;
-  for (int64_t b = begin; b < end; b++) {
-    uint64_t i0 = (uint64_t)b * (uint64_t)j->blocksize;
-    uint64_t i1 = i0 + (uint64_t)j->blocksize < j->count ? i0 + (uint64_t)j->blocksize : j->count;
-    float m = 0;
-    for (uint64_t i = i0; i < i1; i++) m = fmaxf(m, fabsf(j->x[i]));
-    j->absmax[b] = m;
-  }
+  qd_nf4_block_absmax(j->layout, j->x, (uint64_t)begin, (uint64_t)end, j->absmax);
 }
 
 /* The double-quantization offset of a tensor without quantizing it: its length in the quant state JSON decides
- * the header, which is written before any data. max |x| is exact in any order, so this is the offset the real
- * quantization computes. */
+ * the header, which is written before any data. The block scales are the quantizer's own (qd_nf4_block_absmax),
+ * so this is the offset the real quantization computes; the second pass checks that it is. */
 static qd_status_t qdc_offset_(qd_allocator_t a, const qdc_quantize_entry_t* e, float* x, void* pool, float* out) {
   const qd_nf4_layout_t* l = &e->layout;
   QD_TRY(qd_tensor_read_f32(e->tensor, x));
@@ -117,7 +110,7 @@ static qd_status_t qdc_offset_(qd_allocator_t a, const qdc_quantize_entry_t* e, 
   if (!s) s = qd_malloc(a, l->blocks, (void**)&codes);
   if (!s) s = qd_malloc(a, l->nested_blocks * sizeof(float), (void**)&nested);
   if (!s) {
-    qdc_absmax_job_t job = {x, l->count, l->blocksize, absmax};
+    qdc_absmax_job_t job = {l, x, absmax};
     qd_parallel_for(pool, (int64_t)l->blocks, 256, qdc_absmax_range_, &job);
     qd_nf4_tensor_t t = {NULL, NULL, codes, nested, 0};
     qd_nf4_compress_absmax(l, absmax, &t);

@@ -123,6 +123,28 @@ static float qd_clamp1_(float v) { return v < -1.0f ? -1.0f : (v > 1.0f ? 1.0f :
 /* bitsandbytes' CPU quantize_4bit (its pure-torch "default" backend), block by block: full blocks scale by the
  * float32 reciprocal of max(absmax, 1e-38) and store absmax itself; the last partial block divides by
  * max(absmax, 1e-38) and stores that clamped value. An all-zero block thus codes every element 7 (0.0). */
+/* max |x| over [begin, end); NaN never wins, as in bitsandbytes' comparison. */
+static float qd_nf4_block_max_(const float* x, uint64_t begin, uint64_t end) {
+  float m = 0.0f;
+  for (uint64_t i = begin; i < end; i++) {
+    float a = fabsf(x[i]);
+    if (a > m) m = a;
+  }
+  return m;
+}
+
+void qd_nf4_block_absmax(const qd_nf4_layout_t* l, const float* x, uint64_t block_begin, uint64_t block_end,
+                         float* absmax) {
+  uint64_t bs = (uint64_t)l->blocksize;
+  for (uint64_t b = block_begin; b < block_end; b++) {
+    uint64_t begin = b * bs;
+    bool partial = begin + bs > l->count;
+    float m = qd_nf4_block_max_(x, begin, partial ? l->count : begin + bs);
+    /* The quantizer stores a partial block's scale clamped away from zero (see qd_nf4_quantize_blocks). */
+    absmax[b] = partial && !(m > 1e-38f) ? 1e-38f : m;
+  }
+}
+
 void qd_nf4_quantize_blocks(const qd_nf4_layout_t* l, const float* x, uint64_t block_begin, uint64_t block_end,
                             uint8_t* packed, float* absmax) {
   const float* mids = qd_nf4_mids_get_();
@@ -131,11 +153,7 @@ void qd_nf4_quantize_blocks(const qd_nf4_layout_t* l, const float* x, uint64_t b
     uint64_t begin = b * bs;
     bool partial = begin + bs > l->count;
     uint64_t end = partial ? l->count : begin + bs;
-    float m = 0.0f;
-    for (uint64_t i = begin; i < end; i++) {
-      float a = fabsf(x[i]);
-      if (a > m) m = a;
-    }
+    float m = qd_nf4_block_max_(x, begin, end);
     float clamped = m > 1e-38f ? m : 1e-38f;
     float inv = 1.0f / clamped;
     absmax[b] = partial ? clamped : m;

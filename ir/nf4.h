@@ -59,6 +59,10 @@ void qd_nf4_quantize(const qd_nf4_layout_t* layout, const float* x, qd_nf4_tenso
  * absmax vector (which it overwrites), the double quantization into out. */
 void qd_nf4_quantize_blocks(const qd_nf4_layout_t* layout, const float* x, uint64_t block_begin, uint64_t block_end,
                             uint8_t* packed, float* absmax);
+/* Only the fp32 absmax qd_nf4_quantize_blocks stores for blocks [begin, end) (into absmax[begin .. end-1]),
+ * without quantizing: what double quantization's offset (their mean) is computed from. */
+void qd_nf4_block_absmax(const qd_nf4_layout_t* layout, const float* x, uint64_t block_begin, uint64_t block_end,
+                         float* absmax);
 void qd_nf4_compress_absmax(const qd_nf4_layout_t* layout, float* absmax, qd_nf4_tensor_t* out);
 /* The per-block scale, undoing double quantization when present: dst[blocks]. */
 void qd_nf4_absmax(const qd_nf4_layout_t* layout, const qd_nf4_tensor_t* t, float* dst);

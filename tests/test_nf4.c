@@ -120,6 +120,32 @@ START_TEST(cases_are_byte_exact) {
 }
 END_TEST
 
+/* The scales qd_nf4_block_absmax reports are the ones the quantizer stores, including a partial last block that
+ * is all zeros (stored clamped to 1e-38): qdc quantize takes double quantization's offset from them before
+ * quantizing. */
+START_TEST(block_absmax_is_the_quantizers) {
+  enum { N = 64 * 3 + 40 };
+  float x[N];
+  for (int i = 0; i < N; i++) x[i] = i < 64 * 3 ? (float)((i * 37) % 101 - 50) / 7.0f : 0.0f;
+  x[5] = -123.25f;
+  for (int bs = 32; bs <= 128; bs *= 2) {
+    qd_nf4_layout_t l;
+    QD_ASSERT_OK(qd_nf4_layout(N, bs, false, &l));
+    uint8_t packed[N / 2 + 1];
+    float stored[16], reported[16];
+    qd_nf4_quantize_blocks(&l, x, 0, l.blocks, packed, stored);
+    qd_nf4_block_absmax(&l, x, 0, l.blocks, reported);
+    ck_assert_mem_eq(stored, reported, l.blocks * sizeof(float));
+  }
+  qd_nf4_layout_t l;
+  QD_ASSERT_OK(qd_nf4_layout(N, 64, false, &l));
+  float absmax[16] = {0};
+  qd_nf4_block_absmax(&l, x, l.blocks - 1, l.blocks, absmax); /* only the last block: 40 zeros */
+  ck_assert_float_eq(absmax[l.blocks - 1], 1e-38f);
+  ck_assert_float_eq(absmax[0], 0.0f); /* blocks outside the range are not written */
+}
+END_TEST
+
 START_TEST(layout_sizes) {
   qd_nf4_layout_t l;
   QD_ASSERT_OK(qd_nf4_layout(3072 * 3072, 64, false, &l));
@@ -139,6 +165,7 @@ static Suite* nf4_suite(void) {
   TCase* tc = tcase_create("core");
   tcase_add_test(tc, tables_match_bitsandbytes);
   tcase_add_test(tc, cases_are_byte_exact);
+  tcase_add_test(tc, block_absmax_is_the_quantizers);
   tcase_add_test(tc, layout_sizes);
   suite_add_tcase(s, tc);
   return s;
