@@ -119,10 +119,9 @@ qd_status_t qd_bnb_nf4_open(const qd_checkpoint_t* ckpt, const char* name, qd_bn
   return QD_OK;
 }
 
-qd_status_t qd_bnb_nf4_dequantize(const qd_bnb_nf4_t* w, float* dst) {
-  /* The mapped statistics may be unaligned: copy them out before dequantizing. */
+qd_status_t qd_bnb_nf4_dequantize(const qd_bnb_nf4_t* w, qd_allocator_t a, float* dst) {
+  /* The mapped statistics may be unaligned: copy them out (from `a`) before dequantizing. */
   const qd_nf4_layout_t* l = &w->layout;
-  qd_allocator_t a = qd_allocator_system();
   uint64_t stats = l->double_quant ? (l->nested_blocks ? l->nested_blocks : 1) : l->blocks;
   float* copy;
   QD_TRY(qd_malloc(a, stats * sizeof(float), (void**)&copy));

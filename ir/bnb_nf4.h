@@ -31,7 +31,7 @@ qd_status_t qd_bnb_nf4_open(const qd_checkpoint_t* ckpt, const char* name, qd_bn
 /* The stored values, code * block scale in fp32: dst[numel]. bitsandbytes' dequantize_4bit computes exactly these
  * and then casts them to the quant state's dtype (bf16) for its matmul; qd keeps fp32, as its own NF4 plans do, so
  * a bnb file and a plan compiled from it read the same. OUT_OF_MEMORY. */
-qd_status_t qd_bnb_nf4_dequantize(const qd_bnb_nf4_t* w, float* dst);
+qd_status_t qd_bnb_nf4_dequantize(const qd_bnb_nf4_t* w, qd_allocator_t allocator, float* dst);
 
 /* The quant_state JSON bitsandbytes writes for a weight, byte for byte (Python's json.dumps separators and the
  * shortest repr of the offset). Returns the length; buf is always NUL-terminated. */

@@ -345,11 +345,11 @@ void qd_weight_binding_destroy(qd_weight_binding_t* b) {
  * then the rows are taken. */
 static qd_status_t qd_weight_read_bnb_rows_(qd_allocator_t a, const qd_weight_part_t* part, float* dst) {
   uint64_t n = part->nf4.layout.count, total = (uint64_t)part->nf4.shape.dims[0];
-  if (part->row_begin == 0 && part->row_end == total) return qd_bnb_nf4_dequantize(&part->nf4, dst);
+  if (part->row_begin == 0 && part->row_end == total) return qd_bnb_nf4_dequantize(&part->nf4, a, dst);
   uint64_t row = n / total;
   float* all;
   QD_TRY(qd_malloc(a, n * sizeof(float), (void**)&all));
-  qd_status_t s = qd_bnb_nf4_dequantize(&part->nf4, all);
+  qd_status_t s = qd_bnb_nf4_dequantize(&part->nf4, a, all);
   if (!s) memcpy(dst, all + part->row_begin * row, (part->row_end - part->row_begin) * row * sizeof(float));
   qd_free(a, all, n * sizeof(float));
   return s;

@@ -64,7 +64,7 @@ START_TEST(reads_what_bitsandbytes_wrote) {
 
     uint64_t n = w.layout.count;
     float* got = malloc(n * sizeof(float));
-    QD_ASSERT_OK(qd_bnb_nf4_dequantize(&w, got));
+    QD_ASSERT_OK(qd_bnb_nf4_dequantize(&w, qd_allocator_system(), got));
     float* x = read_f32(qd_checkpoint_find(src, names[k]));
     uint8_t* packed = malloc(w.layout.packed_bytes);
     float* absmax = malloc(w.layout.blocks * sizeof(float));
