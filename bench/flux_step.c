@@ -1,13 +1,15 @@
 /* Benchmark: one denoising step (a forward pass of a plan's transformer) on the GPU.
  *
- * usage: flux_step PLAN [PLAN...] [--resolution WxH] [--iters N] [--autotune] [--no-graph] [--no-overlap]
- *                  [--no-gelu-epilogue] [--check-cpu] [--jsonl FILE]
+ * usage: flux_step PLAN [PLAN...] [--resolution WxH] [--batch N] [--iters N] [--autotune] [--no-graph] [--no-overlap]
+ *                  [--no-gelu-epilogue] [--no-hoist] [--check-cpu] [--jsonl FILE]
  *
  * For each plan: builds a CUDA executor for the compiled resolution, feeds inputs shaped as FluxPipeline makes them
  * (random latents and text states, the pipeline's position ids, t = 0.5, guidance 3.5), checks that the output is
  * finite (and, with --check-cpu, close to the CPU reference run of the same plan: only for small models), then
  * times N steps (CUDA events, median after warm-up) and one eager pass with an event per launch for the time per
- * op class. Prints one table row per plan against the physical floor (FLOPs at 790 TFLOP/s), and appends JSON
+ * op class. The conditioning (embedders and adaLN modulation, runtime/cuda/hoist.h) is hoisted unless --no-hoist:
+ * it is prepared once for 28 steps (t from 1 down to 1/28; the check and the timed steps run t = 0.5, step 14),
+ * and its time per image is reported beside the step's, with the step's share of it (time / 28). Prints one table row per plan against the physical floor (FLOPs at 790 TFLOP/s), and appends JSON
  * lines for docs/performance.md. */
 #include <math.h>
 #include <stdio.h>
@@ -70,13 +72,15 @@ static qd_status_t make_input(const qd_graph_t* g, int32_t i, int64_t width, qd_
 
 int main(int argc, char** argv) {
   const char* plans[8];
-  int plan_count = 0, iters = 20;
+  int plan_count = 0, iters = 20, batch = 1;
   int64_t widths[8] = {1024}, heights[8] = {1024};
   int res_count = 1;
   const char* jsonl = NULL;
   bool check_cpu = false;
   qd_cuda_executor_options_t opt;
   qd_cuda_executor_options_default(&opt);
+  opt.hoist_state_input = "hidden_states";
+  opt.hoist_step_input = "timestep";
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--resolution") == 0 && i + 1 < argc) {
       /* WxH[,WxH...] */
@@ -93,6 +97,10 @@ int main(int argc, char** argv) {
       opt.overlap = false;
     } else if (strcmp(argv[i], "--no-gelu-epilogue") == 0) {
       opt.gelu_epilogue = false;
+    } else if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc) {
+      batch = atoi(argv[++i]);
+    } else if (strcmp(argv[i], "--no-hoist") == 0) {
+      opt.hoist_state_input = opt.hoist_step_input = NULL;
     } else if (strcmp(argv[i], "--check-cpu") == 0) {
       check_cpu = true;
     } else if (strcmp(argv[i], "--jsonl") == 0 && i + 1 < argc) {
@@ -122,13 +130,28 @@ int main(int argc, char** argv) {
     int32_t res = -1;
     double t0 = qd_now_seconds();
     s = qd_plan_open(plans[p], a, 0, &plan);
-    if (!s) s = qd_plan_find_resolution(plan, 0, width, height, 1, &res);
+    if (!s) s = qd_plan_find_resolution(plan, 0, width, height, batch, &res);
     if (!s) s = qd_cuda_executor_create(plan, 0, res, &opt, a, &e);
     double t_create = qd_now_seconds() - t0;
     const qd_graph_t* g = e ? qd_cuda_executor_graph(e) : NULL;
     qd_tensor_t inputs[16] = {0};
     for (int32_t i = 0; g && i < g->input_count && !s; i++) s = make_input(g, i, width, &inputs[i]);
     for (int32_t i = 0; g && i < g->input_count && !s; i++) s = qd_cuda_executor_set_input(e, i, &inputs[i]);
+    /* Hoisted: 28 steps with t = 1, 27/28, ..., 1/28; step 14 has t = 0.5, the value the CPU check feeds. */
+    qd_cuda_hoisting_t ho = {0};
+    double prepare_ms = 0;
+    if (e) qd_cuda_executor_hoisting(e, &ho);
+    if (!s && ho.nodes) {
+      float ts[28 * 64];
+      for (int k = 0; k < 28 * batch && batch <= 64; k++) ts[k] = (float)(28 - k / batch) / 28.0f;
+      for (int rep = 0; rep < 2 && !s; rep++) { /* the first builds the conditioning program */
+        double t1 = qd_now_seconds();
+        s = qd_cuda_executor_prepare_steps(e, 28, ts);
+        prepare_ms = (qd_now_seconds() - t1) * 1e3;
+      }
+      if (!s) s = qd_cuda_executor_select_step(e, 14);
+      qd_cuda_executor_hoisting(e, &ho); /* now with the prepared steps' memory */
+    }
     qd_tensor_t out = {0};
     if (!s) s = qd_cuda_executor_run(e);
     if (!s) s = qd_cuda_executor_get_output(e, 0, &out);
@@ -177,7 +200,7 @@ int main(int argc, char** argv) {
       qd_cuda_executor_tuning(e, &tu);
       double tflops = flop / (t.median_ms * 1e-3) / 1e12, floor_ms = flop / 790e12 * 1e3;
       char res_text[32];
-      snprintf(res_text, sizeof res_text, "%ldx%ld", width, height);
+      snprintf(res_text, sizeof res_text, batch > 1 ? "%ldx%ldx%d" : "%ldx%ld", width, height, batch);
       const char* base = strrchr(plans[p], '/') ? strrchr(plans[p], '/') + 1 : plans[p];
       printf("%-28s %-9s %8.2fms %8.2fms %8.1f %6.1fms %8.2fG %8.2fG ", base, res_text, t.median_ms, t.min_ms, tflops,
              floor_ms, m.weights / 1073741824.0, (m.device_used_after - m.device_used_before) / 1073741824.0);
@@ -188,6 +211,12 @@ int main(int argc, char** argv) {
                             tu.default_ms, tu.tuned_ms);
       printf("  launches %d, executor creation %.1f s (kernels: %s; weights uploaded)\n", t.launches, t_create,
              qd_cuda_executor_kernel_source(e));
+      if (ho.nodes)
+        printf("  hoisted conditioning: %d nodes, %d values per step (%.1f KiB); 28 steps prepared in %.2f ms "
+               "(%.3f ms per step; %.1f MiB on the device)\n", ho.nodes, ho.boundary_values, ho.block_bytes / 1024.0,
+               prepare_ms, prepare_ms / 28, ho.device_bytes / 1048576.0);
+      else
+        printf("  conditioning not hoisted%s%s\n", ho.why_not[0] ? ": " : "", ho.why_not);
       if (jsonl) {
         FILE* f = fopen(jsonl, "a");
         if (f) {
@@ -196,12 +225,12 @@ int main(int argc, char** argv) {
                   "\"floor_ms\": %.2f, \"weights_gib\": %.3f, \"device_used_gib\": %.3f, \"arena_gib\": %.3f, "
                   "\"scratch_gib\": %.3f, \"overlap\": %d, \"graph\": %d, \"gelu_epilogue\": %d, \"autotune\": %d, "
                   "\"tuned_ms\": %.3f, \"heuristic_ms\": %.3f, \"class_ms\": [%.3f, %.3f, %.3f, %.3f, %.3f, %.3f], "
-                  "\"cpu_rel_l2\": %.4g}\n",
+                  "\"cpu_rel_l2\": %.4g, \"hoisted_nodes\": %d, \"prepare_28_ms\": %.3f}\n",
                   base, res_text, t.median_ms, t.min_ms, tflops, floor_ms, m.weights / 1073741824.0,
                   (m.device_used_after - m.device_used_before) / 1073741824.0, m.arena / 1073741824.0,
                   m.scratch / 1073741824.0, opt.overlap, opt.use_graph, opt.gelu_epilogue, opt.autotune, tu.tuned_ms,
                   tu.default_ms, t.class_ms[0], t.class_ms[1], t.class_ms[2], t.class_ms[3], t.class_ms[4],
-                  t.class_ms[5], rel);
+                  t.class_ms[5], rel, ho.nodes, prepare_ms);
           fclose(f);
         }
       }

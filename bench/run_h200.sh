@@ -35,13 +35,29 @@ for STAGE in $STAGES; do
     echo "-- without the cuBLASLt GELU epilogue"
     timeout 120 "$B/flux_step" /tmp/small_nf4.qplan --resolution 256x256 --check-cpu --iters 5 --no-gelu-epilogue
     echo "-- eager (no CUDA graph), no overlap"
-    timeout 120 "$B/flux_step" /tmp/small_nf4.qplan --resolution 256x256 --check-cpu --iters 5 --no-graph --no-overlap ;;
+    timeout 120 "$B/flux_step" /tmp/small_nf4.qplan --resolution 256x256 --check-cpu --iters 5 --no-graph --no-overlap
+    echo "-- the whole program every step (conditioning not hoisted)"
+    timeout 120 "$B/flux_step" /tmp/small_nf4.qplan --resolution 256x256 --check-cpu --iters 5 --no-hoist
+    echo "-- batch 2 (hoisted conditioning in blocks of two rows; slices copy)"
+    "$B/qdc" synth models/flux-transformer.json --config small --plan /tmp/small_b2.qplan --quant nf4 \
+      --resolutions 256x256 --batch 2 --seed 7 -q --target none
+    timeout 120 "$B/flux_step" /tmp/small_b2.qplan --resolution 256x256 --batch 2 --check-cpu --iters 5
+    timeout 120 "$B/flux_step" /tmp/small_b2.qplan --resolution 256x256 --batch 2 --check-cpu --iters 5 --no-hoist
+    for t in test_gpu_image_kernels test_gpu_text_kernels; do
+      [ -x "$B/$t" ] || continue
+      echo "== $t"
+      timeout 150 "$B/$t" > "$OUT/$t.txt" 2>&1; echo "$t rc=$?"
+      grep -E "FAIL|error" "$OUT/$t.txt" | head -20; tail -25 "$OUT/$t.txt"
+    done ;;
   nf4|bf16)
     quant=$STAGE; [ "$quant" = bf16 ] && quant=none
     echo "== full-size FLUX.1-dev, $STAGE plan"
     /usr/bin/time -f "synth: %e s" "$B/qdc" synth models/flux-transformer.json --plan /tmp/dev_$STAGE.qplan \
       --quant $quant --resolutions 1024x1024,512x512 --seed 1 -q
     timeout 240 "$B/flux_step" /tmp/dev_$STAGE.qplan --resolution 1024x1024,512x512 --iters 20 \
+      --jsonl "$OUT/step.jsonl" ${QD_BENCH_FLAGS:-}
+    echo "-- the same without hoisting the conditioning"
+    timeout 240 "$B/flux_step" /tmp/dev_$STAGE.qplan --resolution 1024x1024,512x512 --iters 20 --no-hoist \
       --jsonl "$OUT/step.jsonl" ${QD_BENCH_FLAGS:-}
     rm -f /tmp/dev_$STAGE.qplan ;;
   peer)

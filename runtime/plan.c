@@ -438,6 +438,18 @@ qd_status_t qd_plan_find_resolution_by_bindings(const qd_plan_t* p, int32_t comp
   return qd_plan_no_resolution_(p, comp, asked);
 }
 
+/* The instantiated program reads the weights WIDX lists, in its order and shapes. */
+static qd_status_t qd_plan_check_weights_(const qd_plan_t* p, const qd_plan_component_t* c, const qd_graph_t* g) {
+  if (g->weight_count != c->weight_count)
+    return QD_ERR(BAD_INPUT, PLAN_WEIGHT_MISMATCH, "%s: WIDX/%s lists %d weights, the program reads %d",
+                  qd_plan_path(p), c->name, c->weight_count, g->weight_count);
+  for (int32_t w = 0; w < g->weight_count; w++)
+    if (strcmp(g->weights[w].name, c->weights[w].name) != 0 || !qd_shape_equal(&g->weights[w].shape, &c->weights[w].shape))
+      return QD_ERR(BAD_INPUT, PLAN_WEIGHT_MISMATCH, "%s: WIDX/%s: weight %d is '%s'; the program reads '%s' there",
+                    qd_plan_path(p), c->name, w, c->weights[w].name, g->weights[w].name);
+  return QD_OK;
+}
+
 qd_status_t qd_plan_instantiate(const qd_plan_t* p, int32_t comp, int32_t res, qd_allocator_t a, qd_graph_t** out) {
   *out = NULL;
   const qd_plan_component_t* c = &p->components[comp];
@@ -454,13 +466,35 @@ qd_status_t qd_plan_instantiate(const qd_plan_t* p, int32_t comp, int32_t res, q
   if (!s && g->value_count != r->value_count)
     s = QD_ERR(BAD_INPUT, PLAN_MEMORY_PLAN, "%s: PROG/%s: the memory plan covers %d values, the program has %d",
                qd_plan_path(p), c->name, r->value_count, g->value_count);
-  if (!s && g->weight_count != c->weight_count)
-    s = QD_ERR(BAD_INPUT, PLAN_WEIGHT_MISMATCH, "%s: WIDX/%s lists %d weights, the program reads %d", qd_plan_path(p),
-               c->name, c->weight_count, g->weight_count);
-  for (int32_t w = 0; !s && w < g->weight_count; w++)
-    if (strcmp(g->weights[w].name, c->weights[w].name) != 0 || !qd_shape_equal(&g->weights[w].shape, &c->weights[w].shape))
-      s = QD_ERR(BAD_INPUT, PLAN_WEIGHT_MISMATCH, "%s: WIDX/%s: weight %d is '%s'; the program reads '%s' there",
-                 qd_plan_path(p), c->name, w, c->weights[w].name, g->weights[w].name);
+  if (!s) s = qd_plan_check_weights_(p, c, g);
+  if (s) {
+    qd_graph_destroy(g);
+    return s;
+  }
+  *out = g;
+  return QD_OK;
+}
+
+qd_status_t qd_plan_instantiate_batch(const qd_plan_t* p, int32_t comp, int32_t res, int64_t batch, qd_allocator_t a,
+                                      qd_graph_t** out) {
+  *out = NULL;
+  const qd_plan_component_t* c = &p->components[comp];
+  const qd_plan_resolution_t* r = &c->resolutions[res];
+  qd_size_binding_t b[QD_PLAN_MAX_BINDINGS];
+  bool found = false;
+  for (int32_t i = 0; i < r->binding_count; i++) {
+    b[i] = r->bindings[i];
+    if (strcmp(b[i].name, "batch") == 0) {
+      b[i].value = batch;
+      found = true;
+    }
+  }
+  if (!found)
+    return QD_ERR(INVALID_ARGUMENT, INVALID_ARGUMENT, "%s: PROG/%s binds no batch size", qd_plan_path(p), c->name);
+  qd_graph_t* g;
+  QD_TRY_CTX(qd_graph_desc_instantiate(c->desc, c->config, b, r->binding_count, a, &g), "%s: PROG/%s at batch %lld",
+             qd_plan_path(p), c->name, (long long)batch);
+  qd_status_t s = qd_plan_check_weights_(p, c, g);
   if (s) {
     qd_graph_destroy(g);
     return s;

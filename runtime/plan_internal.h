@@ -52,6 +52,12 @@ qd_status_t qd_plan_find_resolution_by_bindings(const qd_plan_t* plan, int32_t c
 qd_status_t qd_plan_instantiate(const qd_plan_t* plan, int32_t component, int32_t resolution,
                                 qd_allocator_t allocator, qd_graph_t** out_graph);
 
+/* The same program with the binding "batch" set to `batch` (the resolution must bind it): the conditioning program
+ * of a hoisted step (runtime/cuda/hoist.h) is the step's program at batch steps * batch. Checked against the
+ * resolution's own program by weights only: its digest is another program's. */
+qd_status_t qd_plan_instantiate_batch(const qd_plan_t* plan, int32_t component, int32_t resolution, int64_t batch,
+                                      qd_allocator_t allocator, qd_graph_t** out_graph);
+
 /* fp32 copies of a component's weights (NF4 dequantized), indexed like the graph's weights. */
 qd_status_t qd_plan_weights_f32(const qd_plan_t* plan, int32_t component, qd_allocator_t allocator,
                                 float*** out_weights);

@@ -15,6 +15,7 @@
 #include "runtime/cuda/attention.h"
 #include "runtime/cuda/device_memory.h"
 #include "runtime/cuda/gemm.h"
+#include "runtime/cuda/hoist.h"
 #include "runtime/cuda/kernel_variants.h"
 #include "runtime/cuda/kernels.h"
 #include "runtime/cuda/lowering.h"
@@ -50,6 +51,7 @@ typedef enum qd_step_kind {
   QD_STEP_SLICE,
   QD_STEP_CONCAT,
   QD_STEP_COPY,
+  QD_STEP_PACK,
 } qd_step_kind_t;
 
 typedef struct qd_exec_kernel {
@@ -115,8 +117,29 @@ typedef struct qd_step {
       CUdeviceptr y, x;
       size_t bytes;
     } copy;
+    struct {
+      CUdeviceptr y;
+      int64_t y_row_bytes, rows;
+      CUdeviceptr in[8];
+      int64_t row_bytes[8], cols[8];
+      int32_t count;
+    } pack;
   } u;
 } qd_step_t;
+
+/* A program and its launch list: the step, and when the step is hoisted (runtime/cuda/hoist.h) the conditioning
+ * program at batch steps * batch. */
+typedef struct qd_exec_program {
+  qd_graph_t* graph;
+  qd_cuda_lowering_t* lowering;
+  qd_memory_plan_t* memory;
+  CUdeviceptr arena, inputs_base;
+  uint64_t arena_bytes, inputs_bytes;
+  CUdeviceptr* input_ptr; /* per graph input; 0 for one the program does not read */
+  qd_step_t* steps;
+  int32_t step_count, step_capacity;
+  CUgraphExec graph_exec;
+} qd_exec_program_t;
 
 struct qd_cuda_executor {
   qd_allocator_t allocator;
@@ -133,14 +156,22 @@ struct qd_cuda_executor {
   CUevent dq_done[2], gemm_done[2], fork, join;
   cublasLtHandle_t lt_handle;
 
-  qd_graph_t* graph;
-  qd_cuda_lowering_t* lowering;
-  qd_memory_plan_t* memory;
+  qd_exec_program_t prog;  /* the step */
+  qd_exec_program_t cond;  /* the hoisted conditioning; graph NULL until qd_cuda_executor_prepare_steps */
+  qd_exec_program_t* cur;  /* the program whose launch list is being built */
+  qd_cuda_hoist_t* hoist;  /* NULL when the step is not hoisted */
+  int32_t cond_steps;      /* the steps the conditioning program was built for */
+  int32_t cond_gemm_first; /* gemms[cond_gemm_first ..] are the conditioning program's */
+  int32_t pack_kernel;     /* qd_copy_rows, to pack the conditioning per step */
+  int32_t selected_step;   /* -1 until qd_cuda_executor_select_step */
+  int32_t component, resolution;
+  char why_not_hoisted[192];
+  CUdeviceptr cond_all, cond_current; /* cond_steps blocks of hoist->block_bytes; the block the step reads */
 
-  CUdeviceptr arena, weights, scratch[2], workspace, nested_map, inputs_base;
-  uint64_t arena_bytes, weight_bytes, scratch_bytes, inputs_bytes;
+  CUdeviceptr weights, scratch[2], workspace, nested_map;
+  uint64_t weight_bytes, scratch_bytes;
   CUdeviceptr* weight_bf16;  /* per graph weight: the bf16 copy for f32-format weights, else 0 */
-  CUdeviceptr* input_ptr;    /* per graph input */
+  int32_t weight_count;
   uint64_t mem_before, mem_after;
 
   qd_exec_kernel_t kernels[QD_EXEC_MAX_KERNELS];
@@ -150,10 +181,6 @@ struct qd_cuda_executor {
   int32_t gemm_count;
   qd_cuda_tuning_t tuning;
 
-  qd_step_t* steps;
-  int32_t step_count, step_capacity;
-
-  CUgraphExec graph_exec;
   int next_slot; /* alternates the NF4 scratch slot between consecutive NF4 linears */
 };
 
@@ -268,11 +295,11 @@ static qd_status_t qd_exec_kernel_image_(qd_cuda_executor_t* e, const qd_cuda_ke
 static qd_status_t qd_exec_node_kernel_(qd_cuda_executor_t* e, int32_t node, int32_t* out_index) {
   qd_cuda_kernel_t kv;
   bool has;
-  QD_TRY_CTX(qd_cuda_node_kernel(e->graph, e->lowering, e->comp->weights, e->kernels_from.target, node, &kv, &has),
-             "%s", e->graph->nodes[node].origin);
+  QD_TRY_CTX(qd_cuda_node_kernel(e->cur->graph, e->cur->lowering, e->comp->weights, e->kernels_from.target, node, &kv, &has),
+             "%s", e->cur->graph->nodes[node].origin);
   if (!has)
     return QD_ERR(INTERNAL, INTERNAL, "%s: the executor launches a kernel for op '%s' but qd_cuda_node_kernel lists "
-                  "none", e->graph->nodes[node].origin, qd_op_name(e->graph->nodes[node].op));
+                  "none", e->cur->graph->nodes[node].origin, qd_op_name(e->cur->graph->nodes[node].op));
   for (int32_t k = 0; k < e->kernel_count; k++)
     if (strcmp(e->kernels[k].key, kv.key) == 0) {
       *out_index = k;
@@ -288,7 +315,7 @@ static qd_status_t qd_exec_node_kernel_(qd_cuda_executor_t* e, int32_t node, int
   k->attention = kv.attn;
   const uint8_t* image;
   qd_nvrtc_output_t built;
-  QD_TRY_CTX(qd_exec_kernel_image_(e, &kv, &image, &built), "%s", e->graph->nodes[node].origin);
+  QD_TRY_CTX(qd_exec_kernel_image_(e, &kv, &image, &built), "%s", e->cur->graph->nodes[node].origin);
   qd_status_t s = qd_kernel_module_load(e->allocator, image, &k->module);
   qd_nvrtc_output_deinit(&built);
   if (!s) s = qd_kernel_module_get_function(k->module, kv.function, &k->fn);
@@ -304,13 +331,13 @@ static qd_status_t qd_exec_node_kernel_(qd_cuda_executor_t* e, int32_t node, int
 
 static qd_status_t qd_exec_push_(qd_cuda_executor_t* e, qd_step_kind_t kind, int32_t node, int op_class,
                                  qd_step_t** out) {
-  if (e->step_count == e->step_capacity) {
-    int32_t cap = e->step_capacity ? e->step_capacity * 2 : 1024;
-    QD_TRY(qd_realloc(e->allocator, e->steps, (size_t)e->step_capacity * sizeof *e->steps,
-                      (size_t)cap * sizeof *e->steps, (void**)&e->steps));
-    e->step_capacity = cap;
+  if (e->cur->step_count == e->cur->step_capacity) {
+    int32_t cap = e->cur->step_capacity ? e->cur->step_capacity * 2 : 1024;
+    QD_TRY(qd_realloc(e->allocator, e->cur->steps, (size_t)e->cur->step_capacity * sizeof *e->cur->steps,
+                      (size_t)cap * sizeof *e->cur->steps, (void**)&e->cur->steps));
+    e->cur->step_capacity = cap;
   }
-  qd_step_t* s = &e->steps[e->step_count++];
+  qd_step_t* s = &e->cur->steps[e->cur->step_count++];
   memset(s, 0, sizeof *s);
   s->kind = kind;
   s->node = node;
@@ -322,14 +349,25 @@ static qd_status_t qd_exec_push_(qd_cuda_executor_t* e, qd_step_kind_t kind, int
   return QD_OK;
 }
 
+/* Where value v of the program being built lives: views resolve to bytes of the value they read; in a hoisted
+ * step, the conditioning's boundary values are in the block the step reads (cond_current); graph inputs in their
+ * own buffers; everything else in the program's arena. */
 static CUdeviceptr qd_exec_ptr_(const qd_cuda_executor_t* e, int32_t v) {
-  const qd_value_t* val = &e->graph->values[v];
-  if (val->producer < 0) {
-    for (int32_t i = 0; i < e->graph->input_count; i++)
-      if (e->graph->inputs[i] == v) return e->input_ptr[i];
+  const qd_exec_program_t* p = e->cur;
+  bool step = p == &e->prog && e->hoist;
+  uint64_t offset = 0;
+  for (;;) {
+    if (step && e->hoist->block_offset[v] >= 0) return e->cond_current + (uint64_t)e->hoist->block_offset[v] + offset;
+    if (p->lowering->view_of[v] < 0) break;
+    offset += p->lowering->view_offset[v];
+    v = p->lowering->view_of[v];
+  }
+  if (p->graph->values[v].producer < 0) {
+    for (int32_t i = 0; i < p->graph->input_count; i++)
+      if (p->graph->inputs[i] == v) return p->input_ptr[i] ? p->input_ptr[i] + offset : 0;
     return 0;
   }
-  return e->arena + e->memory->offsets[v];
+  return p->arena + p->memory->offsets[v] + offset;
 }
 
 static CUdeviceptr qd_exec_weight_(const qd_cuda_executor_t* e, int32_t w) {
@@ -361,7 +399,7 @@ static qd_status_t qd_exec_gemm_index_(qd_cuda_executor_t* e, int64_t m, int64_t
 /* A linear node (optionally with gelu fused): a dequantize step when its weight is NF4, then the GEMM. */
 static qd_status_t qd_exec_linear_(qd_cuda_executor_t* e, int32_t node, const qd_node_t* lin, int32_t out_value,
                                    qd_gemm_epilogue_t ep) {
-  const qd_graph_t* g = e->graph;
+  const qd_graph_t* g = e->cur->graph;
   const qd_shape_t* xs = &g->values[lin->inputs[0]].shape;
   int64_t k = xs->dims[xs->rank - 1], n = lin->attrs[QD_LINEAR_FEATURES].i, m = qd_shape_numel(xs) / k;
   int32_t wi = lin->weights[QD_WEIGHT_SLOT_MAIN], bi = lin->weights[QD_WEIGHT_SLOT_BIAS];
@@ -404,7 +442,7 @@ static qd_status_t qd_exec_linear_(qd_cuda_executor_t* e, int32_t node, const qd
 
 static qd_status_t qd_exec_qknr_(qd_cuda_executor_t* e, int32_t node, const qd_node_t* norm, const qd_node_t* rope,
                                  CUdeviceptr y, int64_t y_row_offset, int64_t y_tokens_total) {
-  const qd_graph_t* g = e->graph;
+  const qd_graph_t* g = e->cur->graph;
   const qd_shape_t* xs = &g->values[norm->inputs[0]].shape;
   int64_t d = rope->attrs[QD_ROPE_HEAD_DIM].i, ch = xs->dims[2];
   qd_step_t* s;
@@ -430,12 +468,12 @@ static qd_status_t qd_exec_qknr_(qd_cuda_executor_t* e, int32_t node, const qd_n
 }
 
 static qd_status_t qd_exec_node_(qd_cuda_executor_t* e, int32_t i) {
-  const qd_graph_t* g = e->graph;
+  const qd_graph_t* g = e->cur->graph;
   const qd_node_t* n = &g->nodes[i];
   const qd_value_t* out = &g->values[n->output];
   const qd_shape_t* xs = &g->values[n->inputs[0]].shape;
   qd_step_t* s;
-  uint8_t pattern = e->lowering->role[i] == QD_CUDA_GROUP_END ? e->lowering->pattern[i] : QD_CUDA_PATTERN_NONE;
+  uint8_t pattern = e->cur->lowering->role[i] == QD_CUDA_GROUP_END ? e->cur->lowering->pattern[i] : QD_CUDA_PATTERN_NONE;
 
   if (pattern == QD_CUDA_PATTERN_LINEAR_GELU) {
     const qd_node_t* lin = &g->nodes[g->values[n->inputs[0]].producer];
@@ -473,6 +511,7 @@ static qd_status_t qd_exec_node_(qd_cuda_executor_t* e, int32_t i) {
     return QD_OK;
   }
 
+  if (e->cur->lowering->view_of[n->output] >= 0) return QD_OK; /* a view (slice or alias): nothing to launch */
   switch (n->op) {
     case QD_OP_LINEAR: return qd_exec_linear_(e, i, n, n->output, QD_GEMM_BIAS);
     case QD_OP_GATED_ADD: {
@@ -577,13 +616,19 @@ static qd_status_t qd_exec_node_(qd_cuda_executor_t* e, int32_t i) {
       s->u.ropef.theta = n->attrs[QD_ROPE_FREQS_THETA].f;
       return QD_OK;
     }
+    case QD_OP_ALIAS:
+      QD_TRY(qd_exec_push_(e, QD_STEP_COPY, i, QD_CLASS_ELEMENTWISE, &s));
+      s->u.copy.y = qd_exec_ptr_(e, n->output);
+      s->u.copy.x = qd_exec_ptr_(e, n->inputs[0]);
+      s->u.copy.bytes = (size_t)qd_cuda_value_bytes(e->cur->lowering, g, n->output);
+      return QD_OK;
     case QD_OP_SLICE:
     case QD_OP_CONCAT: {
       int32_t axis = (int32_t)n->attrs[n->op == QD_OP_SLICE ? QD_SLICE_AXIS : QD_CONCAT_AXIS].i;
       int64_t outer = 1, inner = 1;
       for (int32_t d = 0; d < axis; d++) outer *= xs->dims[d];
       for (int32_t d = axis + 1; d < xs->rank; d++) inner *= xs->dims[d];
-      int64_t elem = (int64_t)qd_dtype_size(e->lowering->storage[n->output]);
+      int64_t elem = (int64_t)qd_dtype_size(e->cur->lowering->storage[n->output]);
       QD_TRY(qd_exec_push_(e, n->op == QD_OP_SLICE ? QD_STEP_SLICE : QD_STEP_CONCAT, i, QD_CLASS_ELEMENTWISE, &s));
       QD_TRY(qd_exec_node_kernel_(e, i, &s->kernel));
       if (n->op == QD_OP_SLICE) {
@@ -606,13 +651,6 @@ static qd_status_t qd_exec_node_(qd_cuda_executor_t* e, int32_t i) {
         s->u.concat.inner = inner;
         s->u.concat.elem = elem;
       }
-      return QD_OK;
-    }
-    case QD_OP_ALIAS: {
-      QD_TRY(qd_exec_push_(e, QD_STEP_COPY, i, QD_CLASS_ELEMENTWISE, &s));
-      s->u.copy.y = qd_exec_ptr_(e, n->output);
-      s->u.copy.x = qd_exec_ptr_(e, n->inputs[0]);
-      s->u.copy.bytes = (size_t)qd_cuda_value_bytes(e->lowering, g, n->output);
       return QD_OK;
     }
     default: return qd_exec_unsupported_(e, n, "is not lowered");
@@ -653,13 +691,16 @@ static qd_status_t qd_exec_launch_(qd_cuda_executor_t* e, const qd_step_t* s, CU
       return qd_launch_concat(&k->fn, &k->config, stream, s->u.concat.y, s->u.concat.in, s->u.concat.sizes,
                               s->u.concat.count, s->u.concat.outer, s->u.concat.inner, s->u.concat.elem);
     case QD_STEP_COPY: QD_CU_TRY(e->cu->cuMemcpyDtoDAsync(s->u.copy.y, s->u.copy.x, s->u.copy.bytes, stream)); return QD_OK;
+    case QD_STEP_PACK:
+      return qd_launch_pack_rows(&k->fn, &k->config, stream, s->u.pack.y, s->u.pack.y_row_bytes, s->u.pack.rows,
+                                 s->u.pack.in, s->u.pack.row_bytes, s->u.pack.cols, s->u.pack.count);
   }
   return QD_ERR(INTERNAL, INTERNAL, "unknown step kind %d", (int)s->kind);
 }
 
 /* Enqueues the whole launch list. With overlap, NF4 dequantization runs on the side stream: a dequantize into
  * slot s waits until the GEMM that last read slot s is done; a GEMM waits for its dequantize. */
-static qd_status_t qd_exec_enqueue_(qd_cuda_executor_t* e, bool overlap) {
+static qd_status_t qd_exec_enqueue_(qd_cuda_executor_t* e, const qd_exec_program_t* p, bool overlap) {
   const qd_cuda_driver_t* cu = e->cu;
   if (overlap) {
     QD_CU_TRY(cu->cuEventRecord(e->fork, e->stream));
@@ -667,17 +708,17 @@ static qd_status_t qd_exec_enqueue_(qd_cuda_executor_t* e, bool overlap) {
     /* The slots start free: mark them so on the main stream. */
     for (int k = 0; k < 2; k++) QD_CU_TRY(cu->cuEventRecord(e->gemm_done[k], e->stream));
   }
-  for (int32_t i = 0; i < e->step_count; i++) {
-    const qd_step_t* s = &e->steps[i];
+  for (int32_t i = 0; i < p->step_count; i++) {
+    const qd_step_t* s = &p->steps[i];
     if (overlap && s->kind == QD_STEP_DEQUANT) {
       QD_CU_TRY(cu->cuStreamWaitEvent(e->side, e->gemm_done[s->slot], 0));
-      QD_TRY_CTX(qd_exec_launch_(e, s, e->side), "%s", e->graph->nodes[s->node].origin);
+      QD_TRY_CTX(qd_exec_launch_(e, s, e->side), "%s", p->graph->nodes[s->node].origin);
       QD_CU_TRY(cu->cuEventRecord(e->dq_done[s->slot], e->side));
       continue;
     }
     if (overlap && s->kind == QD_STEP_GEMM && s->slot >= 0)
       QD_CU_TRY(cu->cuStreamWaitEvent(e->stream, e->dq_done[s->slot], 0));
-    QD_TRY_CTX(qd_exec_launch_(e, s, e->stream), "%s", e->graph->nodes[s->node].origin);
+    QD_TRY_CTX(qd_exec_launch_(e, s, e->stream), "%s", p->graph->nodes[s->node].origin);
     if (overlap && s->kind == QD_STEP_GEMM && s->slot >= 0)
       QD_CU_TRY(cu->cuEventRecord(e->gemm_done[s->slot], e->stream));
   }
@@ -688,29 +729,41 @@ static qd_status_t qd_exec_enqueue_(qd_cuda_executor_t* e, bool overlap) {
   return QD_OK;
 }
 
-qd_status_t qd_cuda_executor_run(qd_cuda_executor_t* e) {
+/* Enqueues one step: the launch list (captured as a CUDA graph on first use), preceded in a hoisted step by the copy
+ * of the selected step's conditioning block to where the step reads it. */
+static qd_status_t qd_exec_enqueue_step_(qd_cuda_executor_t* e) {
   const qd_cuda_driver_t* cu = e->cu;
-  QD_CU_TRY(cu->cuCtxSetCurrent(e->context));
-  if (e->options.use_graph) {
-    if (!e->graph_exec) {
-      CUgraph graph;
-      QD_CU_TRY(cu->cuStreamBeginCapture(e->stream, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL));
-      qd_status_t s = qd_exec_enqueue_(e, e->options.overlap);
-      CUresult end = cu->cuStreamEndCapture(e->stream, &graph);
-      if (s) {
-        if (end == CUDA_SUCCESS) cu->cuGraphDestroy(graph);
-        return qd_status_annotate(s, "while capturing the step as a CUDA graph");
-      }
-      QD_CU_TRY(end);
-      s = QD_CU_STATUS(cu->cuGraphInstantiate(&e->graph_exec, graph, 0));
-      cu->cuGraphDestroy(graph);
-      QD_TRY(s);
+  if (e->hoist && e->selected_step < 0)
+    return QD_ERR(INVALID_ARGUMENT, INVALID_ARGUMENT, "graph '%s': the step's conditioning is hoisted; prepare it "
+                  "(qd_cuda_executor_prepare_steps) and select a step before running one", e->prog.graph->name);
+  if (e->options.use_graph && !e->prog.graph_exec) {
+    CUgraph graph;
+    QD_CU_TRY(cu->cuStreamBeginCapture(e->stream, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL));
+    qd_status_t s = qd_exec_enqueue_(e, &e->prog, e->options.overlap);
+    CUresult end = cu->cuStreamEndCapture(e->stream, &graph);
+    if (s) {
+      if (end == CUDA_SUCCESS) cu->cuGraphDestroy(graph);
+      return qd_status_annotate(s, "while capturing the step as a CUDA graph");
     }
-    QD_CU_TRY(cu->cuGraphLaunch(e->graph_exec, e->stream));
-  } else {
-    QD_TRY(qd_exec_enqueue_(e, e->options.overlap));
+    QD_CU_TRY(end);
+    s = QD_CU_STATUS(cu->cuGraphInstantiate(&e->prog.graph_exec, graph, 0));
+    cu->cuGraphDestroy(graph);
+    QD_TRY(s);
   }
-  QD_CU_TRY(cu->cuStreamSynchronize(e->stream));
+  if (e->hoist)
+    QD_CU_TRY(cu->cuMemcpyDtoDAsync(e->cond_current, e->cond_all + (uint64_t)e->selected_step * e->hoist->block_bytes,
+                                    (size_t)e->hoist->block_bytes, e->stream));
+  if (e->options.use_graph) {
+    QD_CU_TRY(cu->cuGraphLaunch(e->prog.graph_exec, e->stream));
+    return QD_OK;
+  }
+  return qd_exec_enqueue_(e, &e->prog, e->options.overlap);
+}
+
+qd_status_t qd_cuda_executor_run(qd_cuda_executor_t* e) {
+  QD_CU_TRY(e->cu->cuCtxSetCurrent(e->context));
+  QD_TRY(qd_exec_enqueue_step_(e));
+  QD_CU_TRY(e->cu->cuStreamSynchronize(e->stream));
   return QD_OK;
 }
 
@@ -722,7 +775,7 @@ static int qd_double_cmp_(const void* a, const void* b) {
 qd_status_t qd_cuda_executor_time(qd_cuda_executor_t* e, int iterations, bool per_class, qd_cuda_timing_t* t) {
   const qd_cuda_driver_t* cu = e->cu;
   memset(t, 0, sizeof *t);
-  t->launches = e->step_count;
+  t->launches = e->prog.step_count;
   for (int w = 0; w < 3; w++) QD_TRY(qd_cuda_executor_run(e));
   CUevent a, b;
   QD_CU_TRY(cu->cuEventCreate(&a, CU_EVENT_DEFAULT));
@@ -731,8 +784,7 @@ qd_status_t qd_cuda_executor_time(qd_cuda_executor_t* e, int iterations, bool pe
   qd_status_t s = qd_malloc(e->allocator, (size_t)(iterations > 0 ? iterations : 1) * sizeof *ms, (void**)&ms);
   for (int i = 0; i < iterations && !s; i++) {
     s = QD_CU_STATUS(cu->cuEventRecord(a, e->stream));
-    if (!s && e->options.use_graph) s = QD_CU_STATUS(cu->cuGraphLaunch(e->graph_exec, e->stream));
-    if (!s && !e->options.use_graph) s = qd_exec_enqueue_(e, e->options.overlap);
+    if (!s) s = qd_exec_enqueue_step_(e);
     if (!s) s = QD_CU_STATUS(cu->cuEventRecord(b, e->stream));
     if (!s) s = QD_CU_STATUS(cu->cuEventSynchronize(b));
     float f = 0;
@@ -748,22 +800,22 @@ qd_status_t qd_cuda_executor_time(qd_cuda_executor_t* e, int iterations, bool pe
   /* Per class: every launch on the main stream between two events, one after another. */
   if (!s && per_class) {
     CUevent* ev = NULL;
-    s = qd_calloc(e->allocator, (size_t)e->step_count + 1, sizeof *ev, (void**)&ev);
-    for (int32_t i = 0; i <= e->step_count && !s; i++) s = QD_CU_STATUS(cu->cuEventCreate(&ev[i], CU_EVENT_DEFAULT));
+    s = qd_calloc(e->allocator, (size_t)e->prog.step_count + 1, sizeof *ev, (void**)&ev);
+    for (int32_t i = 0; i <= e->prog.step_count && !s; i++) s = QD_CU_STATUS(cu->cuEventCreate(&ev[i], CU_EVENT_DEFAULT));
     if (!s) s = QD_CU_STATUS(cu->cuEventRecord(ev[0], e->stream));
-    for (int32_t i = 0; i < e->step_count && !s; i++) {
-      s = qd_exec_launch_(e, &e->steps[i], e->stream);
+    for (int32_t i = 0; i < e->prog.step_count && !s; i++) {
+      s = qd_exec_launch_(e, &e->prog.steps[i], e->stream);
       if (!s) s = QD_CU_STATUS(cu->cuEventRecord(ev[i + 1], e->stream));
     }
     if (!s) s = QD_CU_STATUS(cu->cuStreamSynchronize(e->stream));
-    for (int32_t i = 0; i < e->step_count && !s; i++) {
+    for (int32_t i = 0; i < e->prog.step_count && !s; i++) {
       float f = 0;
       s = QD_CU_STATUS(cu->cuEventElapsedTime(&f, ev[i], ev[i + 1]));
-      t->class_ms[e->steps[i].op_class] += f;
+      t->class_ms[e->prog.steps[i].op_class] += f;
     }
-    for (int32_t i = 0; ev && i <= e->step_count; i++)
+    for (int32_t i = 0; ev && i <= e->prog.step_count; i++)
       if (ev[i]) cu->cuEventDestroy(ev[i]);
-    qd_free(e->allocator, ev, ((size_t)e->step_count + 1) * sizeof *ev);
+    qd_free(e->allocator, ev, ((size_t)e->prog.step_count + 1) * sizeof *ev);
   }
   cu->cuEventDestroy(a);
   cu->cuEventDestroy(b);
@@ -772,8 +824,24 @@ qd_status_t qd_cuda_executor_time(qd_cuda_executor_t* e, int iterations, bool pe
 
 /* --- inputs and outputs -------------------------------------------------------------------------------------- */
 
+/* Copies a host tensor (F32 for floating storage) to the device in the storage type; waits for the copy. */
+static qd_status_t qd_exec_upload_(qd_cuda_executor_t* e, CUdeviceptr dst, qd_dtype_t storage, const qd_tensor_t* host) {
+  uint64_t n = (uint64_t)qd_shape_numel(&host->shape);
+  if (storage == QD_DTYPE_BF16) {
+    uint16_t* tmp;
+    QD_TRY(qd_malloc(e->allocator, n * 2, (void**)&tmp));
+    const float* src = host->data;
+    for (uint64_t i = 0; i < n; i++) tmp[i] = qd_f32_to_bf16(src[i]);
+    qd_status_t s = QD_CU_STATUS(e->cu->cuMemcpyHtoD(dst, tmp, n * 2));
+    qd_free(e->allocator, tmp, n * 2);
+    return s;
+  }
+  QD_CU_TRY(e->cu->cuMemcpyHtoD(dst, host->data, n * qd_dtype_size(storage)));
+  return QD_OK;
+}
+
 qd_status_t qd_cuda_executor_set_input(qd_cuda_executor_t* e, int32_t index, const qd_tensor_t* host) {
-  const qd_graph_t* g = e->graph;
+  const qd_graph_t* g = e->prog.graph;
   if (index < 0 || index >= g->input_count)
     return QD_ERR(INVALID_ARGUMENT, INPUT_MISSING, "graph '%s' has no input %d", g->name, index);
   int32_t v = g->inputs[index];
@@ -784,30 +852,18 @@ qd_status_t qd_cuda_executor_set_input(qd_cuda_executor_t* e, int32_t index, con
                   qd_dtype_name(host->dtype), qd_shape_format(&host->shape, a, sizeof a), qd_dtype_name(val->dtype),
                   qd_shape_format(&val->shape, b, sizeof b));
   }
-  uint64_t n = (uint64_t)qd_shape_numel(&val->shape);
-  qd_dtype_t st = e->lowering->storage[v];
   QD_CU_TRY(e->cu->cuCtxSetCurrent(e->context));
-  if (st == QD_DTYPE_BF16) {
-    uint16_t* tmp;
-    QD_TRY(qd_malloc(e->allocator, n * 2, (void**)&tmp));
-    const float* src = host->data;
-    for (uint64_t i = 0; i < n; i++) tmp[i] = qd_f32_to_bf16(src[i]);
-    qd_status_t s = QD_CU_STATUS(e->cu->cuMemcpyHtoD(e->input_ptr[index], tmp, n * 2));
-    qd_free(e->allocator, tmp, n * 2);
-    return s;
-  }
-  QD_CU_TRY(e->cu->cuMemcpyHtoD(e->input_ptr[index], host->data, n * qd_dtype_size(st)));
-  return QD_OK;
+  return qd_exec_upload_(e, e->prog.input_ptr[index], e->prog.lowering->storage[v], host);
 }
 
 qd_status_t qd_cuda_executor_get_output(qd_cuda_executor_t* e, int32_t index, qd_tensor_t* out) {
-  const qd_graph_t* g = e->graph;
+  const qd_graph_t* g = e->prog.graph;
   memset(out, 0, sizeof *out);
   if (index < 0 || index >= g->output_count)
     return QD_ERR(INVALID_ARGUMENT, INVALID_ARGUMENT, "graph '%s' has no output %d", g->name, index);
   int32_t v = g->outputs[index].value;
   uint64_t n = (uint64_t)qd_shape_numel(&g->values[v].shape);
-  qd_dtype_t st = e->lowering->storage[v];
+  qd_dtype_t st = e->prog.lowering->storage[v];
   size_t bytes = (size_t)(n * qd_dtype_size(st));
   void* tmp;
   QD_TRY(qd_malloc(e->allocator, bytes, &tmp));
@@ -827,14 +883,14 @@ qd_status_t qd_cuda_executor_get_output(qd_cuda_executor_t* e, int32_t index, qd
   return QD_OK;
 }
 
-const qd_graph_t* qd_cuda_executor_graph(const qd_cuda_executor_t* e) { return e->graph; }
+const qd_graph_t* qd_cuda_executor_graph(const qd_cuda_executor_t* e) { return e->prog.graph; }
 
 void qd_cuda_executor_memory(const qd_cuda_executor_t* e, qd_cuda_memory_t* m) {
   m->weights = e->weight_bytes;
-  m->arena = e->arena_bytes;
+  m->arena = e->prog.arena_bytes;
   m->scratch = e->scratch_bytes;
   m->workspace = QD_EXEC_WORKSPACE;
-  m->inputs = e->inputs_bytes;
+  m->inputs = e->prog.inputs_bytes;
   m->device_used_before = e->mem_before;
   m->device_used_after = e->mem_after;
 }
@@ -843,20 +899,53 @@ void qd_cuda_executor_tuning(const qd_cuda_executor_t* e, qd_cuda_tuning_t* out)
 
 /* --- creation ------------------------------------------------------------------------------------------------ */
 
+/* Frees a program's device buffers (with a driver) and host state, leaving it zeroed. */
+static void qd_exec_program_free_(qd_cuda_executor_t* e, qd_exec_program_t* p) {
+  const qd_cuda_driver_t* cu = e->context ? e->cu : NULL;
+  if (cu) {
+    if (p->graph_exec) cu->cuGraphExecDestroy(p->graph_exec);
+    if (p->arena) cu->cuMemFree(p->arena);
+    if (p->inputs_base) cu->cuMemFree(p->inputs_base);
+  }
+  if (p->graph)
+    qd_free(e->allocator, p->input_ptr, (size_t)(p->graph->input_count ? p->graph->input_count : 1) * sizeof(CUdeviceptr));
+  qd_free(e->allocator, p->steps, (size_t)p->step_capacity * sizeof *p->steps);
+  qd_memory_plan_destroy(p->memory);
+  qd_cuda_lowering_destroy(p->lowering);
+  qd_graph_destroy(p->graph);
+  memset(p, 0, sizeof *p);
+}
+
+/* Drops the conditioning program, its GEMM descriptors and its blocks (they are rebuilt for another step count). */
+static void qd_exec_cond_free_(qd_cuda_executor_t* e) {
+  qd_exec_program_free_(e, &e->cond);
+  if (e->context && e->cond_all) e->cu->cuMemFree(e->cond_all);
+  e->cond_all = 0;
+  if (e->cond_steps) {
+    for (int32_t i = e->cond_gemm_first; i < e->gemm_count; i++) qd_gemm_deinit(&e->gemms[i]);
+    e->gemm_count = e->cond_gemm_first;
+  }
+  e->cond_steps = 0;
+  e->selected_step = -1;
+}
+
 void qd_cuda_executor_destroy(qd_cuda_executor_t* e) {
   if (!e) return;
   const qd_cuda_driver_t* cu = e->cu;
   if (cu && e->context) {
     cu->cuCtxSetCurrent(e->context);
     if (e->stream) cu->cuStreamSynchronize(e->stream);
-    if (e->graph_exec) cu->cuGraphExecDestroy(e->graph_exec);
+  }
+  qd_exec_cond_free_(e);
+  qd_exec_program_free_(e, &e->prog);
+  if (cu && e->context) {
     for (int32_t i = 0; i < e->gemm_count; i++) qd_gemm_deinit(&e->gemms[i]);
     for (int32_t i = 0; i < e->kernel_count; i++) qd_kernel_module_unload(e->kernels[i].module);
     if (e->lt_handle) e->lt->cublasLtDestroy(e->lt_handle);
-    CUdeviceptr ptrs[] = {e->arena, e->weights, e->scratch[0], e->workspace, e->nested_map, e->inputs_base};
+    CUdeviceptr ptrs[] = {e->weights, e->scratch[0], e->workspace, e->nested_map, e->cond_current};
     for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++)
       if (ptrs[i]) cu->cuMemFree(ptrs[i]);
-    for (int32_t w = 0; e->weight_bf16 && e->graph && w < e->graph->weight_count; w++)
+    for (int32_t w = 0; e->weight_bf16 && w < e->weight_count; w++)
       if (e->weight_bf16[w]) cu->cuMemFree(e->weight_bf16[w]);
     CUevent evs[] = {e->dq_done[0], e->dq_done[1], e->gemm_done[0], e->gemm_done[1], e->fork, e->join};
     for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
@@ -865,14 +954,8 @@ void qd_cuda_executor_destroy(qd_cuda_executor_t* e) {
     if (e->side) cu->cuStreamDestroy(e->side);
     cu->cuDevicePrimaryCtxRelease(e->device);
   }
-  if (e->graph) {
-    qd_free(e->allocator, e->weight_bf16, (size_t)(e->graph->weight_count ? e->graph->weight_count : 1) * sizeof(CUdeviceptr));
-    qd_free(e->allocator, e->input_ptr, (size_t)(e->graph->input_count ? e->graph->input_count : 1) * sizeof(CUdeviceptr));
-  }
-  qd_free(e->allocator, e->steps, (size_t)e->step_capacity * sizeof *e->steps);
-  qd_memory_plan_destroy(e->memory);
-  qd_cuda_lowering_destroy(e->lowering);
-  qd_graph_destroy(e->graph);
+  qd_free(e->allocator, e->weight_bf16, (size_t)(e->weight_count ? e->weight_count : 1) * sizeof(CUdeviceptr));
+  qd_cuda_hoist_destroy(e->hoist);
   qd_free(e->allocator, e, sizeof *e);
 }
 
@@ -902,9 +985,10 @@ static qd_status_t qd_exec_upload_weights_(qd_cuda_executor_t* e) {
     qd_progress_advance(&p, n);
   }
   qd_progress_end(&p);
-  QD_TRY(qd_calloc(e->allocator, (size_t)(e->graph->weight_count ? e->graph->weight_count : 1), sizeof(CUdeviceptr),
+  e->weight_count = e->prog.graph->weight_count;
+  QD_TRY(qd_calloc(e->allocator, (size_t)(e->weight_count ? e->weight_count : 1), sizeof(CUdeviceptr),
                    (void**)&e->weight_bf16));
-  for (int32_t w = 0; w < e->graph->weight_count; w++) {
+  for (int32_t w = 0; w < e->prog.graph->weight_count; w++) {
     const qd_plan_weight_t* pw = &c->weights[w];
     if (pw->format != QD_WEIGHT_FORMAT_F32) continue;
     uint64_t n = (uint64_t)qd_shape_numel(&pw->shape);
@@ -919,6 +1003,42 @@ static qd_status_t qd_exec_upload_weights_(qd_cuda_executor_t* e) {
   }
   QD_TRY(qd_exec_alloc_(e, &e->nested_map, 256 * sizeof(float), "the NF4 nested code map"));
   QD_CU_TRY(e->cu->cuMemcpyHtoD(e->nested_map, qd_dynamic_map_signed(), 256 * sizeof(float)));
+  return QD_OK;
+}
+
+/* Arena bytes of a value in one of the two programs: the conditioning program holds what hoisted nodes make, the
+ * step the rest (its hoisted values live in the conditioning blocks). Node and value indices are the same in both
+ * programs, so the hoisting plan of the step applies to either graph. */
+typedef struct qd_exec_sizes {
+  const qd_cuda_lowering_t* lowering;
+  const qd_cuda_hoist_t* hoist;
+  bool conditioning;
+} qd_exec_sizes_t;
+
+static uint64_t qd_exec_value_bytes_(void* user, const qd_graph_t* g, int32_t v) {
+  const qd_exec_sizes_t* z = user;
+  if ((qd_cuda_hoist_made(z->hoist, g, v) != 0) != z->conditioning) return 0;
+  return qd_cuda_value_bytes(z->lowering, g, v);
+}
+
+/* Decides what to hoist out of the step (options.hoist_*); a program that cannot be hoisted runs whole every step,
+ * with the reason logged and kept for qd_cuda_executor_hoisting. */
+static qd_status_t qd_exec_plan_hoist_(qd_cuda_executor_t* e) {
+  const qd_graph_t* g = e->prog.graph;
+  QD_TRY(qd_cuda_hoist_plan(g, e->prog.lowering, e->options.hoist_state_input, e->options.hoist_step_input,
+                            e->allocator, &e->hoist));
+  /* The conditioning is packed per step with qd_copy_rows, the kernel of slice and concat nodes. */
+  for (int32_t i = 0; e->hoist->hoisted_count && i < g->node_count && e->pack_kernel < 0; i++)
+    if (g->nodes[i].op == QD_OP_SLICE || g->nodes[i].op == QD_OP_CONCAT) QD_TRY(qd_exec_node_kernel_(e, i, &e->pack_kernel));
+  if (e->hoist->hoisted_count && e->pack_kernel < 0)
+    snprintf(e->hoist->why_not, sizeof e->hoist->why_not, "the program has no slice or concat, whose copy kernel "
+             "packs the conditioning");
+  else if (e->hoist->hoisted_count)
+    return QD_OK;
+  snprintf(e->why_not_hoisted, sizeof e->why_not_hoisted, "%s", e->hoist->why_not);
+  QD_LOG_INFO("%s: the step's conditioning is not hoisted: %s", qd_plan_path(e->plan), e->why_not_hoisted);
+  qd_cuda_hoist_destroy(e->hoist);
+  e->hoist = NULL;
   return QD_OK;
 }
 
@@ -954,25 +1074,32 @@ static qd_status_t qd_exec_create_(qd_cuda_executor_t* e, int32_t component, int
 
   /* The program, its lowering and its memory. The executor plans its own arena with the same lowering the
    * compiler used, so the layout is right even for a plan made by another qd. */
-  QD_TRY(qd_plan_instantiate(e->plan, component, resolution, e->allocator, &e->graph));
-  const qd_graph_t* g = e->graph;
-  QD_TRY(qd_cuda_lowering_create(g, e->options.gelu_epilogue, e->allocator, &e->lowering));
-  QD_TRY(qd_memory_plan_create_lowered(g, e->lowering, e->allocator, &e->memory));
-  e->arena_bytes = e->memory->arena_bytes;
-  QD_TRY(qd_exec_alloc_(e, &e->arena, e->arena_bytes, "activations"));
+  QD_TRY(qd_plan_instantiate(e->plan, component, resolution, e->allocator, &e->prog.graph));
+  const qd_graph_t* g = e->prog.graph;
+  QD_TRY(qd_cuda_lowering_create(g, e->options.gelu_epilogue, e->allocator, &e->prog.lowering));
+  e->cur = &e->prog;
+  e->selected_step = -1;
+  e->pack_kernel = -1;
+  if (e->options.hoist_state_input && e->options.hoist_step_input) QD_TRY(qd_exec_plan_hoist_(e));
+  qd_exec_sizes_t sizes = {e->prog.lowering, e->hoist, false};
+  qd_memory_lifetimes_t lifetimes = {e->prog.lowering->last_use};
+  QD_TRY(qd_memory_plan_create(g, qd_exec_value_bytes_, &sizes, &lifetimes, e->allocator, &e->prog.memory));
+  e->prog.arena_bytes = e->prog.memory->arena_bytes;
+  if (e->hoist) QD_TRY(qd_exec_alloc_(e, &e->cond_current, e->hoist->block_bytes, "the step's conditioning"));
+  QD_TRY(qd_exec_alloc_(e, &e->prog.arena, e->prog.arena_bytes, "activations"));
   QD_TRY(qd_exec_alloc_(e, &e->workspace, QD_EXEC_WORKSPACE, "the cuBLASLt workspace"));
   /* Sizes from device_memory.h, which qdrun --check uses too. */
   qd_cuda_memory_needs_t needs;
-  qd_cuda_memory_needs(e->comp, g, e->lowering, e->arena_bytes, &needs);
+  qd_cuda_memory_needs(e->comp, g, e->prog.lowering, e->prog.arena_bytes, &needs);
   /* Inputs, each in its storage type, in one allocation. */
   QD_TRY(qd_calloc(e->allocator, (size_t)(g->input_count ? g->input_count : 1), sizeof(CUdeviceptr),
-                   (void**)&e->input_ptr));
-  e->inputs_bytes = needs.inputs;
-  QD_TRY(qd_exec_alloc_(e, &e->inputs_base, needs.inputs, "inputs"));
+                   (void**)&e->prog.input_ptr));
+  e->prog.inputs_bytes = needs.inputs;
+  QD_TRY(qd_exec_alloc_(e, &e->prog.inputs_base, needs.inputs, "inputs"));
   uint64_t off = 0;
   for (int32_t i = 0; i < g->input_count; i++) {
-    e->input_ptr[i] = e->inputs_base + off;
-    off += qd_cuda_input_bytes(g, e->lowering, i);
+    e->prog.input_ptr[i] = e->prog.inputs_base + off;
+    off += qd_cuda_input_bytes(g, e->prog.lowering, i);
   }
   /* Two dequantization slots, each as large as the largest NF4 weight in bf16. */
   uint64_t slot = needs.scratch_slot;
@@ -984,15 +1111,15 @@ static qd_status_t qd_exec_create_(qd_cuda_executor_t* e, int32_t component, int
   QD_TRY(qd_exec_upload_weights_(e));
   /* The launch list. */
   for (int32_t i = 0; i < g->node_count; i++) {
-    if (e->lowering->role[i] == QD_CUDA_MEMBER) continue;
+    if (e->prog.lowering->role[i] == QD_CUDA_MEMBER || (e->hoist && e->hoist->hoisted[i])) continue;
     QD_TRY(qd_exec_node_(e, i));
   }
   if (e->options.autotune) {
     /* Time cuBLASLt's candidates for each GEMM shape on the real buffers of its first use. */
     for (int32_t gi = 0; gi < e->gemm_count; gi++) {
       const qd_step_t* first = NULL;
-      for (int32_t i = 0; i < e->step_count && !first; i++)
-        if (e->steps[i].kind == QD_STEP_GEMM && e->steps[i].gemm == gi) first = &e->steps[i];
+      for (int32_t i = 0; i < e->prog.step_count && !first; i++)
+        if (e->prog.steps[i].kind == QD_STEP_GEMM && e->prog.steps[i].gemm == gi) first = &e->prog.steps[i];
       if (!first) continue;
       float def = 0, best = 0;
       QD_TRY(qd_gemm_tune(&e->gemms[gi], cu, e->lt_handle, e->options.autotune_candidates, 10, first->u.gemm.y,
@@ -1000,7 +1127,7 @@ static qd_status_t qd_exec_create_(qd_cuda_executor_t* e, int32_t component, int
                           e->stream, &def, &best));
       /* Weight the shape by how often the step uses it. */
       int uses = 0;
-      for (int32_t i = 0; i < e->step_count; i++) uses += e->steps[i].kind == QD_STEP_GEMM && e->steps[i].gemm == gi;
+      for (int32_t i = 0; i < e->prog.step_count; i++) uses += e->prog.steps[i].kind == QD_STEP_GEMM && e->prog.steps[i].gemm == gi;
       e->tuning.shapes++;
       e->tuning.default_ms += def * uses;
       e->tuning.tuned_ms += best * uses;
@@ -1024,11 +1151,184 @@ qd_status_t qd_cuda_executor_create(const qd_plan_t* plan, int32_t component, in
     e->options = *options;
   else
     qd_cuda_executor_options_default(&e->options);
+  e->component = component;
+  e->resolution = resolution;
   qd_status_t s = qd_exec_create_(e, component, resolution);
   if (s) {
     qd_cuda_executor_destroy(e);
     return s;
   }
   *out = e;
+  return QD_OK;
+}
+
+/* --- hoisted conditioning (runtime/cuda/hoist.h) ---------------------------------------------------------------- */
+
+void qd_cuda_executor_hoisting(const qd_cuda_executor_t* e, qd_cuda_hoisting_t* out) {
+  memset(out, 0, sizeof *out);
+  out->why_not = e->why_not_hoisted;
+  if (!e->hoist) return;
+  out->nodes = e->hoist->hoisted_count;
+  out->boundary_values = e->hoist->boundary_count;
+  out->block_bytes = e->hoist->block_bytes;
+  out->steps = e->cond_steps;
+  out->device_bytes = e->hoist->block_bytes + e->cond.arena_bytes + e->cond.inputs_bytes +
+                      (uint64_t)e->cond_steps * e->hoist->block_bytes;
+}
+
+/* The conditioning program is the step's program at batch steps * batch: the same nodes, inputs and values in the
+ * same order. Every value a hoisted node makes and every input it reads must be the step's with the batch axis
+ * scaled by `steps` (what makes running the nodes once for all steps the same as once per step), or, for an input,
+ * unchanged. */
+static qd_status_t qd_exec_check_conditioning_(const qd_cuda_executor_t* e, const qd_graph_t* c, int32_t steps) {
+  const qd_graph_t* g = e->prog.graph;
+  const qd_cuda_hoist_t* h = e->hoist;
+  if (c->node_count != g->node_count || c->value_count != g->value_count || c->input_count != g->input_count)
+    return QD_ERR(INTERNAL, INTERNAL, "graph '%s' at batch %lld has %d nodes and %d values; at batch %lld %d and %d",
+                  g->name, (long long)h->batch, g->node_count, g->value_count, (long long)(steps * h->batch),
+                  c->node_count, c->value_count);
+  for (int32_t i = 0; i < g->node_count; i++) {
+    const qd_node_t *a = &g->nodes[i], *b = &c->nodes[i];
+    bool same = a->op == b->op && a->output == b->output && a->input_count == b->input_count;
+    for (int32_t k = 0; same && k < a->input_count; k++) same = a->inputs[k] == b->inputs[k];
+    if (!same) return QD_ERR(INTERNAL, INTERNAL, "%s: node %d differs between batch sizes", a->origin, i);
+  }
+  for (int32_t v = 0; v < g->value_count; v++) {
+    bool made = qd_cuda_hoist_made(h, g, v), input = g->values[v].producer < 0;
+    if (!made && !input) continue;
+    const qd_shape_t *a = &g->values[v].shape, *b = &c->values[v].shape;
+    bool scaled = a->rank >= 1 && a->rank == b->rank && a->dims[0] == h->batch && b->dims[0] == steps * h->batch;
+    for (int32_t d = 1; scaled && d < a->rank; d++) scaled = a->dims[d] == b->dims[d];
+    if (!scaled && !(input && qd_shape_equal(a, b))) {
+      char sa[96], sb[96];
+      return QD_ERR(UNSUPPORTED, INTERNAL, "graph '%s': '%s' is %s at batch %lld but %s at batch %lld; the hoisted "
+                    "conditioning needs a leading batch axis", g->name, g->values[v].name,
+                    qd_shape_format(a, sa, sizeof sa), (long long)h->batch, qd_shape_format(b, sb, sizeof sb),
+                    (long long)(steps * h->batch));
+    }
+  }
+  return QD_OK;
+}
+
+static bool qd_exec_reads_hoisted_(const qd_cuda_hoist_t* h, const qd_graph_t* g, int32_t v) {
+  for (int32_t i = 0; i < g->node_count; i++)
+    if (h->hoisted[i])
+      for (int32_t k = 0; k < g->nodes[i].input_count; k++)
+        if (g->nodes[i].inputs[k] == v) return true;
+  return false;
+}
+
+/* Builds the conditioning program for `steps` steps: its graph, lowering, arena, inputs, launch list and the
+ * packing of each step's boundary values into its block of cond_all. */
+static qd_status_t qd_exec_build_conditioning_(qd_cuda_executor_t* e, int32_t steps) {
+  const qd_cuda_hoist_t* h = e->hoist;
+  qd_exec_program_t* c = &e->cond;
+  QD_TRY(qd_plan_instantiate_batch(e->plan, e->component, e->resolution, steps * h->batch, e->allocator, &c->graph));
+  const qd_graph_t* g = c->graph;
+  QD_TRY(qd_exec_check_conditioning_(e, g, steps));
+  QD_TRY(qd_cuda_lowering_create(g, e->options.gelu_epilogue, e->allocator, &c->lowering));
+  /* Boundary values live until the packing at the end. */
+  int32_t* last_use;
+  QD_TRY(qd_malloc(e->allocator, (size_t)g->value_count * sizeof *last_use, (void**)&last_use));
+  memcpy(last_use, c->lowering->last_use, (size_t)g->value_count * sizeof *last_use);
+  for (int32_t v = 0; v < g->value_count; v++)
+    if (h->block_offset[v] >= 0) last_use[v] = last_use[qd_cuda_view_root(c->lowering, v, NULL)] = g->node_count;
+  qd_exec_sizes_t sizes = {c->lowering, h, true};
+  qd_memory_lifetimes_t lifetimes = {last_use};
+  qd_status_t s = qd_memory_plan_create(g, qd_exec_value_bytes_, &sizes, &lifetimes, e->allocator, &c->memory);
+  qd_free(e->allocator, last_use, (size_t)g->value_count * sizeof *last_use);
+  QD_TRY(s);
+  c->arena_bytes = c->memory->arena_bytes;
+  QD_TRY(qd_exec_alloc_(e, &c->arena, c->arena_bytes, "the conditioning's activations"));
+  /* Inputs the hoisted nodes read, at the conditioning's sizes. */
+  QD_TRY(qd_calloc(e->allocator, (size_t)(g->input_count ? g->input_count : 1), sizeof(CUdeviceptr),
+                   (void**)&c->input_ptr));
+  for (int32_t pass = 0; pass < 2; pass++) {
+    uint64_t offset = 0;
+    for (int32_t i = 0; i < g->input_count; i++) {
+      if (!qd_exec_reads_hoisted_(h, g, g->inputs[i])) continue;
+      if (pass) c->input_ptr[i] = c->inputs_base + offset;
+      offset += qd_cuda_input_bytes(g, c->lowering, i);
+    }
+    c->inputs_bytes = offset;
+    if (!pass) QD_TRY(qd_exec_alloc_(e, &c->inputs_base, c->inputs_bytes, "the conditioning's inputs"));
+  }
+  QD_TRY(qd_exec_alloc_(e, &e->cond_all, (uint64_t)steps * h->block_bytes, "the conditioning of every step"));
+  /* The launch list: the hoisted nodes, then the packing, eight boundary values per launch. */
+  e->cond_gemm_first = e->gemm_count;
+  e->cond_steps = steps;
+  e->cur = c;
+  for (int32_t i = 0; i < g->node_count; i++)
+    if (h->hoisted[i] && c->lowering->role[i] != QD_CUDA_MEMBER) QD_TRY(qd_exec_node_(e, i));
+  qd_step_t* pack = NULL;
+  for (int32_t i = 0; i < g->node_count; i++) {
+    int32_t v = g->nodes[i].output;
+    if (h->block_offset[v] < 0) continue;
+    if (!pack || pack->u.pack.count == 8) {
+      QD_TRY(qd_exec_push_(e, QD_STEP_PACK, i, QD_CLASS_OTHER, &pack));
+      pack->kernel = e->pack_kernel;
+      pack->u.pack.y = e->cond_all;
+      pack->u.pack.y_row_bytes = (int64_t)h->block_bytes;
+      pack->u.pack.rows = steps;
+    }
+    int32_t k = pack->u.pack.count++;
+    pack->u.pack.in[k] = qd_exec_ptr_(e, v);
+    pack->u.pack.row_bytes[k] = (int64_t)(qd_shape_numel(&e->prog.graph->values[v].shape) *
+                                          (int64_t)qd_dtype_size(c->lowering->storage[v]));
+    pack->u.pack.cols[k] = h->block_offset[v];
+  }
+  e->cur = &e->prog;
+  return QD_OK;
+}
+
+qd_status_t qd_cuda_executor_prepare_steps(qd_cuda_executor_t* e, int32_t steps, const float* step_values) {
+  const qd_cuda_driver_t* cu = e->cu;
+  if (!e->hoist)
+    return QD_ERR(INVALID_ARGUMENT, INVALID_ARGUMENT, "graph '%s': the step's conditioning is not hoisted (%s); set "
+                  "the step input with qd_cuda_executor_set_input instead", e->prog.graph->name,
+                  e->why_not_hoisted[0] ? e->why_not_hoisted : "not asked for");
+  if (steps < 1 || steps > QD_CUDA_MAX_STEPS || !step_values)
+    return QD_ERR(INVALID_ARGUMENT, INVALID_ARGUMENT, "%d steps; expected 1 to %d with their step input values", steps,
+                  QD_CUDA_MAX_STEPS);
+  QD_CU_TRY(cu->cuCtxSetCurrent(e->context));
+  e->selected_step = -1;
+  if (steps != e->cond_steps) {
+    qd_exec_cond_free_(e);
+    qd_status_t s = qd_exec_build_conditioning_(e, steps);
+    e->cur = &e->prog;
+    if (s) {
+      qd_exec_cond_free_(e);
+      return qd_status_annotate(s, "building the conditioning of %d steps", steps);
+    }
+  }
+  const qd_exec_program_t* c = &e->cond;
+  const qd_graph_t* g = c->graph;
+  const qd_cuda_hoist_t* h = e->hoist;
+  /* The step input, one value per step and image; the other inputs repeated for each step. */
+  int64_t n = (int64_t)steps * h->batch;
+  qd_tensor_t t = {.dtype = QD_DTYPE_F32, .shape = g->values[g->inputs[h->step_input]].shape,
+                   .data = (void*)step_values, .bytes = (size_t)n * sizeof(float)};
+  QD_TRY(qd_exec_upload_(e, c->input_ptr[h->step_input], c->lowering->storage[g->inputs[h->step_input]], &t));
+  for (int32_t i = 0; i < g->input_count; i++) {
+    if (!c->input_ptr[i] || i == h->step_input) continue;
+    const qd_shape_t* base = &e->prog.graph->values[e->prog.graph->inputs[i]].shape;
+    uint64_t bytes = (uint64_t)qd_shape_numel(base) * qd_dtype_size(c->lowering->storage[g->inputs[i]]);
+    int32_t copies = qd_shape_equal(base, &g->values[g->inputs[i]].shape) ? 1 : steps;
+    for (int32_t k = 0; k < copies; k++)
+      QD_CU_TRY(cu->cuMemcpyDtoDAsync(c->input_ptr[i] + (uint64_t)k * bytes, e->prog.input_ptr[i], (size_t)bytes,
+                                      e->stream));
+  }
+  QD_TRY(qd_exec_enqueue_(e, c, e->options.overlap));
+  QD_CU_TRY(cu->cuStreamSynchronize(e->stream));
+  return QD_OK;
+}
+
+qd_status_t qd_cuda_executor_select_step(qd_cuda_executor_t* e, int32_t step) {
+  if (!e->hoist || !e->cond_steps)
+    return QD_ERR(INVALID_ARGUMENT, INVALID_ARGUMENT, "graph '%s': no prepared steps to select from%s",
+                  e->prog.graph->name, e->hoist ? "" : " (the step's conditioning is not hoisted)");
+  if (step < 0 || step >= e->cond_steps)
+    return QD_ERR(INVALID_ARGUMENT, INVALID_ARGUMENT, "step %d of %d prepared", step, e->cond_steps);
+  e->selected_step = step;
   return QD_OK;
 }

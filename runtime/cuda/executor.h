@@ -6,6 +6,10 @@
  * kernels, and turns the program into a fixed list of launches with every pointer resolved. A step is then that
  * list, captured once as a CUDA graph and replayed: no allocation and no host work per step.
  *
+ * With options.hoist_*, the conditioning (FLUX: the embedders and the adaLN modulation linears) is not part of the
+ * step: qd_cuda_executor_prepare_steps computes it once for every step of an image, and each run copies the selected
+ * step's share into place before replaying the step (runtime/cuda/hoist.h).
+ *
  * NF4 linear layers dequantize their weight into one of two scratch buffers just before the GEMM; with
  * `overlap`, dequantization runs on a second stream, one layer ahead, so it hides under the previous GEMM. The
  * whole model is never dequantized at once.
@@ -29,6 +33,12 @@ typedef struct qd_cuda_executor_options {
   bool gelu_epilogue;  /* fuse linear + gelu_tanh into cuBLASLt's GELU_BIAS epilogue */
   bool autotune;       /* time cuBLASLt's candidate algorithms per GEMM shape at creation */
   int autotune_candidates;
+  /* Hoisting (runtime/cuda/hoist.h): the graph inputs that are the step's state (FLUX: "hidden_states") and its
+   * per-step input known ahead ("timestep"). Both set: what depends on neither the state nor anything but the step
+   * input's values is computed once for all steps (qd_cuda_executor_prepare_steps). NULL: every run computes the
+   * whole program. */
+  const char* hoist_state_input;
+  const char* hoist_step_input;
 } qd_cuda_executor_options_t;
 
 void qd_cuda_executor_options_default(qd_cuda_executor_options_t* options);
@@ -44,8 +54,29 @@ const char* qd_cuda_executor_kernel_source(const qd_cuda_executor_t* executor);
 
 /* Copies a host tensor (F32 for floating inputs, converted to the stored type) to graph input `index`. */
 qd_status_t qd_cuda_executor_set_input(qd_cuda_executor_t* executor, int32_t index, const qd_tensor_t* host);
-/* Enqueues one run of the program (graph replay after the first run) and waits for it. */
+/* Enqueues one run of the program (graph replay after the first run) and waits for it. A hoisted step runs the
+ * selected step (below). */
 qd_status_t qd_cuda_executor_run(qd_cuda_executor_t* executor);
+
+/* Hoisted conditioning. prepare_steps computes it for `steps` steps at once (1..QD_CUDA_MAX_STEPS): the step input
+ * takes step_values[s * batch + b] (fp32) in step s, and every other input it reads (FLUX: pooled text, guidance)
+ * must be set before and is the same in every step. The first call, and one with another step count, builds the
+ * conditioning program and allocates its memory (never during a step). select_step picks the prepared step the
+ * following runs compute; the state input is set per run as usual. Errors: INVALID_ARGUMENT when the step is not
+ * hoisted (qd_cuda_executor_hoisting says why) or for a step out of range; the driver's. */
+enum { QD_CUDA_MAX_STEPS = 1000 };
+qd_status_t qd_cuda_executor_prepare_steps(qd_cuda_executor_t* executor, int32_t steps, const float* step_values);
+qd_status_t qd_cuda_executor_select_step(qd_cuda_executor_t* executor, int32_t step);
+
+typedef struct qd_cuda_hoisting {
+  int32_t nodes;           /* hoisted nodes; 0 when nothing is hoisted */
+  int32_t boundary_values; /* values the step reads from the conditioning */
+  uint64_t block_bytes;    /* the conditioning of one step */
+  int32_t steps;           /* prepared for; 0 before qd_cuda_executor_prepare_steps */
+  uint64_t device_bytes;   /* the conditioning's device memory: program, inputs, every step's block */
+  const char* why_not;     /* why nothing is hoisted ("" when hoisted or not asked for); owned by the executor */
+} qd_cuda_hoisting_t;
+void qd_cuda_executor_hoisting(const qd_cuda_executor_t* executor, qd_cuda_hoisting_t* out_hoisting);
 /* Copies graph output `index` to a new host tensor (F32), allocated with the executor's allocator. */
 qd_status_t qd_cuda_executor_get_output(qd_cuda_executor_t* executor, int32_t index, qd_tensor_t* out_host);
 

@@ -614,3 +614,33 @@ qd_status_t qd_launch_concat(const qd_kernel_function_t* fn, const qd_kernel_con
   QD_TRY(qd_k_need_(k, "y", y));
   return qd_k_copy_rows_(fn, cfg, stream, y, col, outer, &parts);
 }
+
+qd_status_t qd_launch_pack_rows(const qd_kernel_function_t* fn, const qd_kernel_config_t* cfg, CUstream stream,
+                                CUdeviceptr y, int64_t y_row_bytes, int64_t rows, const CUdeviceptr* inputs,
+                                const int64_t* row_bytes, const int64_t* dst_cols, int32_t count) {
+  QD_TRY(qd_k_begin_(QD_KERNEL_COPY_ROWS, fn, cfg));
+  const char* k = fn->name;
+  QD_TRY(qd_k_range_(k, "count", count, 1, 8));
+  QD_TRY(qd_k_range_(k, "rows", rows, 0, INT64_MAX / 2));
+  QD_TRY(qd_k_range_(k, "y_row_bytes", y_row_bytes, 0, INT64_MAX / 2));
+  if (!inputs || !row_bytes || !dst_cols)
+    return QD_ERR(INVALID_ARGUMENT, KERNEL_ARG_NULL, "%s: no inputs, row sizes or columns given", k);
+  if (qd_k_mul3_(rows, y_row_bytes, 16) < 0)
+    return QD_ERR(INVALID_ARGUMENT, KERNEL_ARG_SHAPE, "%s: %lld rows of %lld bytes overflow", k, (long long)rows,
+                  (long long)y_row_bytes);
+  qd_k_copy_parts_t_ parts = {.count = count};
+  for (int32_t i = 0; i < count; i++) {
+    QD_TRY(qd_k_range_(k, "an input's row bytes", row_bytes[i], 0, y_row_bytes));
+    QD_TRY(qd_k_range_(k, "an input's column", dst_cols[i], 0, y_row_bytes - row_bytes[i]));
+    if (row_bytes[i] > 0 && rows > 0) {
+      char what[32];
+      snprintf(what, sizeof what, "input %d", (int)i);
+      QD_TRY(qd_k_need_(k, what, inputs[i]));
+    }
+    parts.part[i] = (qd_k_copy_part_t_){.src = inputs[i], .src_row_bytes = row_bytes[i], .dst_col = dst_cols[i],
+                                        .row_bytes = row_bytes[i]};
+  }
+  if (rows == 0) return QD_OK;
+  QD_TRY(qd_k_need_(k, "y", y));
+  return qd_k_copy_rows_(fn, cfg, stream, y, y_row_bytes, rows, &parts);
+}

@@ -156,6 +156,11 @@ qd_status_t qd_launch_slice(const qd_kernel_function_t* fn, const qd_kernel_conf
 qd_status_t qd_launch_concat(const qd_kernel_function_t* fn, const qd_kernel_config_t* config, CUstream stream,
                              CUdeviceptr y, const CUdeviceptr* inputs, const int64_t* sizes, int32_t count,
                              int64_t outer, int64_t inner, int64_t elem_size);
+/* y's rows get 1..8 contiguous [rows, row_bytes[i]] inputs side by side, input i at byte dst_cols[i] of each row of
+ * y_row_bytes (a concat into rows wider than its inputs: the executor packs a step's conditioning with it). */
+qd_status_t qd_launch_pack_rows(const qd_kernel_function_t* fn, const qd_kernel_config_t* config, CUstream stream,
+                                CUdeviceptr y, int64_t y_row_bytes, int64_t rows, const CUdeviceptr* inputs,
+                                const int64_t* row_bytes, const int64_t* dst_cols, int32_t count);
 
 #ifdef __cplusplus
 }

@@ -35,6 +35,8 @@ void qd_cuda_lowering_destroy(qd_cuda_lowering_t* l) {
   qd_free(l->allocator, l->storage, nv * sizeof *l->storage);
   qd_free(l->allocator, l->virtual_value, nv * sizeof *l->virtual_value);
   qd_free(l->allocator, l->last_use, nv * sizeof *l->last_use);
+  qd_free(l->allocator, l->view_of, nv * sizeof *l->view_of);
+  qd_free(l->allocator, l->view_offset, nv * sizeof *l->view_offset);
   qd_free(l->allocator, l, sizeof *l);
 }
 
@@ -56,6 +58,36 @@ static void qd_group_(qd_cuda_lowering_t* l, const qd_graph_t* g, const int32_t*
   }
 }
 
+/* Slices with contiguous bytes and aliases become views (see lowering.h). Runs after the fusion groups, whose
+ * inner values are never viewed (they have one reader, the group's next node). Nodes come in topological order,
+ * so a view's input is decided before the view; the roots' lifetimes are extended last. */
+static void qd_find_views_(qd_cuda_lowering_t* l, const qd_graph_t* g) {
+  for (int32_t i = 0; i < g->node_count; i++) {
+    const qd_node_t* n = &g->nodes[i];
+    if (l->role[i] != QD_CUDA_SINGLE || (n->op != QD_OP_SLICE && n->op != QD_OP_ALIAS)) continue;
+    int32_t x = n->inputs[0], y = n->output;
+    if (l->virtual_value[x] || l->virtual_value[y] || l->storage[x] != l->storage[y]) continue;
+    uint64_t offset = 0;
+    if (n->op == QD_OP_SLICE) {
+      const qd_shape_t* xs = &g->values[x].shape;
+      int32_t axis = (int32_t)n->attrs[QD_SLICE_AXIS].i;
+      int64_t outer = 1, inner = 1;
+      for (int32_t d = 0; d < axis; d++) outer *= xs->dims[d];
+      for (int32_t d = axis + 1; d < xs->rank; d++) inner *= xs->dims[d];
+      if (outer != 1) continue;
+      offset = (uint64_t)(n->attrs[QD_SLICE_START].i * inner) * qd_dtype_size(l->storage[x]);
+    }
+    l->view_of[y] = x;
+    l->view_offset[y] = offset;
+  }
+  /* Backwards in node order: a view's own lifetime is final before it extends its input's (views of views pass
+   * their reads down the chain). */
+  for (int32_t i = g->node_count - 1; i >= 0; i--) {
+    int32_t y = g->nodes[i].output, x = l->view_of[y];
+    if (x >= 0 && l->last_use[x] < l->last_use[y]) l->last_use[x] = l->last_use[y];
+  }
+}
+
 qd_status_t qd_cuda_lowering_create(const qd_graph_t* g, bool gelu_epilogue, qd_allocator_t a,
                                     qd_cuda_lowering_t** out) {
   *out = NULL;
@@ -70,12 +102,15 @@ qd_status_t qd_cuda_lowering_create(const qd_graph_t* g, bool gelu_epilogue, qd_
   if (!s) s = qd_calloc(a, nv, sizeof *l->storage, (void**)&l->storage);
   if (!s) s = qd_calloc(a, nv, sizeof *l->virtual_value, (void**)&l->virtual_value);
   if (!s) s = qd_calloc(a, nv, sizeof *l->last_use, (void**)&l->last_use);
+  if (!s) s = qd_calloc(a, nv, sizeof *l->view_of, (void**)&l->view_of);
+  if (!s) s = qd_calloc(a, nv, sizeof *l->view_offset, (void**)&l->view_offset);
   if (s) {
     qd_cuda_lowering_destroy(l);
     return s;
   }
   /* Storage: walk backwards so that what feeds rope_freqs / timestep_embedding stays fp32 through data moves. */
   for (int32_t v = 0; v < g->value_count; v++) {
+    l->view_of[v] = -1;
     l->storage[v] = g->values[v].dtype == QD_DTYPE_F32 ? QD_DTYPE_BF16 : g->values[v].dtype;
     l->last_use[v] = g->values[v].last_use;
   }
@@ -125,12 +160,23 @@ qd_status_t qd_cuda_lowering_create(const qd_graph_t* g, bool gelu_epilogue, qd_
       }
     }
   }
+  qd_find_views_(l, g);
   *out = l;
   return QD_OK;
 }
 
 uint64_t qd_cuda_value_bytes(const qd_cuda_lowering_t* l, const qd_graph_t* g, int32_t v) {
   const qd_value_t* val = &g->values[v];
-  if (val->producer < 0 || l->virtual_value[v]) return 0;
+  if (val->producer < 0 || l->virtual_value[v] || l->view_of[v] >= 0) return 0;
   return (uint64_t)qd_shape_numel(&val->shape) * qd_dtype_size(l->storage[v]);
+}
+
+int32_t qd_cuda_view_root(const qd_cuda_lowering_t* l, int32_t v, uint64_t* offset) {
+  uint64_t off = 0;
+  while (l->view_of[v] >= 0) {
+    off += l->view_offset[v];
+    v = l->view_of[v];
+  }
+  if (offset) *offset = off;
+  return v;
 }

@@ -12,6 +12,11 @@
  * graph output. Values inside a group are never materialized (no arena bytes); the group's inputs must stay alive
  * until the group's last node, where the fused kernel reads them.
  *
+ * Views: a slice whose bytes are contiguous in its input (every axis before the sliced one has extent 1, as the
+ * adaLN chunks and the text/image halves of a batch-1 step) and an alias are views: they name bytes of their input
+ * at an offset, take no arena bytes and launch nothing, and their input lives as long as the view is read. A view
+ * has its input's storage type; a slice that would change it (fp32 position ids read as bf16) stays a copy.
+ *
  * Storage: activations are bf16; position ids, timesteps and rope tables fp32 (what feeds rope_freqs and
  * timestep_embedding, through concatenations and slices, and rope_freqs' output); integer values keep their type. */
 #ifndef QD_RUNTIME_CUDA_LOWERING_H
@@ -42,7 +47,10 @@ typedef struct qd_cuda_lowering {
   uint8_t* pattern;    /* per node: for group ends, the pattern */
   qd_dtype_t* storage; /* per value: BF16, F32 or an integer type */
   bool* virtual_value; /* per value: inside a group, never stored */
-  int32_t* last_use;   /* per value: the graph's, extended to the end of groups that read it */
+  int32_t* last_use;   /* per value: the graph's, extended to the end of groups that read it and to the last
+                        * read of every view of it */
+  int32_t* view_of;    /* per value: the value a view reads (its node's input), or -1 */
+  uint64_t* view_offset; /* per value: a view's first byte in view_of's bytes */
 } qd_cuda_lowering_t;
 
 /* gelu_epilogue: whether linear -> gelu_tanh may fuse (cuBLASLt's GELU epilogue is the tanh form). */
@@ -50,7 +58,10 @@ qd_status_t qd_cuda_lowering_create(const qd_graph_t* graph, bool gelu_epilogue,
                                     qd_cuda_lowering_t** out_lowering);
 void qd_cuda_lowering_destroy(qd_cuda_lowering_t* lowering);
 
-/* Bytes a value takes in the arena (0 for graph inputs, which live outside it, and virtual values). */
+/* Bytes a value takes in the arena (0 for graph inputs, which live outside it, virtual values and views). */
 uint64_t qd_cuda_value_bytes(const qd_cuda_lowering_t* lowering, const qd_graph_t* graph, int32_t value);
+
+/* The value whose storage a value's bytes are in (itself unless it is a view), and the byte offset there. */
+int32_t qd_cuda_view_root(const qd_cuda_lowering_t* lowering, int32_t value, uint64_t* out_offset);
 
 #endif

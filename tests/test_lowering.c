@@ -1,0 +1,177 @@
+/* The CUDA executor's lowering and hoisting decisions, checked without a GPU on the real FLUX.1-dev program:
+ *   views: which slices and aliases read their input's bytes in place, and that no view outlives its bytes in the
+ *          memory plan (every read of a view falls inside its root's lifetime);
+ *   hoisting: what runs once per image for all steps (runtime/cuda/hoist.h): the embedders and every adaLN
+ *          modulation linear, 27.6% of the parameters (design brief 3.6), the 344 chunks the step reads, the text
+ *          stream left in the step although block 0's first half does not depend on the latents (per-token tensors
+ *          are not batched over steps), and the programs that cannot be hoisted with the reason. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "compiler/memory_plan.h"
+#include "ir/graph_desc.h"
+#include "qd_test.h"
+#include "runtime/cuda/hoist.h"
+#include "runtime/cuda/lowering.h"
+
+static qd_graph_t* flux_graph(const char* config, int64_t batch, int64_t img, int64_t txt) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/models/flux-transformer.json", getenv("QD_SOURCE_ROOT"));
+  qd_graph_desc_t* d;
+  QD_ASSERT_OK(qd_graph_desc_load_file(path, qd_allocator_system(), &d));
+  qd_size_binding_t b[3] = {{"batch", batch}, {"img_tokens", img}, {"txt_tokens", txt}};
+  qd_graph_t* g;
+  QD_ASSERT_OK(qd_graph_desc_instantiate(d, config, b, 3, qd_allocator_system(), &g));
+  qd_graph_desc_destroy(d);
+  return g;
+}
+
+static int32_t value(const qd_graph_t* g, const char* name) {
+  int32_t v = qd_graph_find_value(g, name);
+  ck_assert_msg(v >= 0, "no value '%s'", name);
+  return v;
+}
+
+/* Every node's reads of a value through views land inside the lifetime of the bytes they read. */
+static void check_view_lifetimes(const qd_graph_t* g, const qd_cuda_lowering_t* l) {
+  for (int32_t i = 0; i < g->node_count; i++)
+    for (int32_t k = 0; k < g->nodes[i].input_count; k++) {
+      int32_t root = qd_cuda_view_root(l, g->nodes[i].inputs[k], NULL);
+      ck_assert_msg(l->last_use[root] >= i, "%s reads '%s' after its bytes ('%s') are dead", g->nodes[i].origin,
+                    g->values[g->nodes[i].inputs[k]].name, g->values[root].name);
+    }
+  for (int32_t o = 0; o < g->output_count; o++)
+    ck_assert_int_eq(l->last_use[qd_cuda_view_root(l, g->outputs[o].value, NULL)], g->node_count);
+}
+
+START_TEST(slices_with_contiguous_bytes_are_views) {
+  qd_graph_t* g = flux_graph("dev", 1, 1024, 512);
+  qd_cuda_lowering_t* l;
+  QD_ASSERT_OK(qd_cuda_lowering_create(g, true, qd_allocator_system(), &l));
+  /* adaLN chunks of a batch-1 step: bytes [dim * k, dim * (k + 1)) of the modulation row */
+  int32_t gate = value(g, "transformer_blocks.3:gate_msa"), mod = value(g, "transformer_blocks.3:mod");
+  uint64_t offset;
+  ck_assert_int_eq(qd_cuda_view_root(l, gate, &offset), mod);
+  ck_assert_uint_eq(offset, 2 * 3072 * 2);
+  ck_assert_uint_eq(qd_cuda_value_bytes(l, g, gate), 0);
+  ck_assert_uint_gt(qd_cuda_value_bytes(l, g, mod), 0);
+  /* the image half of the joint attention's output */
+  int32_t img_att = value(g, "transformer_blocks.0:img_att");
+  ck_assert_int_eq(qd_cuda_view_root(l, img_att, &offset), value(g, "transformer_blocks.0:att"));
+  ck_assert_uint_eq(offset, 512 * 3072 * 2);
+  /* without guidance the alias of the timestep embedding is a view too */
+  qd_graph_t* s = flux_graph("schnell", 1, 1024, 256);
+  qd_cuda_lowering_t* sl;
+  QD_ASSERT_OK(qd_cuda_lowering_create(s, true, qd_allocator_system(), &sl));
+  ck_assert_int_eq(qd_cuda_view_root(sl, value(s, "tg_emb"), NULL), value(s, "t_emb"));
+  check_view_lifetimes(g, l);
+  check_view_lifetimes(s, sl);
+  qd_memory_plan_t* p;
+  qd_memory_lifetimes_t lt = {l->last_use};
+  QD_ASSERT_OK(qd_memory_plan_create_lowered(g, l, qd_allocator_system(), &p));
+  QD_ASSERT_OK(qd_memory_plan_check(p, g, &lt));
+  ck_assert_uint_eq(p->offsets[gate], UINT64_MAX);
+  qd_memory_plan_destroy(p);
+  qd_cuda_lowering_destroy(sl);
+  qd_graph_destroy(s);
+  qd_cuda_lowering_destroy(l);
+  qd_graph_destroy(g);
+}
+END_TEST
+
+START_TEST(batched_slices_still_copy) {
+  /* At batch 2 a chunk of [2, 6 * dim] is two runs of bytes: a copy, as is the image half of [2, S, C]. */
+  qd_graph_t* g = flux_graph("dev", 2, 1024, 512);
+  qd_cuda_lowering_t* l;
+  QD_ASSERT_OK(qd_cuda_lowering_create(g, true, qd_allocator_system(), &l));
+  ck_assert_int_eq(l->view_of[value(g, "transformer_blocks.3:gate_msa")], -1);
+  ck_assert_int_eq(l->view_of[value(g, "transformer_blocks.0:img_att")], -1);
+  check_view_lifetimes(g, l);
+  qd_cuda_lowering_destroy(l);
+  qd_graph_destroy(g);
+}
+END_TEST
+
+static bool made_by_hoisted(const qd_cuda_hoist_t* h, const qd_graph_t* g, const char* name) {
+  return qd_cuda_hoist_made(h, g, value(g, name)) != 0;
+}
+
+START_TEST(flux_conditioning_is_hoisted) {
+  for (int64_t batch = 1; batch <= 2; batch++) {
+    qd_graph_t* g = flux_graph("dev", batch, 4096, 512);
+    qd_cuda_lowering_t* l;
+    QD_ASSERT_OK(qd_cuda_lowering_create(g, true, qd_allocator_system(), &l));
+    qd_cuda_hoist_t* h;
+    QD_ASSERT_OK(qd_cuda_hoist_plan(g, l, "hidden_states", "timestep", qd_allocator_system(), &h));
+    ck_assert_msg(h->hoisted_count > 0, "not hoisted: %s", h->why_not);
+    ck_assert_int_eq(h->batch, batch);
+    /* the embedders and every modulation, including what feeds the timestep's (pooled text, guidance) */
+    static const char* const hoisted[] = {"t_emb", "g_emb", "p_emb", "temb_act", "transformer_blocks.0:mod",
+                                          "transformer_blocks.18:cmod", "single_transformer_blocks.37:mod",
+                                          "out_mod", "transformer_blocks.5:c_gate_mlp"};
+    for (size_t i = 0; i < sizeof hoisted / sizeof hoisted[0]; i++)
+      ck_assert_msg(made_by_hoisted(h, g, hoisted[i]), "'%s' is not hoisted", hoisted[i]);
+    /* per image but not per step, or the state: stays in the step */
+    static const char* const kept[] = {"txt0", "rope", "img0", "transformer_blocks.0:img_m", "transformer_blocks.0:cq",
+                                       "img_s"};
+    for (size_t i = 0; i < sizeof kept / sizeof kept[0]; i++)
+      ck_assert_msg(!made_by_hoisted(h, g, kept[i]), "'%s' is hoisted", kept[i]);
+    /* The weights read once per image: 27.6% of the parameters. */
+    uint64_t all = 0, once = 0;
+    for (int32_t w = 0; w < g->weight_count; w++) all += (uint64_t)qd_shape_numel(&g->weights[w].shape);
+    for (int32_t i = 0; i < g->node_count; i++)
+      for (int32_t k = 0; h->hoisted[i] && k < QD_NODE_MAX_WEIGHTS; k++)
+        if (g->nodes[i].weights[k] >= 0) once += (uint64_t)qd_shape_numel(&g->weights[g->nodes[i].weights[k]].shape);
+    ck_assert_msg(once > all * 0.274 && once < all * 0.278, "%.4f of the parameters hoisted", (double)once / all);
+    /* The step reads 12 chunks per double block, 3 per single block and 2 of the output norm, dim wide each. */
+    ck_assert_int_eq(h->boundary_count, 19 * 12 + 38 * 3 + 2);
+    ck_assert_uint_eq(h->block_bytes, (uint64_t)(19 * 12 + 38 * 3 + 2) * batch * 3072 * 2);
+    int32_t v = value(g, "single_transformer_blocks.0:gate");
+    ck_assert_int_ge(h->block_offset[v], 0);
+    ck_assert_int_eq(h->block_offset[v] % 256, 0);
+    ck_assert_int_eq(h->block_offset[value(g, "single_transformer_blocks.0:mod")], -1);
+    qd_cuda_hoist_destroy(h);
+    qd_cuda_lowering_destroy(l);
+    qd_graph_destroy(g);
+  }
+}
+END_TEST
+
+START_TEST(unhoistable_programs_say_why) {
+  qd_graph_t* g = flux_graph("dev", 1, 256, 512);
+  qd_cuda_lowering_t* l;
+  QD_ASSERT_OK(qd_cuda_lowering_create(g, true, qd_allocator_system(), &l));
+  static const struct {
+    const char *state, *step, *why;
+  } cases[] = {
+      {"latents", "timestep", "no input 'latents'"},
+      {"hidden_states", NULL, "no input '(none)'"},
+      /* position ids have no batch axis */
+      {"hidden_states", "img_ids", "no leading batch axis"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    qd_cuda_hoist_t* h;
+    QD_ASSERT_OK(qd_cuda_hoist_plan(g, l, cases[i].state, cases[i].step, qd_allocator_system(), &h));
+    ck_assert_int_eq(h->hoisted_count, 0);
+    ck_assert_int_eq(h->boundary_count, 0);
+    ck_assert_msg(strstr(h->why_not, cases[i].why), "case %zu: '%s'", i, h->why_not);
+    for (int32_t v = 0; v < g->value_count; v++) ck_assert_int_eq(h->block_offset[v], -1);
+    qd_cuda_hoist_destroy(h);
+  }
+  qd_cuda_lowering_destroy(l);
+  qd_graph_destroy(g);
+}
+END_TEST
+
+static Suite* lowering_suite(void) {
+  Suite* s = suite_create("lowering");
+  TCase* tc = tcase_create("core");
+  tcase_add_test(tc, slices_with_contiguous_bytes_are_views);
+  tcase_add_test(tc, batched_slices_still_copy);
+  tcase_add_test(tc, flux_conditioning_is_hoisted);
+  tcase_add_test(tc, unhoistable_programs_say_why);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+QD_TEST_MAIN(lowering_suite)
