@@ -21,10 +21,13 @@
 #include "runtime/cuda/kernel_module.h"
 #include "runtime/cuda/kernel_sources.h"
 #include "runtime/cuda/kernels.h"
+#include "runtime/cuda/kernels_text.h"
 
-/* The templates this suite owns (attention*.cu have their own suite, tests/test_attention_templates.c). */
+/* The templates this suite owns (attention.cu and attention_sm90.cu have their own suite,
+ * tests/test_attention_templates.c). */
 static const char* const k_templates[] = {
     "layernorm_modulate.cu", "qk_norm_rope.cu", "gated_residual.cu", "elementwise.cu", "nf4_dequant.cu", "small_ops.cu",
+    "text_ops.cu",           "attention_masked.cu",
 };
 enum { N_TEMPLATES = sizeof k_templates / sizeof k_templates[0] };
 static const char* const k_archs[] = {"sm_80", "sm_86", "sm_89", "sm_90"};
@@ -119,11 +122,16 @@ END_TEST
 
 /* ---- compiling every documented variant ----------------------------------------------------------------------- */
 
-/* Every kernel a configuration of `tmpl` defines, as the launchers name them. */
-static size_t functions_of(const qd_kernel_config_t* cfg, const char* out[QD_KERNEL_OP_COUNT_]) {
+enum { MAX_FNS = QD_KERNEL_OP_COUNT_ + QD_TEXT_KERNEL_OP_COUNT_ };
+
+/* Every kernel a configuration of `tmpl` defines, as the launchers name them (runtime/cuda/kernels.h and
+ * kernels_text.h). */
+static size_t functions_of(const qd_kernel_config_t* cfg, const char* out[MAX_FNS]) {
   size_t n = 0;
-  for (int op = 0; op < QD_KERNEL_OP_COUNT_; op++) {
-    const char* f = qd_kernel_function_name((qd_kernel_op_t)op, cfg);
+  for (int op = 0; op < MAX_FNS; op++) {
+    const char* f = op < QD_KERNEL_OP_COUNT_
+                        ? qd_kernel_function_name((qd_kernel_op_t)op, cfg)
+                        : qd_text_kernel_function_name((qd_text_kernel_op_t)(op - QD_KERNEL_OP_COUNT_), cfg);
     if (!f) continue;
     bool seen = false;
     for (size_t i = 0; i < n; i++) seen |= strcmp(out[i], f) == 0;
@@ -140,7 +148,7 @@ typedef struct {
 } tally_t;
 
 static void compile_config(qd_kernel_config_t* cfg, const char* arch, tally_t* tally) {
-  const char* fns[QD_KERNEL_OP_COUNT_];
+  const char* fns[MAX_FNS];
   size_t nf = functions_of(cfg, fns);
   ck_assert_msg(nf >= 1, "%s: no launcher kernel", cfg->template_name);
   qd_kernel_variant_t v;
@@ -568,6 +576,181 @@ START_TEST(nf4_and_small_launcher_checks) {
 }
 END_TEST
 
+START_TEST(text_launcher_checks) {
+  const CUdeviceptr base = 0x100000;
+  qd_kernel_config_t t = config_of("text_ops.cu");
+  qd_kernel_function_t emb = fake_fn("qd_embedding"), ar = fake_fn("qd_arange"), eos = fake_fn("qd_eos_pool");
+  qd_kernel_function_t t5 = fake_fn("qd_t5_relative_bias");
+  /* CLIP's token embedding: 77 I32 ids into a [49408, 768] table. */
+  qd_embedding_args_t ea = {.y = base, .ids = base + 0x100000, .id_bytes = 4, .weight = base + 0x200000,
+                            .error = base + 0x300000, .n = 77, .vocab = 49408, .features = 768};
+  ASSERT_REACHES_LAUNCH(qd_launch_embedding(&emb, &t, NULL, &ea));
+  qd_embedding_args_t eb = ea;
+  eb.error = 0; /* a bad id must have somewhere to be reported */
+  QD_ASSERT_DETAIL(qd_launch_embedding(&emb, &t, NULL, &eb), QD_E_KERNEL_ARG_NULL);
+  eb = ea;
+  eb.error += 4;
+  QD_ASSERT_DETAIL(qd_launch_embedding(&emb, &t, NULL, &eb), QD_E_KERNEL_ARG_ALIGNMENT);
+  eb = ea;
+  eb.id_bytes = 8;
+  eb.ids += 4;
+  QD_ASSERT_DETAIL(qd_launch_embedding(&emb, &t, NULL, &eb), QD_E_KERNEL_ARG_ALIGNMENT);
+  eb = ea;
+  eb.id_bytes = 2;
+  QD_ASSERT_DETAIL(qd_launch_embedding(&emb, &t, NULL, &eb), QD_E_KERNEL_ARG_SHAPE);
+  eb = ea;
+  eb.features = 100; /* not a multiple of TXT_VEC=8 */
+  QD_ASSERT_DETAIL(qd_launch_embedding(&emb, &t, NULL, &eb), QD_E_KERNEL_ARG_SHAPE);
+  eb = ea;
+  eb.weight += 2;
+  QD_ASSERT_DETAIL(qd_launch_embedding(&emb, &t, NULL, &eb), QD_E_KERNEL_ARG_ALIGNMENT);
+  QD_ASSERT_DETAIL(qd_launch_embedding(&ar, &t, NULL, &ea), QD_E_INVALID_ARGUMENT);
+  qd_kernel_config_t other = config_of("small_ops.cu");
+  QD_ASSERT_DETAIL(qd_launch_embedding(&emb, &other, NULL, &ea), QD_E_INVALID_ARGUMENT);
+
+  ASSERT_REACHES_LAUNCH(qd_launch_arange(&ar, &t, NULL, base, 77));
+  QD_ASSERT_OK(qd_launch_arange(&ar, &t, NULL, 0, 0)); /* nothing to do */
+  QD_ASSERT_DETAIL(qd_launch_arange(&ar, &t, NULL, base + 2, 77), QD_E_KERNEL_ARG_ALIGNMENT);
+  QD_ASSERT_DETAIL(qd_launch_arange(&ar, &t, NULL, base, (int64_t)1 << 32), QD_E_KERNEL_ARG_SHAPE);
+
+  qd_eos_pool_args_t pa = {.y = base, .x = base + 0x100000, .ids = base + 0x200000, .id_bytes = 8, .batch = 2,
+                           .tokens = 77, .ch = 768, .token = 49407};
+  ASSERT_REACHES_LAUNCH(qd_launch_eos_pool(&eos, &t, NULL, &pa));
+  qd_eos_pool_args_t pb = pa;
+  pb.ch = 770;
+  QD_ASSERT_DETAIL(qd_launch_eos_pool(&eos, &t, NULL, &pb), QD_E_KERNEL_ARG_SHAPE);
+  pb = pa;
+  pb.x = 0;
+  QD_ASSERT_DETAIL(qd_launch_eos_pool(&eos, &t, NULL, &pb), QD_E_KERNEL_ARG_NULL);
+
+  /* T5-XXL's position bias: 64 heads, 32 bidirectional buckets up to distance 128, 512 tokens. */
+  qd_t5_relative_bias_args_t ta = {.y = base, .weight = base + 0x100000, .tokens = 512, .heads = 64, .buckets = 32,
+                                   .max_distance = 128, .bidirectional = true};
+  ASSERT_REACHES_LAUNCH(qd_launch_t5_relative_bias(&t5, &t, NULL, &ta));
+  qd_t5_relative_bias_args_t tb = ta;
+  tb.max_distance = 8; /* not beyond the 8 exact buckets */
+  QD_ASSERT_DETAIL(qd_launch_t5_relative_bias(&t5, &t, NULL, &tb), QD_E_KERNEL_ARG_SHAPE);
+  tb = ta;
+  tb.buckets = 2; /* bidirectional: no exact bucket left */
+  QD_ASSERT_DETAIL(qd_launch_t5_relative_bias(&t5, &t, NULL, &tb), QD_E_KERNEL_ARG_SHAPE);
+  tb = ta;
+  tb.y += 2;
+  QD_ASSERT_DETAIL(qd_launch_t5_relative_bias(&t5, &t, NULL, &tb), QD_E_KERNEL_ARG_ALIGNMENT);
+  tb = ta; /* 4096 buckets, one log step per distance: more steps than the kernel's table holds */
+  tb.buckets = 4096;
+  tb.max_distance = 4096;
+  tb.bidirectional = false;
+  tb.tokens = 4096;
+  tb.heads = 1;
+  QD_ASSERT_DETAIL(qd_launch_t5_relative_bias(&t5, &t, NULL, &tb), QD_E_INVALID_ARGUMENT);
+
+  /* Attention: T5's (bias [1, H, S, S], scale 1), CLIP's (causal), a bad combination of tiles. */
+  qd_kernel_config_t a = config_of("attention_masked.cu");
+  QD_ASSERT_OK(qd_kernel_config_set(&a, "ATT_BIAS", 1));
+  qd_kernel_function_t af = fake_fn("qd_attention_masked");
+  qd_attention_masked_args_t aa = {.q = base, .k = base + 0x100000, .v = base + 0x200000, .o = base + 0x300000,
+                                   .bias = base + 0x400000, .batch = 1, .sq = 512, .sk = 512, .heads = 64,
+                                   .head_dim = 64, .bias_batch = 1, .bias_heads = 64, .scale = 1.0f};
+  ASSERT_REACHES_LAUNCH(qd_launch_attention_masked(&af, &a, NULL, &aa));
+  qd_attention_masked_args_t ab = aa;
+  ab.bias = 0;
+  QD_ASSERT_DETAIL(qd_launch_attention_masked(&af, &a, NULL, &ab), QD_E_KERNEL_ARG_NULL);
+  ab = aa;
+  ab.bias += 1;
+  QD_ASSERT_DETAIL(qd_launch_attention_masked(&af, &a, NULL, &ab), QD_E_KERNEL_ARG_ALIGNMENT);
+  ab = aa;
+  ab.bias_heads = 2;
+  QD_ASSERT_DETAIL(qd_launch_attention_masked(&af, &a, NULL, &ab), QD_E_KERNEL_ARG_SHAPE);
+  ab = aa;
+  ab.head_dim = 128;
+  QD_ASSERT_DETAIL(qd_launch_attention_masked(&af, &a, NULL, &ab), QD_E_KERNEL_ARG_SHAPE);
+  ab = aa;
+  ab.causal = true; /* the variant was compiled without the mask */
+  QD_ASSERT_DETAIL(qd_launch_attention_masked(&af, &a, NULL, &ab), QD_E_KERNEL_ARG_SHAPE);
+  ab = aa;
+  ab.q += 8;
+  QD_ASSERT_DETAIL(qd_launch_attention_masked(&af, &a, NULL, &ab), QD_E_KERNEL_ARG_ALIGNMENT);
+  ab = aa;
+  ab.k_row_stride = 3 * 4096 + 4; /* a fused QKV slice, but not a whole number of 16-byte chunks */
+  QD_ASSERT_DETAIL(qd_launch_attention_masked(&af, &a, NULL, &ab), QD_E_KERNEL_ARG_ALIGNMENT);
+  ab = aa;
+  ab.k_row_stride = 3 * 4096;
+  ab.v_row_stride = 3 * 4096;
+  ASSERT_REACHES_LAUNCH(qd_launch_attention_masked(&af, &a, NULL, &ab));
+  ab.o_row_stride = 4000; /* rows of o would overlap */
+  QD_ASSERT_DETAIL(qd_launch_attention_masked(&af, &a, NULL, &ab), QD_E_KERNEL_ARG_SHAPE);
+  ab = aa;
+  ab.scale = -1.0f;
+  QD_ASSERT_DETAIL(qd_launch_attention_masked(&af, &a, NULL, &ab), QD_E_KERNEL_ARG_SHAPE);
+  qd_kernel_config_t c = config_of("attention_masked.cu");
+  QD_ASSERT_OK(qd_kernel_config_set(&c, "ATT_CAUSAL", 1));
+  qd_attention_masked_args_t ca = {.q = base, .k = base + 0x100000, .v = base + 0x200000, .o = base + 0x300000,
+                                   .batch = 1, .sq = 77, .sk = 77, .heads = 12, .head_dim = 64, .causal = true};
+  ASSERT_REACHES_LAUNCH(qd_launch_attention_masked(&af, &c, NULL, &ca));
+  ca.bias = base + 0x400000; /* a bias for a variant without one */
+  QD_ASSERT_DETAIL(qd_launch_attention_masked(&af, &c, NULL, &ca), QD_E_KERNEL_ARG_SHAPE);
+  ca.bias = 0;
+  ca.sk = 76;
+  QD_ASSERT_DETAIL(qd_launch_attention_masked(&af, &c, NULL, &ca), QD_E_KERNEL_ARG_SHAPE);
+  /* The VAE's tiles: 198 KiB of shared memory, more than an unraised function allows. */
+  qd_kernel_config_t v = config_of("attention_masked.cu");
+  QD_ASSERT_OK(qd_kernel_config_set(&v, "HEAD_DIM", 512));
+  QD_ASSERT_OK(qd_kernel_config_set(&v, "ATT_WARPS_D", 2));
+  QD_ASSERT_OK(qd_kernel_config_set(&v, "ATT_BLOCK_N", 32));
+  QD_ASSERT_OK(qd_kernel_config_set(&v, "ATT_Q_IN_REGS", 0));
+  QD_ASSERT_OK(qd_attention_masked_config_check(&v));
+  ck_assert_uint_eq(qd_attention_masked_shared_bytes(&v), 202752);
+  ck_assert_uint_eq(qd_attention_masked_threads(&v), 256);
+  ck_assert_uint_eq(qd_attention_masked_block_m(&v), 64);
+  qd_attention_masked_args_t va = {.q = base, .k = base + 0x100000, .v = base + 0x200000, .o = base + 0x300000,
+                                   .batch = 1, .sq = 4096, .sk = 4096, .heads = 1, .head_dim = 512};
+  qd_kernel_function_t loaded = fake_fn("qd_attention_masked");
+  loaded.cu = (const qd_cuda_driver_t*)&loaded; /* never dereferenced: the check comes first */
+  loaded.handle = (CUfunction)&loaded;
+  QD_ASSERT_DETAIL(qd_launch_attention_masked(&loaded, &v, NULL, &va), QD_E_KERNEL_LAUNCH_CONFIG);
+  QD_ASSERT_OK(qd_kernel_config_set(&v, "ATT_WARPS_D", 4)); /* 32 keys over 4 warps: 8, not a multiple of 16 */
+  QD_ASSERT_DETAIL(qd_attention_masked_config_check(&v), QD_E_INVALID_ARGUMENT);
+  ck_assert_uint_eq(qd_attention_masked_shared_bytes(&v), 0);
+  QD_ASSERT_DETAIL(qd_launch_attention_masked(&af, &v, NULL, &va), QD_E_INVALID_ARGUMENT);
+}
+END_TEST
+
+/* The attention configurations the GPU test uses as its bases (tests/gpu/test_gpu_text_kernels.c), for every target
+ * they are meant for: no local memory (no stack frame, no spills). */
+START_TEST(attention_masked_bases_use_no_local_memory) {
+  static const struct {
+    int head_dim, causal, bias, warps_m, warps_d, block_n, stages, q_in_regs;
+  } bases[] = {{64, 1, 0, 4, 1, 64, 2, 1}, {64, 0, 1, 4, 1, 64, 2, 1}, {64, 0, 2, 4, 1, 64, 2, 1},
+               {64, 0, 0, 4, 1, 64, 2, 1}, {512, 0, 0, 4, 2, 32, 2, 0}, {512, 0, 0, 4, 2, 32, 1, 0},
+               {512, 0, 0, 2, 2, 32, 1, 0}};
+  for (size_t i = 0; i < sizeof bases / sizeof bases[0]; i++) {
+    qd_kernel_config_t c = config_of("attention_masked.cu");
+    QD_ASSERT_OK(qd_kernel_config_set(&c, "HEAD_DIM", bases[i].head_dim));
+    QD_ASSERT_OK(qd_kernel_config_set(&c, "ATT_CAUSAL", bases[i].causal));
+    QD_ASSERT_OK(qd_kernel_config_set(&c, "ATT_BIAS", bases[i].bias));
+    QD_ASSERT_OK(qd_kernel_config_set(&c, "ATT_WARPS_M", bases[i].warps_m));
+    QD_ASSERT_OK(qd_kernel_config_set(&c, "ATT_WARPS_D", bases[i].warps_d));
+    QD_ASSERT_OK(qd_kernel_config_set(&c, "ATT_BLOCK_N", bases[i].block_n));
+    QD_ASSERT_OK(qd_kernel_config_set(&c, "ATT_STAGES", bases[i].stages));
+    QD_ASSERT_OK(qd_kernel_config_set(&c, "ATT_Q_IN_REGS", bases[i].q_in_regs));
+    QD_ASSERT_OK(qd_attention_masked_config_check(&c));
+    qd_kernel_variant_t v;
+    qd_kernel_config_variant(&c, "qd_attention_masked", &v);
+    char what[512];
+    qd_kernel_variant_format(&v, what, sizeof what);
+    for (size_t a = 0; a < sizeof k_archs / sizeof k_archs[0]; a++) {
+      qd_kernel_binary_t bin;
+      QD_ASSERT_OK(qd_kernel_compile(qd_allocator_system(), &v, k_archs[a], 0, &bin));
+      ck_assert_msg(bin.resources.known, "%s for %s: no ptxas report", what, k_archs[a]);
+      ck_assert_msg(bin.resources.stack_bytes == 0 && bin.resources.spill_bytes == 0,
+                    "%s for %s: %d bytes of stack, %d bytes of spills", what, k_archs[a], bin.resources.stack_bytes,
+                    bin.resources.spill_bytes);
+      qd_kernel_binary_deinit(&bin);
+    }
+  }
+}
+END_TEST
+
 /* ---- the NF4 reference ------------------------------------------------------------------------------------ */
 
 START_TEST(ref_nf4_hand_computed) {
@@ -690,11 +873,13 @@ static Suite* kernel_templates_suite(void) {
   tcase_add_test(t, configs_start_at_defaults);
   tcase_add_test(t, resources_are_read_from_the_ptxas_report);
   tcase_add_test(t, malformed_cubins_hold_no_function);
+  tcase_add_test(t, attention_masked_bases_use_no_local_memory);
   suite_add_tcase(s, t);
   t = tcase_create("launchers");
   tcase_add_test(t, layernorm_launcher_checks);
   tcase_add_test(t, qk_gated_elementwise_launcher_checks);
   tcase_add_test(t, nf4_and_small_launcher_checks);
+  tcase_add_test(t, text_launcher_checks);
   suite_add_tcase(s, t);
   t = tcase_create("ref_nf4");
   tcase_add_test(t, ref_nf4_hand_computed);
