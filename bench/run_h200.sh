@@ -3,7 +3,11 @@
 # against the CPU run of the same plan), then one full-size FLUX.1-dev step from synthetic NF4 and bf16 plans, and
 # optionally the diffusers peer's step in the same run. Binaries and shared libraries come prebuilt in $QD_CARRY
 # (bin/, lib/); the peer's packages in $QD_CARRY/peer. Results (JSON lines) go to $OUT.
-#   usage: bench/run_h200.sh [tests] [nf4] [bf16] [peer]
+#   usage: bench/run_h200.sh [tests] [nf4] [bf16] [peer] [pipeline-tests] [pipeline] [pipeline-peer]
+# pipeline: the full-size FLUX.1-dev pipeline (random weights from qdc synth, the real FLUX tokenizers from
+# tests/data/tokenizers/flux_full, carried) compiled with qdc's defaults and timed with bench/flux_pipeline;
+# pipeline-peer: the same with diffusers' FluxPipeline (NF4 transformer and T5, torch.compile; the anchors' bench)
+# in the same run; pipeline-tests: the GPU pipeline against the CPU and the pipeline ops' kernels (also in tests).
 set -u
 CARRY=${QD_CARRY:-.carry}
 B=$CARRY/bin
@@ -13,6 +17,49 @@ OUT=${OUT:-/tmp/qd-out}
 mkdir -p "$OUT"
 want() { case " $* " in *" $STAGE "*) return 0;; esac; return 1; }
 STAGES="${*:-tests nf4 bf16}"
+
+pipeline_tests() {
+  echo "== the small pipeline on CUDA against the CPU reference"
+  QD_QDC=$B/qdc timeout 300 "$B/test_gpu_pipeline"; echo "test_gpu_pipeline rc=$?"
+  for t in test_gpu_image_kernels test_gpu_text_kernels; do
+    [ -x "$B/$t" ] || continue
+    echo "== $t"
+    timeout 200 "$B/$t" --no-bench > "$OUT/$t.txt" 2>&1; echo "$t rc=$?"
+    grep -E "FAIL|error" "$OUT/$t.txt" | head -20; tail -3 "$OUT/$t.txt"
+  done
+}
+
+# The full-size FLUX.1-dev pipeline (synthetic weights, the real tokenizers), compiled with qdc's defaults (NF4
+# transformer and T5, 1024x1024, kernels for this GPU).
+build_full_plan() {
+  echo "== full-size FLUX.1-dev pipeline (synthetic weights), qdc compile defaults (NF4 transformer and T5)"
+  D=/tmp/flux_full
+  rm -rf $D; mkdir -p $D/transformer $D/text_encoder $D/text_encoder_2 $D/vae
+  /usr/bin/time -f "synth: %e s" sh -c "
+    '$B/qdc' synth models/flux-transformer.json --seed 1 -q -o $D/transformer/diffusion_pytorch_model.safetensors &
+    '$B/qdc' synth models/t5-xxl-encoder.json --seed 3 -q -o $D/text_encoder_2/model.safetensors &
+    '$B/qdc' synth models/clip-l.json --seed 2 -q -o $D/text_encoder/model.safetensors &&
+    '$B/qdc' synth models/flux-vae-decoder.json --seed 4 -q -o $D/vae/diffusion_pytorch_model.safetensors; wait"
+  cp -R tests/data/tokenizers/flux_full/tokenizer tests/data/tokenizers/flux_full/tokenizer_2 $D/
+  cp -R tests/data/golden/pipeline_tiny/scheduler tests/data/golden/pipeline_tiny/model_index.json $D/
+  /usr/bin/time -f "compile: %e s" "$B/qdc" compile $D -o /tmp/flux_full.qplan -q
+  rm -rf $D
+  "$B/qdrun" --check /tmp/flux_full.qplan | tail -4
+}
+
+run_full_pipeline() {
+  echo "== qd: the full-size pipeline on CUDA, 1024x1024, 28 steps"
+  timeout 240 "$B/flux_pipeline" /tmp/flux_full.qplan --runs 3 --jsonl "$OUT/pipeline.jsonl"
+  echo "-- model offload (each component on the GPU only for its phase)"
+  timeout 120 "$B/flux_pipeline" /tmp/flux_full.qplan --runs 1 --offload model --jsonl "$OUT/pipeline.jsonl"
+}
+
+run_peer_pipeline() {
+  echo "== the peer: diffusers FluxPipeline, NF4 transformer and T5 + torch.compile, 1024x1024, 28 steps"
+  python3 -m pip install -q --no-index --no-deps --target /tmp/site "$CARRY"/peer/*.whl >/dev/null 2>&1
+  (export PYTHONPATH=/tmp/site:$PWD/$CARRY/peer/bnb PYTHONUNBUFFERED=1 OUT PEER_BNB=$PWD/$CARRY/peer/bnb
+   timeout 420 python3 "$CARRY/peer/diffusers_flux_bench.py" nf4_compile 2>&1 | tail -3)
+}
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,memory.used --format=csv,noheader
 for STAGE in $STAGES; do
   case $STAGE in
@@ -43,12 +90,8 @@ for STAGE in $STAGES; do
       --resolutions 256x256 --batch 2 --seed 7 -q --target none
     timeout 120 "$B/flux_step" /tmp/small_b2.qplan --resolution 256x256 --batch 2 --check-cpu --iters 5
     timeout 120 "$B/flux_step" /tmp/small_b2.qplan --resolution 256x256 --batch 2 --check-cpu --iters 5 --no-hoist
-    for t in test_gpu_image_kernels test_gpu_text_kernels; do
-      [ -x "$B/$t" ] || continue
-      echo "== $t"
-      timeout 150 "$B/$t" > "$OUT/$t.txt" 2>&1; echo "$t rc=$?"
-      grep -E "FAIL|error" "$OUT/$t.txt" | head -20; tail -25 "$OUT/$t.txt"
-    done ;;
+    pipeline_tests ;;
+  pipeline-tests) pipeline_tests ;;
   nf4|bf16)
     quant=$STAGE; [ "$quant" = bf16 ] && quant=none
     echo "== full-size FLUX.1-dev, $STAGE plan"
@@ -60,6 +103,15 @@ for STAGE in $STAGES; do
     timeout 240 "$B/flux_step" /tmp/dev_$STAGE.qplan --resolution 1024x1024,512x512 --iters 20 --no-hoist \
       --jsonl "$OUT/step.jsonl" ${QD_BENCH_FLAGS:-}
     rm -f /tmp/dev_$STAGE.qplan ;;
+  pipeline)
+    build_full_plan > "$OUT/full_plan.txt" 2>&1; cat "$OUT/full_plan.txt"
+    run_full_pipeline ;;
+  pipeline-peer)
+    # Our plan builds on the CPU while the peer (GPU) runs; then ours runs on the idle GPU.
+    nice -n 19 bash -c "$(declare -f build_full_plan); B=$B OUT=$OUT build_full_plan" > "$OUT/full_plan.txt" 2>&1 &
+    run_peer_pipeline
+    wait; cat "$OUT/full_plan.txt"
+    run_full_pipeline ;;
   peer)
     echo "== the peer: diffusers + bitsandbytes NF4 + torch.compile, transformer step"
     python3 -m pip install -q --no-index --no-deps --target /tmp/site "$CARRY"/peer/*.whl >/dev/null 2>&1

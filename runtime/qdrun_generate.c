@@ -31,7 +31,9 @@ static void qdrun_generate_usage_(FILE* f) {
           "      --width W          image width; with --height, a size the plan was compiled for\n"
           "      --height H         (default: the plan's first resolution)\n"
           "      --batch N          images from the one prompt (default 1; the plan must have that batch)\n"
-          "      --device cpu|cuda  where to run (default cpu; cuda is not available in this version)\n"
+          "      --device cpu|cuda  where to run (default cpu)\n"
+          "      --offload MODE     CUDA: none (every component stays on the GPU) or model (each component on\n"
+          "                         the GPU only for its phase: less memory, weights uploaded every image)\n"
           "      --threads N        CPU threads (default: one per core)\n"
           "      --json             print one JSON document on stdout (files, parameters, seconds per phase)\n"
           "  -q, --quiet            no progress bar, only errors\n"
@@ -98,7 +100,7 @@ static void qdrun_print_json_(const char* plan, const char* device, const qd_gen
   for (int32_t i = 0; images && i < r->batch; i++) cJSON_AddItemToArray(images, cJSON_CreateString(paths[i]));
   cJSON* sec = cJSON_AddObjectToObject(root, "seconds");
   if (sec) {
-    cJSON_AddNumberToObject(sec, "load", load_s);
+    cJSON_AddNumberToObject(sec, "load", load_s + r->seconds_load);
     cJSON_AddNumberToObject(sec, "tokenize", r->seconds_tokenize);
     cJSON_AddNumberToObject(sec, "encode", r->seconds_encode);
     cJSON_AddNumberToObject(sec, "denoise", r->seconds_denoise);
@@ -122,14 +124,14 @@ static void qdrun_print_text_(const qd_generate_result_t* r, char paths[][4096],
   printf("image       %dx%d, %d image%s, seed %llu, %d steps, guidance %s\n", r->width, r->height, r->batch,
          r->batch == 1 ? "" : "s", (unsigned long long)r->seed, r->steps, guidance);
   printf("time        load %.2f s, tokenize %.3f s, encode %.2f s, denoise %.2f s (%.3f s/step), decode %.2f s; "
-         "total %.2f s\n", load_s, r->seconds_tokenize, r->seconds_encode, r->seconds_denoise,
+         "total %.2f s\n", load_s + r->seconds_load, r->seconds_tokenize, r->seconds_encode, r->seconds_denoise,
          r->seconds_denoise / (r->steps ? r->steps : 1), r->seconds_decode, total_s);
   for (int32_t i = 0; i < r->batch; i++) printf("wrote       %s\n", paths[i]);
 }
 
 int qdrun_generate_main(int argc, char** argv) {
   enum { OPT_PROMPT = 256, OPT_SEED, OPT_STEPS, OPT_GUIDANCE, OPT_WIDTH, OPT_HEIGHT, OPT_BATCH, OPT_DEVICE,
-         OPT_THREADS, OPT_JSON };
+         OPT_THREADS, OPT_JSON, OPT_OFFLOAD };
   static const struct option opts[] = {
       {"help", no_argument, NULL, 'h'},         {"quiet", no_argument, NULL, 'q'},
       {"verbose", no_argument, NULL, 'v'},      {"output", required_argument, NULL, 'o'},
@@ -138,7 +140,7 @@ int qdrun_generate_main(int argc, char** argv) {
       {"width", required_argument, NULL, OPT_WIDTH},   {"height", required_argument, NULL, OPT_HEIGHT},
       {"batch", required_argument, NULL, OPT_BATCH},   {"device", required_argument, NULL, OPT_DEVICE},
       {"threads", required_argument, NULL, OPT_THREADS}, {"json", no_argument, NULL, OPT_JSON},
-      {NULL, 0, NULL, 0},
+      {"offload", required_argument, NULL, OPT_OFFLOAD}, {NULL, 0, NULL, 0},
   };
   qd_generate_params_t p;
   qd_generate_params_init(&p);
@@ -204,6 +206,15 @@ int qdrun_generate_main(int argc, char** argv) {
         go.threads = (int32_t)v;
         break;
       case OPT_JSON: json = true; break;
+      case OPT_OFFLOAD: {
+        static const char* const modes[] = {"none", "model", "group", "sequential"};
+        int m = -1;
+        for (int k = 0; k < 4; k++)
+          if (strcmp(optarg, modes[k]) == 0) m = k;
+        if (m < 0) return qdrun_generate_usage_error_("--offload takes none, model, group or sequential, not", optarg);
+        go.offload = (qd_offload_mode_t)m;
+        break;
+      }
       default: return qdrun_generate_usage_error_("unknown option", NULL);
     }
   }

@@ -49,11 +49,11 @@ typedef struct qd_generator qd_generator_t;
 
 typedef enum qd_generator_device {
   QD_GENERATOR_DEVICE_CPU = 0,  /* the reference executor: exact, slow; for small plans and checking */
-  QD_GENERATOR_DEVICE_CUDA = 1, /* not available in this version: PIPELINE_DEVICE */
+  QD_GENERATOR_DEVICE_CUDA = 1, /* runtime/cuda/executor.h: bf16 activations, NF4 weights dequantized per layer */
 } qd_generator_device_t;
 
-/* Where weights live while a CUDA generation runs (docs/architecture.md). Reserved: the CPU path keeps every weight
- * in host memory whatever is asked. */
+/* Where weights live while a CUDA generation runs (docs/architecture.md). NONE and MODEL are implemented; GROUP and
+ * SEQUENTIAL are refused (UNSUPPORTED) until they are. The CPU keeps every weight in host memory and takes NONE only. */
 typedef enum qd_offload_mode {
   QD_OFFLOAD_NONE = 0,       /* everything resident */
   QD_OFFLOAD_MODEL = 1,      /* each component on the device only while it runs */
@@ -75,7 +75,8 @@ void qd_generator_options_init(qd_generator_options_t* options);
  * tokenizers and each component's weights (dequantized to float32 for the CPU), and starts the threads.
  * options NULL: the defaults.
  * Errors: PLAN_NO_COMPONENT (naming the missing component and the ones the plan has), PIPELINE_NO_TOKENIZER,
- * PIPELINE_SCHEDULER, PIPELINE_COMPONENTS_DISAGREE, PIPELINE_DEVICE (unknown device, or CUDA: not yet),
+ * PIPELINE_SCHEDULER, PIPELINE_COMPONENTS_DISAGREE, PIPELINE_DEVICE (unknown device or CUDA device index) and
+ * the CUDA driver's errors (no driver, no GPU),
  * PIPELINE_OPTIONS, TOK_BLOB_* (a damaged tokenizer), PLAN_* from instantiating the programs, OUT_OF_MEMORY. */
 qd_status_t qd_generator_create(const qd_plan_t* plan, const qd_generator_options_t* options,
                                 qd_allocator_t allocator, qd_generator_t** out_generator);
@@ -118,6 +119,8 @@ typedef struct qd_generate_result {
   char* prompt;            /* copies, for the PNG metadata */
   char* model;
   double seconds_tokenize, seconds_encode, seconds_denoise, seconds_decode;
+  double seconds_load;     /* CUDA: preparing executors in this call (weights uploaded, kernels loaded); not in the
+                              phases above. The first generation at a size has it; with model offload every one */
   qd_allocator_t allocator; /* what the buffers came from (for qd_generate_result_deinit) */
 } qd_generate_result_t;
 

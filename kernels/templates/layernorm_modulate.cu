@@ -2,7 +2,7 @@
  * LayerNorm), bf16 in and out, fp32 math.
  *
  * Math, per row r of x [R, C] (R = B * S rows, C channels; row r belongs to batch b = r / S):
- *   mean = sum_c x[r, c] / C
+ *   mean = sum_c x[r, c] / C                           (0 with LN_RMS = 1: T5's RMS norm, qd_ref_rms_norm)
  *   var  = sum_c (x[r, c] - mean)^2 / C                  (two passes: no cancellation for large means)
  *   n    = (x[r, c] - mean) * rsqrt(var + eps)
  *   LN_MODULATE = 1: y[r, c] = n * (1 + scale[b, c]) + shift[b, c]      (qd_ref_layer_norm, then qd_ref_modulate)
@@ -28,6 +28,7 @@
  *
  * Parameters (-D defines; the qd:param lines are read by runtime/cuda/kernel_compile.c and the tests):
  *   qd:param select  LN_MODULATE = 1    {0 1}                       1: qd_layernorm_modulate, 0: qd_layer_norm
+ *   qd:param select  LN_RMS      = 0    {0 1}                       1: no mean subtracted (RMS norm)
  *   qd:param tunable LN_THREADS  = 128  {8 16 32 64 128 256 512 1024} threads per row
  *   qd:param tunable LN_ROWS     = 1    {1 2 4 8}                   rows per block (LN_THREADS * LN_ROWS <= 1024)
  *   qd:param tunable LN_VEC      = 8    {1 2 4 8}                   bf16 per load and store
@@ -38,6 +39,9 @@
 
 #ifndef LN_MODULATE
 #define LN_MODULATE 1
+#endif
+#ifndef LN_RMS
+#define LN_RMS 0
 #endif
 #ifndef LN_THREADS
 #define LN_THREADS 128
@@ -53,6 +57,7 @@
 #endif
 
 static_assert(LN_MODULATE == 0 || LN_MODULATE == 1, "LN_MODULATE is 0 or 1");
+static_assert(LN_RMS == 0 || LN_RMS == 1, "LN_RMS is 0 or 1");
 static_assert(LN_THREADS >= 8 && LN_THREADS <= 1024 && (LN_THREADS & (LN_THREADS - 1)) == 0,
               "LN_THREADS is a power of two from 8 to 1024");
 static_assert(LN_ROWS >= 1 && LN_ROWS <= 8 && (LN_ROWS & (LN_ROWS - 1)) == 0, "LN_ROWS is 1, 2, 4 or 8");
@@ -146,7 +151,12 @@ __device__ __forceinline__ void ln_row(qd_bf16* y, const qd_bf16* x, const qd_bf
 #pragma unroll
       for (int i = 0; i < LN_VEC; i++) sum += qd_get<LN_VEC>(r, i);
     }
+#if LN_RMS
+  (void)sum;
+  const float mean = 0.0f;
+#else
   const float mean = ln_group_sum(sum, red, group, t) / (float)cols;
+#endif
 
   float sq = 0.0f;
 #pragma unroll

@@ -18,6 +18,8 @@
 #include "runtime/cuda/hoist.h"
 #include "runtime/cuda/kernel_variants.h"
 #include "runtime/cuda/kernels.h"
+#include "runtime/cuda/kernels_image.h"
+#include "runtime/cuda/kernels_text.h"
 #include "runtime/cuda/lowering.h"
 #include "runtime/cuda_cublaslt.h"
 #include "runtime/cuda_driver.h"
@@ -52,6 +54,17 @@ typedef enum qd_step_kind {
   QD_STEP_CONCAT,
   QD_STEP_COPY,
   QD_STEP_PACK,
+  QD_STEP_MEMSET,     /* bytes of 0xFF: the embeddings' bad-id flag, before the first embedding */
+  QD_STEP_EMBEDDING,
+  QD_STEP_ARANGE,
+  QD_STEP_EOS_POOL,
+  QD_STEP_T5_BIAS,
+  QD_STEP_ATTENTION_MASKED,
+  QD_STEP_GROUP_NORM,
+  QD_STEP_UPSAMPLE,
+  QD_STEP_AFFINE,
+  QD_STEP_PERMUTE,
+  QD_STEP_CONV2D,
 } qd_step_kind_t;
 
 typedef struct qd_exec_kernel {
@@ -59,6 +72,7 @@ typedef struct qd_exec_kernel {
   qd_kernel_config_t config;
   qd_kernel_module_t* module;
   qd_kernel_function_t fn;
+  qd_kernel_function_t fn2; /* group norm: qd_group_norm_apply, from the same image as fn (its stats kernel) */
   /* attention only */
   bool is_attention;
   qd_attention_variant_t attention;
@@ -124,6 +138,35 @@ typedef struct qd_step {
       int64_t row_bytes[8], cols[8];
       int32_t count;
     } pack;
+    struct {
+      CUdeviceptr y;
+      size_t bytes;
+    } memset;
+    qd_embedding_args_t embed;
+    struct {
+      CUdeviceptr y;
+      int64_t n;
+    } arange;
+    qd_eos_pool_args_t eos;
+    qd_t5_relative_bias_args_t t5bias;
+    qd_attention_masked_args_t attn_masked;
+    qd_group_norm_args_t gnorm;
+    struct {
+      CUdeviceptr y, x;
+      int64_t planes, h, w, factor;
+    } upsample;
+    struct {
+      CUdeviceptr y, x;
+      int64_t n;
+      float scale, divisor, shift;
+    } affine;
+    struct {
+      CUdeviceptr y, x;
+      int64_t dims[QD_GRAPH_MAX_RANK], perm[QD_GRAPH_MAX_RANK];
+      int32_t rank;
+      int64_t elem;
+    } permute;
+    qd_conv2d_args_t conv;
   } u;
 } qd_step_t;
 
@@ -171,6 +214,10 @@ struct qd_cuda_executor {
   CUdeviceptr weights, scratch[2], workspace, nested_map;
   uint64_t weight_bytes, scratch_bytes;
   CUdeviceptr* weight_bf16;  /* per graph weight: the bf16 copy for f32-format weights, else 0 */
+  CUdeviceptr* weight_packed; /* per graph weight: a convolution's weight in the conv2d kernel's layout, else 0 */
+  CUdeviceptr embed_error;   /* the embeddings' bad-id flag (runtime/cuda/kernels_text.h), 0 without embeddings */
+  CUdeviceptr gn_workspace;  /* group norms' statistics, as large as the largest needs */
+  uint64_t gn_workspace_bytes;
   int32_t weight_count;
   uint64_t mem_before, mem_after;
 
@@ -319,6 +366,12 @@ static qd_status_t qd_exec_node_kernel_(qd_cuda_executor_t* e, int32_t node, int
   qd_status_t s = qd_kernel_module_load(e->allocator, image, &k->module);
   qd_nvrtc_output_deinit(&built);
   if (!s) s = qd_kernel_module_get_function(k->module, kv.function, &k->fn);
+  if (!s && strcmp(kv.function, "qd_group_norm_stats") == 0)
+    s = qd_kernel_module_get_function(k->module, "qd_group_norm_apply", &k->fn2);
+  if (!s && strcmp(kv.function, "qd_attention_masked") == 0) {
+    size_t smem = qd_attention_masked_shared_bytes(&k->config);
+    if (smem > 48 * 1024) s = qd_kernel_function_set_max_dynamic_shared(&k->fn, (int)smem);
+  }
   if (s) {
     qd_kernel_module_unload(k->module);
     return qd_status_annotate(s, "loading %s for %s", kv.key, kv.arch);
@@ -467,6 +520,63 @@ static qd_status_t qd_exec_qknr_(qd_cuda_executor_t* e, int32_t node, const qd_n
   return QD_OK;
 }
 
+static qd_status_t qd_exec_alloc_(qd_cuda_executor_t* e, CUdeviceptr* out, uint64_t bytes, const char* what);
+
+/* A group norm, or one with the silu after it fused (the kernel's GN_SILU, chosen by kernel_variants.c): its
+ * statistics go to the executor's group norm workspace, sized once the launch list is built (qd_exec_create_). */
+static qd_status_t qd_exec_group_norm_(qd_cuda_executor_t* e, int32_t node, const qd_node_t* gn, int32_t out_value) {
+  const qd_graph_t* g = e->cur->graph;
+  const qd_shape_t* xs = &g->values[gn->inputs[0]].shape;
+  qd_step_t* s;
+  QD_TRY(qd_exec_push_(e, QD_STEP_GROUP_NORM, node, QD_CLASS_NORM, &s));
+  QD_TRY(qd_exec_node_kernel_(e, node, &s->kernel));
+  qd_group_norm_args_t* a = &s->u.gnorm;
+  a->y = qd_exec_ptr_(e, out_value);
+  a->x = qd_exec_ptr_(e, gn->inputs[0]);
+  bool affine = gn->attrs[QD_GROUP_NORM_AFFINE].i != 0;
+  a->weight = affine ? qd_exec_weight_(e, gn->weights[QD_WEIGHT_SLOT_MAIN]) : 0;
+  a->bias = affine ? qd_exec_weight_(e, gn->weights[QD_WEIGHT_SLOT_BIAS]) : 0;
+  a->batch = xs->dims[0];
+  a->channels = xs->dims[1];
+  a->spatial = qd_shape_numel(xs) / (a->batch * a->channels);
+  a->groups = gn->attrs[QD_GROUP_NORM_GROUPS].i;
+  a->eps = (float)gn->attrs[QD_GROUP_NORM_EPS].f;
+  a->workspace_bytes = qd_group_norm_workspace_bytes(&e->kernels[s->kernel].config, a->batch, a->channels,
+                                                     a->spatial, a->groups);
+  if (a->workspace_bytes > e->gn_workspace_bytes) e->gn_workspace_bytes = a->workspace_bytes;
+  return QD_OK;
+}
+
+/* A convolution's weight in the layout the conv2d kernel reads ([cout, k*k, cin rounded up to 8], bf16), packed
+ * on the host from the plan's weight and uploaded once per weight. */
+static qd_status_t qd_exec_conv_weight_(qd_cuda_executor_t* e, const qd_node_t* n, int64_t cout, int64_t cin,
+                                        int64_t k, CUdeviceptr* out) {
+  int32_t w = n->weights[QD_WEIGHT_SLOT_MAIN];
+  if (!e->weight_packed[w]) {
+    const qd_plan_weight_t* pw = &e->comp->weights[w];
+    if (pw->format == QD_WEIGHT_FORMAT_NF4) return qd_exec_unsupported_(e, n, "with an NF4 weight");
+    uint64_t count = (uint64_t)qd_shape_numel(&pw->shape), packed = (uint64_t)qd_conv2d_packed_weight_elems(cout, cin, k);
+    uint16_t *src = NULL, *dst = NULL;
+    qd_status_t s = qd_malloc(e->allocator, count * 2, (void**)&src);
+    if (!s) s = qd_malloc(e->allocator, packed * 2, (void**)&dst);
+    if (!s) {
+      const uint8_t* data = e->comp->weight_data + pw->data.offset;
+      if (pw->format == QD_WEIGHT_FORMAT_F32)
+        for (uint64_t i = 0; i < count; i++) src[i] = qd_f32_to_bf16(((const float*)(const void*)data)[i]);
+      else
+        memcpy(src, data, count * 2);
+      qd_conv2d_pack_weight_host(src, dst, cout, cin, k);
+      s = qd_exec_alloc_(e, &e->weight_packed[w], packed * 2, pw->name);
+    }
+    if (!s) s = QD_CU_STATUS(e->cu->cuMemcpyHtoD(e->weight_packed[w], dst, packed * 2));
+    if (src) qd_free(e->allocator, src, count * 2);
+    if (dst) qd_free(e->allocator, dst, packed * 2);
+    QD_TRY(s);
+  }
+  *out = e->weight_packed[w];
+  return QD_OK;
+}
+
 static qd_status_t qd_exec_node_(qd_cuda_executor_t* e, int32_t i) {
   const qd_graph_t* g = e->cur->graph;
   const qd_node_t* n = &g->nodes[i];
@@ -511,6 +621,8 @@ static qd_status_t qd_exec_node_(qd_cuda_executor_t* e, int32_t i) {
     return QD_OK;
   }
 
+  if (pattern == QD_CUDA_PATTERN_GROUP_NORM_SILU)
+    return qd_exec_group_norm_(e, i, &g->nodes[g->values[n->inputs[0]].producer], n->output);
   if (e->cur->lowering->view_of[n->output] >= 0) return QD_OK; /* a view (slice or alias): nothing to launch */
   switch (n->op) {
     case QD_OP_LINEAR: return qd_exec_linear_(e, i, n, n->output, QD_GEMM_BIAS);
@@ -544,9 +656,10 @@ static qd_status_t qd_exec_node_(qd_cuda_executor_t* e, int32_t i) {
     case QD_OP_ADD:
     case QD_OP_MUL: {
       const qd_shape_t* bs = &g->values[n->inputs[1]].shape;
-      /* Supported broadcasts: equal shapes, or b [B, C] over a [B, S, C]. */
+      /* Supported broadcasts: equal shapes (or equal element counts: CLIP's position embeddings [S, C] over
+       * tokens [1, S, C]), or b [B, C] over a [B, S, C]. */
       int64_t cols = xs->dims[xs->rank - 1], rows = qd_rows_(xs), tokens, b_stride;
-      if (qd_shape_equal(xs, bs)) {
+      if (qd_shape_equal(xs, bs) || (qd_shape_numel(xs) == qd_shape_numel(bs) && bs->dims[bs->rank - 1] == cols)) {
         tokens = 1;
         b_stride = cols;
       } else if (xs->rank == 3 && bs->rank == 2 && bs->dims[0] == xs->dims[0] && bs->dims[1] == cols) {
@@ -572,6 +685,30 @@ static qd_status_t qd_exec_node_(qd_cuda_executor_t* e, int32_t i) {
       int64_t h = n->attrs[QD_ATTN_HEADS].i;
       bool bias = n->input_count > 3;
       QD_TRY(qd_exec_node_kernel_(e, i, &s->kernel));
+      if (!e->kernels[s->kernel].is_attention) {
+        /* attention_masked.cu (kernel_variants.c: a bias, or a head wider than the flash kernels take) */
+        s->kind = QD_STEP_ATTENTION_MASKED;
+        qd_attention_masked_args_t* a = &s->u.attn_masked;
+        a->q = qd_exec_ptr_(e, n->inputs[0]);
+        a->k = qd_exec_ptr_(e, n->inputs[1]);
+        a->v = qd_exec_ptr_(e, n->inputs[2]);
+        a->o = qd_exec_ptr_(e, n->output);
+        a->batch = xs->dims[0];
+        a->sq = xs->dims[1];
+        a->sk = ks->dims[1];
+        a->heads = h;
+        a->head_dim = xs->dims[2] / h;
+        a->scale = (float)n->attrs[QD_ATTN_SCALE].f;
+        a->causal = n->attrs[QD_ATTN_CAUSAL].i != 0;
+        a->bias_batch = a->bias_heads = 1;
+        if (bias) {
+          const qd_shape_t* bsh = &g->values[n->inputs[3]].shape;
+          a->bias = qd_exec_ptr_(e, n->inputs[3]);
+          a->bias_batch = bsh->dims[0];
+          a->bias_heads = bsh->dims[1];
+        }
+        return QD_OK;
+      }
       qd_attention_args_t* a = &s->u.attn;
       a->q = qd_exec_ptr_(e, n->inputs[0]);
       a->k = qd_exec_ptr_(e, n->inputs[1]);
@@ -616,7 +753,133 @@ static qd_status_t qd_exec_node_(qd_cuda_executor_t* e, int32_t i) {
       s->u.ropef.theta = n->attrs[QD_ROPE_FREQS_THETA].f;
       return QD_OK;
     }
+    case QD_OP_LAYER_NORM:
+    case QD_OP_RMS_NORM: {
+      /* Plain norms (text encoders): rows of `dim` (RMS norm groups) or of the last axis. */
+      int64_t cols = n->op == QD_OP_RMS_NORM ? n->attrs[QD_NORM_DIM].i : xs->dims[xs->rank - 1];
+      bool affine = n->attrs[QD_NORM_AFFINE].i != 0;
+      QD_TRY(qd_exec_push_(e, QD_STEP_LN, i, QD_CLASS_NORM, &s));
+      QD_TRY(qd_exec_node_kernel_(e, i, &s->kernel));
+      qd_layernorm_args_t* a = &s->u.ln;
+      a->y = qd_exec_ptr_(e, n->output);
+      a->x = qd_exec_ptr_(e, n->inputs[0]);
+      a->weight = affine ? qd_exec_weight_(e, n->weights[QD_WEIGHT_SLOT_MAIN]) : 0;
+      a->bias = affine && n->op == QD_OP_LAYER_NORM ? qd_exec_weight_(e, n->weights[QD_WEIGHT_SLOT_BIAS]) : 0;
+      a->rows = qd_shape_numel(xs) / cols;
+      a->tokens = 1;
+      a->cols = cols;
+      a->eps = (float)n->attrs[QD_NORM_EPS].f;
+      return QD_OK;
+    }
+    case QD_OP_EMBEDDING: {
+      if (!e->embed_error) {
+        /* One flag for all of the program's embeddings, set before the first (the kernel lowers it atomically). */
+        QD_TRY(qd_exec_alloc_(e, &e->embed_error, 8, "the embeddings' id check"));
+        QD_TRY(qd_exec_push_(e, QD_STEP_MEMSET, i, QD_CLASS_OTHER, &s));
+        s->u.memset.y = e->embed_error;
+        s->u.memset.bytes = 8;
+      }
+      int32_t w = n->weights[QD_WEIGHT_SLOT_MAIN];
+      if (e->comp->weights[w].format == QD_WEIGHT_FORMAT_NF4) return qd_exec_unsupported_(e, n, "with an NF4 table");
+      QD_TRY(qd_exec_push_(e, QD_STEP_EMBEDDING, i, QD_CLASS_OTHER, &s));
+      QD_TRY(qd_exec_node_kernel_(e, i, &s->kernel));
+      qd_embedding_args_t* a = &s->u.embed;
+      a->y = qd_exec_ptr_(e, n->output);
+      a->ids = qd_exec_ptr_(e, n->inputs[0]);
+      a->id_bytes = (int64_t)qd_dtype_size(g->values[n->inputs[0]].dtype);
+      a->weight = qd_exec_weight_(e, w);
+      a->error = e->embed_error;
+      a->n = qd_shape_numel(xs);
+      a->vocab = n->attrs[QD_EMBED_VOCAB].i;
+      a->features = n->attrs[QD_EMBED_FEATURES].i;
+      return QD_OK;
+    }
+    case QD_OP_ARANGE:
+      QD_TRY(qd_exec_push_(e, QD_STEP_ARANGE, i, QD_CLASS_OTHER, &s));
+      QD_TRY(qd_exec_node_kernel_(e, i, &s->kernel));
+      s->u.arange.y = qd_exec_ptr_(e, n->output);
+      s->u.arange.n = qd_shape_numel(&out->shape);
+      return QD_OK;
+    case QD_OP_EOS_POOL: {
+      QD_TRY(qd_exec_push_(e, QD_STEP_EOS_POOL, i, QD_CLASS_OTHER, &s));
+      QD_TRY(qd_exec_node_kernel_(e, i, &s->kernel));
+      qd_eos_pool_args_t* a = &s->u.eos;
+      a->y = qd_exec_ptr_(e, n->output);
+      a->x = qd_exec_ptr_(e, n->inputs[0]);
+      a->ids = qd_exec_ptr_(e, n->inputs[1]);
+      a->id_bytes = (int64_t)qd_dtype_size(g->values[n->inputs[1]].dtype);
+      a->batch = xs->dims[0];
+      a->tokens = xs->dims[1];
+      a->ch = xs->dims[2];
+      a->token = n->attrs[QD_EOS_TOKEN].i;
+      return QD_OK;
+    }
+    case QD_OP_T5_RELATIVE_BIAS: {
+      QD_TRY(qd_exec_push_(e, QD_STEP_T5_BIAS, i, QD_CLASS_OTHER, &s));
+      QD_TRY(qd_exec_node_kernel_(e, i, &s->kernel));
+      qd_t5_relative_bias_args_t* a = &s->u.t5bias;
+      a->y = qd_exec_ptr_(e, n->output);
+      a->weight = qd_exec_weight_(e, n->weights[QD_WEIGHT_SLOT_MAIN]);
+      a->tokens = xs->dims[1];
+      a->heads = n->attrs[QD_T5_BIAS_HEADS].i;
+      a->buckets = n->attrs[QD_T5_BIAS_BUCKETS].i;
+      a->max_distance = n->attrs[QD_T5_BIAS_MAX_DISTANCE].i;
+      a->bidirectional = n->attrs[QD_T5_BIAS_BIDIRECTIONAL].i != 0;
+      return QD_OK;
+    }
+    case QD_OP_GROUP_NORM: return qd_exec_group_norm_(e, i, n, n->output);
+    case QD_OP_UPSAMPLE_NEAREST:
+      QD_TRY(qd_exec_push_(e, QD_STEP_UPSAMPLE, i, QD_CLASS_ELEMENTWISE, &s));
+      QD_TRY(qd_exec_node_kernel_(e, i, &s->kernel));
+      s->u.upsample.y = qd_exec_ptr_(e, n->output);
+      s->u.upsample.x = qd_exec_ptr_(e, n->inputs[0]);
+      s->u.upsample.planes = xs->dims[0] * xs->dims[1];
+      s->u.upsample.h = xs->dims[2];
+      s->u.upsample.w = xs->dims[3];
+      s->u.upsample.factor = n->attrs[QD_UPSAMPLE_FACTOR].i;
+      return QD_OK;
+    case QD_OP_AFFINE:
+      QD_TRY(qd_exec_push_(e, QD_STEP_AFFINE, i, QD_CLASS_ELEMENTWISE, &s));
+      QD_TRY(qd_exec_node_kernel_(e, i, &s->kernel));
+      s->u.affine.y = qd_exec_ptr_(e, n->output);
+      s->u.affine.x = qd_exec_ptr_(e, n->inputs[0]);
+      s->u.affine.n = qd_shape_numel(xs);
+      s->u.affine.scale = (float)n->attrs[QD_AFFINE_SCALE].f;
+      s->u.affine.divisor = (float)n->attrs[QD_AFFINE_DIVISOR].f;
+      s->u.affine.shift = (float)n->attrs[QD_AFFINE_SHIFT].f;
+      return QD_OK;
+    case QD_OP_PERMUTE:
+      QD_TRY(qd_exec_push_(e, QD_STEP_PERMUTE, i, QD_CLASS_ELEMENTWISE, &s));
+      QD_TRY(qd_exec_node_kernel_(e, i, &s->kernel));
+      s->u.permute.y = qd_exec_ptr_(e, n->output);
+      s->u.permute.x = qd_exec_ptr_(e, n->inputs[0]);
+      s->u.permute.rank = xs->rank;
+      for (int32_t d = 0; d < xs->rank; d++) {
+        s->u.permute.dims[d] = xs->dims[d];
+        s->u.permute.perm[d] = n->attrs[QD_PERMUTE_PERM].list[d];
+      }
+      s->u.permute.elem = (int64_t)qd_dtype_size(e->cur->lowering->storage[n->output]);
+      return QD_OK;
+    case QD_OP_CONV2D: {
+      QD_TRY(qd_exec_push_(e, QD_STEP_CONV2D, i, QD_CLASS_LINEAR, &s));
+      QD_TRY(qd_exec_node_kernel_(e, i, &s->kernel));
+      qd_conv2d_args_t* a = &s->u.conv;
+      a->y = qd_exec_ptr_(e, n->output);
+      a->x = qd_exec_ptr_(e, n->inputs[0]);
+      a->batch = xs->dims[0];
+      a->cin = xs->dims[1];
+      a->h = xs->dims[2];
+      a->w = xs->dims[3];
+      a->cout = n->attrs[QD_CONV_FEATURES].i;
+      a->kernel = n->attrs[QD_CONV_KERNEL].i;
+      a->stride = n->attrs[QD_CONV_STRIDE].i;
+      a->pad = n->attrs[QD_CONV_PADDING].i;
+      QD_TRY(qd_exec_conv_weight_(e, n, a->cout, a->cin, a->kernel, &a->weight));
+      a->bias = n->attrs[QD_CONV_BIAS].i ? qd_exec_weight_(e, n->weights[QD_WEIGHT_SLOT_BIAS]) : 0;
+      return QD_OK;
+    }
     case QD_OP_ALIAS:
+    case QD_OP_RESHAPE:
       QD_TRY(qd_exec_push_(e, QD_STEP_COPY, i, QD_CLASS_ELEMENTWISE, &s));
       s->u.copy.y = qd_exec_ptr_(e, n->output);
       s->u.copy.x = qd_exec_ptr_(e, n->inputs[0]);
@@ -691,6 +954,25 @@ static qd_status_t qd_exec_launch_(qd_cuda_executor_t* e, const qd_step_t* s, CU
       return qd_launch_concat(&k->fn, &k->config, stream, s->u.concat.y, s->u.concat.in, s->u.concat.sizes,
                               s->u.concat.count, s->u.concat.outer, s->u.concat.inner, s->u.concat.elem);
     case QD_STEP_COPY: QD_CU_TRY(e->cu->cuMemcpyDtoDAsync(s->u.copy.y, s->u.copy.x, s->u.copy.bytes, stream)); return QD_OK;
+    case QD_STEP_MEMSET:
+      QD_CU_TRY(e->cu->cuMemsetD8Async(s->u.memset.y, 0xFF, s->u.memset.bytes, stream));
+      return QD_OK;
+    case QD_STEP_EMBEDDING: return qd_launch_embedding(&k->fn, &k->config, stream, &s->u.embed);
+    case QD_STEP_ARANGE: return qd_launch_arange(&k->fn, &k->config, stream, s->u.arange.y, s->u.arange.n);
+    case QD_STEP_EOS_POOL: return qd_launch_eos_pool(&k->fn, &k->config, stream, &s->u.eos);
+    case QD_STEP_T5_BIAS: return qd_launch_t5_relative_bias(&k->fn, &k->config, stream, &s->u.t5bias);
+    case QD_STEP_ATTENTION_MASKED: return qd_launch_attention_masked(&k->fn, &k->config, stream, &s->u.attn_masked);
+    case QD_STEP_GROUP_NORM: return qd_launch_group_norm(&k->fn, &k->fn2, &k->config, stream, &s->u.gnorm);
+    case QD_STEP_UPSAMPLE:
+      return qd_launch_upsample_nearest(&k->fn, &k->config, stream, s->u.upsample.y, s->u.upsample.x,
+                                        s->u.upsample.planes, s->u.upsample.h, s->u.upsample.w, s->u.upsample.factor);
+    case QD_STEP_AFFINE:
+      return qd_launch_affine(&k->fn, &k->config, stream, s->u.affine.y, s->u.affine.x, s->u.affine.n,
+                              s->u.affine.scale, s->u.affine.divisor, s->u.affine.shift);
+    case QD_STEP_PERMUTE:
+      return qd_launch_permute(&k->fn, &k->config, stream, s->u.permute.y, s->u.permute.x, s->u.permute.dims,
+                               s->u.permute.perm, s->u.permute.rank, s->u.permute.elem);
+    case QD_STEP_CONV2D: return qd_launch_conv2d(&k->fn, &k->config, stream, &s->u.conv);
     case QD_STEP_PACK:
       return qd_launch_pack_rows(&k->fn, &k->config, stream, s->u.pack.y, s->u.pack.y_row_bytes, s->u.pack.rows,
                                  s->u.pack.in, s->u.pack.row_bytes, s->u.pack.cols, s->u.pack.count);
@@ -764,6 +1046,14 @@ qd_status_t qd_cuda_executor_run(qd_cuda_executor_t* e) {
   QD_CU_TRY(e->cu->cuCtxSetCurrent(e->context));
   QD_TRY(qd_exec_enqueue_step_(e));
   QD_CU_TRY(e->cu->cuStreamSynchronize(e->stream));
+  if (e->embed_error) {
+    /* An id outside an embedding's table was not read; its rows are zeros and the run is an error. */
+    uint64_t first = 0;
+    QD_CU_TRY(e->cu->cuMemcpyDtoH(&first, e->embed_error, sizeof first));
+    if (first != QD_EMBEDDING_NO_ERROR)
+      return QD_ERR(INVALID_ARGUMENT, INPUT_VALUE, "graph '%s': element %llu of an embedding's ids is outside its "
+                    "table", e->prog.graph->name, (unsigned long long)first);
+  }
   return QD_OK;
 }
 
@@ -942,11 +1232,14 @@ void qd_cuda_executor_destroy(qd_cuda_executor_t* e) {
     for (int32_t i = 0; i < e->gemm_count; i++) qd_gemm_deinit(&e->gemms[i]);
     for (int32_t i = 0; i < e->kernel_count; i++) qd_kernel_module_unload(e->kernels[i].module);
     if (e->lt_handle) e->lt->cublasLtDestroy(e->lt_handle);
-    CUdeviceptr ptrs[] = {e->weights, e->scratch[0], e->workspace, e->nested_map, e->cond_current};
+    CUdeviceptr ptrs[] = {e->weights, e->scratch[0], e->workspace, e->nested_map, e->cond_current, e->embed_error,
+                          e->gn_workspace};
     for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++)
       if (ptrs[i]) cu->cuMemFree(ptrs[i]);
     for (int32_t w = 0; e->weight_bf16 && w < e->weight_count; w++)
       if (e->weight_bf16[w]) cu->cuMemFree(e->weight_bf16[w]);
+    for (int32_t w = 0; e->weight_packed && w < e->weight_count; w++)
+      if (e->weight_packed[w]) cu->cuMemFree(e->weight_packed[w]);
     CUevent evs[] = {e->dq_done[0], e->dq_done[1], e->gemm_done[0], e->gemm_done[1], e->fork, e->join};
     for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
       if (evs[i]) cu->cuEventDestroy(evs[i]);
@@ -955,6 +1248,7 @@ void qd_cuda_executor_destroy(qd_cuda_executor_t* e) {
     cu->cuDevicePrimaryCtxRelease(e->device);
   }
   qd_free(e->allocator, e->weight_bf16, (size_t)(e->weight_count ? e->weight_count : 1) * sizeof(CUdeviceptr));
+  qd_free(e->allocator, e->weight_packed, (size_t)(e->weight_count ? e->weight_count : 1) * sizeof(CUdeviceptr));
   qd_cuda_hoist_destroy(e->hoist);
   qd_free(e->allocator, e, sizeof *e);
 }
@@ -988,6 +1282,8 @@ static qd_status_t qd_exec_upload_weights_(qd_cuda_executor_t* e) {
   e->weight_count = e->prog.graph->weight_count;
   QD_TRY(qd_calloc(e->allocator, (size_t)(e->weight_count ? e->weight_count : 1), sizeof(CUdeviceptr),
                    (void**)&e->weight_bf16));
+  QD_TRY(qd_calloc(e->allocator, (size_t)(e->weight_count ? e->weight_count : 1), sizeof(CUdeviceptr),
+                   (void**)&e->weight_packed));
   for (int32_t w = 0; w < e->prog.graph->weight_count; w++) {
     const qd_plan_weight_t* pw = &c->weights[w];
     if (pw->format != QD_WEIGHT_FORMAT_F32) continue;
@@ -1113,6 +1409,11 @@ static qd_status_t qd_exec_create_(qd_cuda_executor_t* e, int32_t component, int
   for (int32_t i = 0; i < g->node_count; i++) {
     if (e->prog.lowering->role[i] == QD_CUDA_MEMBER || (e->hoist && e->hoist->hoisted[i])) continue;
     QD_TRY(qd_exec_node_(e, i));
+  }
+  if (e->gn_workspace_bytes) {
+    QD_TRY(qd_exec_alloc_(e, &e->gn_workspace, e->gn_workspace_bytes, "group norm statistics"));
+    for (int32_t i = 0; i < e->prog.step_count; i++)
+      if (e->prog.steps[i].kind == QD_STEP_GROUP_NORM) e->prog.steps[i].u.gnorm.workspace = e->gn_workspace;
   }
   if (e->options.autotune) {
     /* Time cuBLASLt's candidates for each GEMM shape on the real buffers of its first use. */

@@ -28,12 +28,12 @@ static qd_status_t qd_ck_seal_key_(qd_cuda_kernel_t* k, const char* template_nam
   return QD_OK;
 }
 
-/* A template kernel with at most one define set (the others at their documented defaults). */
-static qd_status_t qd_ck_template_(qd_cuda_kernel_target_t t, const char* template_name, const char* function,
-                                   const char* name, int value, qd_cuda_kernel_t* k) {
+/* A template kernel with `count` defines set (the others at their documented defaults). */
+static qd_status_t qd_ck_template_defs_(qd_cuda_kernel_target_t t, const char* template_name, const char* function,
+                                        const qd_kernel_define_t* defs, size_t count, qd_cuda_kernel_t* k) {
   memset(k, 0, sizeof *k);
   QD_TRY(qd_kernel_config_init(template_name, &k->config));
-  if (name) QD_TRY(qd_kernel_config_set(&k->config, name, value));
+  for (size_t i = 0; i < count; i++) QD_TRY(qd_kernel_config_set(&k->config, defs[i].name, defs[i].value));
   qd_kernel_variant_t v;
   qd_kernel_config_variant(&k->config, function, &v);
   if (qd_kernel_variant_format(&v, k->key, sizeof k->key) >= sizeof k->key)
@@ -42,6 +42,13 @@ static qd_status_t qd_ck_template_(qd_cuda_kernel_target_t t, const char* templa
   k->function = function;
   qd_ck_arch_(t, k);
   return qd_ck_seal_key_(k, template_name);
+}
+
+/* A template kernel with at most one define set. */
+static qd_status_t qd_ck_template_(qd_cuda_kernel_target_t t, const char* template_name, const char* function,
+                                   const char* name, int value, qd_cuda_kernel_t* k) {
+  qd_kernel_define_t d = {name, value};
+  return qd_ck_template_defs_(t, template_name, function, &d, name ? 1 : 0, k);
 }
 
 /* The attention kernel: wgmma (sm_90a) on Hopper cubins where its constraints hold, the mma kernel elsewhere and
@@ -88,6 +95,9 @@ qd_status_t qd_cuda_node_kernel(const qd_graph_t* g, const qd_cuda_lowering_t* l
       return qd_ck_template_(t, "qk_norm_rope.cu", "qd_qk_norm_rope", "QKR_HEAD_DIM",
                              (int)n->attrs[QD_ROPE_HEAD_DIM].i, k);
     case QD_CUDA_PATTERN_LINEAR_GELU: lin = &g->nodes[g->values[n->inputs[0]].producer]; break;
+    case QD_CUDA_PATTERN_GROUP_NORM_SILU:
+      *out_has = true;
+      return qd_ck_template_(t, "image_ops.cu", "qd_group_norm_stats", "GN_SILU", 1, k);
     default: if (n->op == QD_OP_LINEAR) lin = n; break;
   }
   if (lin) {
@@ -118,8 +128,56 @@ qd_status_t qd_cuda_node_kernel(const qd_graph_t* g, const qd_cuda_lowering_t* l
       return qd_ck_template_(t, "elementwise.cu", "qd_ew_binary", "EW_BINOP", n->op == QD_OP_ADD ? 0 : 1, k);
     case QD_OP_ATTENTION: {
       int64_t h = n->attrs[QD_ATTN_HEADS].i, d = g->values[n->inputs[0]].shape.dims[2] / h;
+      bool causal = n->attrs[QD_ATTN_CAUSAL].i != 0, bias = n->input_count > 3;
       *out_has = true;
-      return qd_ck_attention_(t, (int)d, n->attrs[QD_ATTN_CAUSAL].i != 0, n->input_count > 3, k);
+      /* An additive bias (T5's, bf16) or a head wider than 256 (the VAE's 512): the masked kernel. */
+      if (bias || d > 256) {
+        qd_kernel_define_t defs[7] = {{"HEAD_DIM", (int)d}, {"ATT_BIAS", bias ? 1 : 0}, {"ATT_CAUSAL", causal}};
+        size_t count = 3;
+        if (d > 256) {
+          /* Wide heads split each row group over two warps and take 32-key tiles; the stages and row groups fit
+           * the target's shared memory per block (the template's examples: 198 KiB on sm_90, 134 KiB on sm_80,
+           * 99 KiB on sm_86/89 and for PTX, which may run on any of them). */
+          bool sm90 = !t.ptx && t.cc >= 90, sm80 = !t.ptx && t.cc == 80;
+          defs[count++] = (qd_kernel_define_t){"ATT_WARPS_D", 2};
+          defs[count++] = (qd_kernel_define_t){"ATT_BLOCK_N", 32};
+          defs[count++] = (qd_kernel_define_t){"ATT_WARPS_M", sm90 || sm80 ? 4 : 2};
+          defs[count++] = (qd_kernel_define_t){"ATT_STAGES", sm90 ? 2 : 1};
+        }
+        return qd_ck_template_defs_(t, "attention_masked.cu", "qd_attention_masked", defs, count, k);
+      }
+      return qd_ck_attention_(t, (int)d, causal, false, k);
+    }
+    case QD_OP_EMBEDDING:
+      *out_has = true;
+      return qd_ck_template_(t, "text_ops.cu", "qd_embedding", NULL, 0, k);
+    case QD_OP_ARANGE:
+      *out_has = true;
+      return qd_ck_template_(t, "text_ops.cu", "qd_arange", NULL, 0, k);
+    case QD_OP_EOS_POOL:
+      *out_has = true;
+      return qd_ck_template_(t, "text_ops.cu", "qd_eos_pool", NULL, 0, k);
+    case QD_OP_T5_RELATIVE_BIAS:
+      *out_has = true;
+      return qd_ck_template_(t, "text_ops.cu", "qd_t5_relative_bias", NULL, 0, k);
+    case QD_OP_GROUP_NORM:
+      /* qd_group_norm_stats, with qd_group_norm_apply from the same image; GN_SILU when a silu is fused. */
+      *out_has = true;
+      return qd_ck_template_(t, "image_ops.cu", "qd_group_norm_stats", "GN_SILU", 0, k);
+    case QD_OP_UPSAMPLE_NEAREST:
+      *out_has = true;
+      return qd_ck_template_(t, "image_ops.cu", "qd_upsample_nearest", NULL, 0, k);
+    case QD_OP_AFFINE:
+      *out_has = true;
+      return qd_ck_template_(t, "image_ops.cu", "qd_affine", NULL, 0, k);
+    case QD_OP_PERMUTE:
+      *out_has = true;
+      return qd_ck_template_(t, "image_ops.cu", "qd_permute", NULL, 0, k);
+    case QD_OP_CONV2D: {
+      qd_kernel_define_t defs[] = {{"CONV_K", (int)n->attrs[QD_CONV_KERNEL].i},
+                                   {"CONV_STRIDE", (int)n->attrs[QD_CONV_STRIDE].i}};
+      *out_has = true;
+      return qd_ck_template_defs_(t, "conv2d.cu", "qd_conv2d", defs, 2, k);
     }
     case QD_OP_TIMESTEP_EMBEDDING:
       *out_has = true;
@@ -131,7 +189,13 @@ qd_status_t qd_cuda_node_kernel(const qd_graph_t* g, const qd_cuda_lowering_t* l
     case QD_OP_CONCAT:
       *out_has = true;
       return qd_ck_template_(t, "small_ops.cu", "qd_copy_rows", NULL, 0, k);
-    case QD_OP_ALIAS: return QD_OK; /* a device copy */
+    case QD_OP_LAYER_NORM:
+    case QD_OP_RMS_NORM:
+      *out_has = true;
+      return qd_ck_template_defs_(t, "layernorm_modulate.cu", "qd_layer_norm",
+                                  (qd_kernel_define_t[]){{"LN_MODULATE", 0}, {"LN_RMS", n->op == QD_OP_RMS_NORM}}, 2, k);
+    case QD_OP_ALIAS:
+    case QD_OP_RESHAPE: return QD_OK; /* a view, or a device copy */
     default:
       /* The executor rejects the op too ("is not lowered"); saying so here lets qdc and qdrun --check know. */
       return QD_ERR(UNSUPPORTED, INTERNAL, "op '%s' is not lowered on the CUDA executor", qd_op_name(n->op));

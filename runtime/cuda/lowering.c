@@ -64,7 +64,8 @@ static void qd_group_(qd_cuda_lowering_t* l, const qd_graph_t* g, const int32_t*
 static void qd_find_views_(qd_cuda_lowering_t* l, const qd_graph_t* g) {
   for (int32_t i = 0; i < g->node_count; i++) {
     const qd_node_t* n = &g->nodes[i];
-    if (l->role[i] != QD_CUDA_SINGLE || (n->op != QD_OP_SLICE && n->op != QD_OP_ALIAS)) continue;
+    if (l->role[i] != QD_CUDA_SINGLE || (n->op != QD_OP_SLICE && n->op != QD_OP_ALIAS && n->op != QD_OP_RESHAPE))
+      continue;
     int32_t x = n->inputs[0], y = n->output;
     if (l->virtual_value[x] || l->virtual_value[y] || l->storage[x] != l->storage[y]) continue;
     uint64_t offset = 0;
@@ -131,6 +132,10 @@ qd_status_t qd_cuda_lowering_create(const qd_graph_t* g, bool gelu_epilogue, qd_
       if (p >= 0 && g->nodes[p].op == QD_OP_LAYER_NORM && !g->nodes[p].attrs[QD_NORM_AFFINE].i &&
           qd_sole_reader_(g, n->inputs[0], 0) == i)
         qd_group_(l, g, &p, 1, i, QD_CUDA_PATTERN_LN_MODULATE);
+    } else if (n->op == QD_OP_SILU) {
+      int32_t p = g->values[n->inputs[0]].producer;
+      if (p >= 0 && g->nodes[p].op == QD_OP_GROUP_NORM && qd_sole_reader_(g, n->inputs[0], 0) == i)
+        qd_group_(l, g, &p, 1, i, QD_CUDA_PATTERN_GROUP_NORM_SILU);
     } else if (n->op == QD_OP_GELU_TANH && gelu_epilogue) {
       int32_t p = g->values[n->inputs[0]].producer;
       if (p >= 0 && g->nodes[p].op == QD_OP_LINEAR && g->nodes[p].weights[QD_WEIGHT_SLOT_BIAS] >= 0 &&

@@ -6,6 +6,7 @@
  *   layer_norm (no affine) -> modulate                       layernorm_modulate kernel
  *   linear (with bias) -> gelu_tanh                         cuBLASLt GELU_BIAS epilogue
  *   rms_norm -> rope                                        qk_norm_rope kernel
+ *   group_norm -> silu                                      group norm kernel with GN_SILU (the VAE's resnets)
  *   rms_norm, rms_norm, ... -> concat (axis 1) -> rope       one qk_norm_rope per part, writing its rows of the
  *                                                           rope's output (FLUX's joint attention: no concat copy)
  * A group applies only when every intermediate value is read by the next node of the group alone and is not a
@@ -13,7 +14,7 @@
  * until the group's last node, where the fused kernel reads them.
  *
  * Views: a slice whose bytes are contiguous in its input (every axis before the sliced one has extent 1, as the
- * adaLN chunks and the text/image halves of a batch-1 step) and an alias are views: they name bytes of their input
+ * adaLN chunks and the text/image halves of a batch-1 step), an alias and a reshape are views: they name bytes of their input
  * at an offset, take no arena bytes and launch nothing, and their input lives as long as the view is read. A view
  * has its input's storage type; a slice that would change it (fp32 position ids read as bf16) stays a copy.
  *
@@ -38,6 +39,7 @@ typedef enum qd_cuda_pattern {
   QD_CUDA_PATTERN_LINEAR_GELU,
   QD_CUDA_PATTERN_NORM_ROPE,
   QD_CUDA_PATTERN_NORM_CONCAT_ROPE,
+  QD_CUDA_PATTERN_GROUP_NORM_SILU,
 } qd_cuda_pattern_t;
 
 typedef struct qd_cuda_lowering {

@@ -1,15 +1,20 @@
-/* The text-to-image pipeline on the CPU: FluxPipeline.__call__ over a plan's four programs (include/qd/generator.h).
+/* The text-to-image pipeline: FluxPipeline.__call__ over a plan's four programs (include/qd/generator.h), on the
+ * CPU (qd_cpu_execute on the plan's weights, dequantized to fp32 once, at create) or on a CUDA GPU (one executor
+ * per component, runtime/cuda/executor.h, created at the first generation that needs it).
  *
- * Phases, each a component run with qd_cpu_execute on the plan's weights (dequantized once, at create):
+ * Phases:
  *   tokenize  the prompt through CLIP's and T5's tokenizers (TOKN "tokenizer", "tokenizer_2"), padded to each
  *             encoder's length;
  *   encode    "text_encoder" (CLIP) gives the pooled embedding, "text_encoder_2" (T5) the token embeddings; both
  *             run once per prompt when the plan has them at batch 1, and their rows are repeated for the batch
  *             (num_images_per_prompt), as FluxPipeline repeats them;
- *   denoise   seeded noise, then per step "transformer" (velocity) and an Euler step (sampler.c);
+ *   denoise   seeded noise, then per step "transformer" (velocity) and an Euler step (sampler.c); on CUDA the
+ *             text states, pooled embedding, guidance and position ids are set once, the conditioning of every
+ *             step is computed once (runtime/cuda/hoist.h), and each step uploads only the latents;
  *   decode    "vae" (which unpacks and de-normalizes the latents itself), then 8-bit postprocessing (png.c).
- * Each component's program is instantiated for the resolution a generation needs and kept until another is asked
- * for. */
+ * Each component's program (and on CUDA its executor) is instantiated for the resolution a generation needs and
+ * kept until another is asked for; with QD_OFFLOAD_MODEL a CUDA executor is destroyed after its phase, so only one
+ * component's weights are on the GPU at a time (each generation uploads them again). */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -20,6 +25,8 @@
 #include "qd/tokenizer.h"
 #include "qd/version.h"
 #include "runtime/cpu/executor.h"
+#include "runtime/cuda/executor.h"
+#include "runtime/cuda_driver.h"
 #include "runtime/pipeline/generator_internal.h"
 #include "runtime/pipeline/latents.h"
 #include "runtime/pipeline/png.h"
@@ -34,10 +41,11 @@ static const char* const qd_gen_roles_[QD_GEN_COUNT] = {"the CLIP text encoder",
 static const char* const qd_gen_tok_sections_[2] = {"tokenizer", "tokenizer_2"};
 
 typedef struct qd_gen_component {
-  int32_t index;      /* in the plan */
-  float** weights;    /* fp32, indexed like the program's weights */
-  qd_graph_t* graph;  /* instantiated for `resolution` */
-  int32_t resolution; /* -1: none yet */
+  int32_t index;           /* in the plan */
+  float** weights;         /* CPU: fp32, indexed like the program's weights */
+  qd_graph_t* graph;       /* instantiated for `resolution` */
+  int32_t resolution;      /* -1: none yet */
+  qd_cuda_executor_t* exec; /* CUDA: for `resolution`; NULL until a generation needs it */
 } qd_gen_component_t;
 
 struct qd_generator {
@@ -94,6 +102,8 @@ void qd_generator_resolution(const qd_generator_t* g, int32_t i, int32_t* w, int
 static qd_status_t qd_gen_use_resolution_(qd_generator_t* g, int c, int32_t res) {
   qd_gen_component_t* comp = &g->comps[c];
   if (comp->resolution == res) return QD_OK;
+  qd_cuda_executor_destroy(comp->exec);
+  comp->exec = NULL;
   qd_graph_destroy(comp->graph);
   comp->graph = NULL;
   comp->resolution = -1;
@@ -240,8 +250,54 @@ typedef struct qd_gen_input {
   const void* data;
 } qd_gen_input_t;
 
+/* The component's CUDA executor for its current resolution, created on first use (weights uploaded, kernels loaded;
+ * the time goes to *load_seconds). The transformer's hoists its conditioning out of the step. */
+static qd_status_t qd_gen_executor_(qd_generator_t* g, int c, double* load_seconds, qd_cuda_executor_t** out) {
+  qd_gen_component_t* comp = &g->comps[c];
+  if (!comp->exec) {
+    double t0 = qd_now_seconds();
+    qd_cuda_executor_options_t o;
+    qd_cuda_executor_options_default(&o);
+    o.device = g->options.device_index;
+    if (c == QD_GEN_TRANSFORMER) {
+      o.hoist_state_input = "hidden_states";
+      o.hoist_step_input = "timestep";
+    }
+    QD_TRY_CTX(qd_cuda_executor_create(g->plan, comp->index, comp->resolution, &o, g->allocator, &comp->exec),
+               "preparing '%s' (%s) on the GPU", qd_gen_names_[c], qd_gen_roles_[c]);
+    *load_seconds += qd_now_seconds() - t0;
+  }
+  *out = comp->exec;
+  return QD_OK;
+}
+
+/* After a component's phase: with model offload its executor goes (weights and activations leave the GPU). */
+static void qd_gen_phase_done_(qd_generator_t* g, int c) {
+  if (g->options.offload != QD_OFFLOAD_MODEL) return;
+  qd_cuda_executor_destroy(g->comps[c].exec);
+  g->comps[c].exec = NULL;
+}
+
+/* The tensor of graph input `v` over caller data (host, the graph's type: F32 for floating inputs). */
+static qd_tensor_t qd_gen_tensor_(const qd_value_t* v, const void* data) {
+  uint64_t bytes = 0;
+  qd_dtype_bytes_for(v->dtype, (uint64_t)qd_shape_numel(&v->shape), &bytes);
+  return (qd_tensor_t){v->dtype, v->shape, (void*)data, (size_t)bytes};
+}
+
+/* Sets the executor's input `name` when the program has it (a program may lack guidance). */
+static qd_status_t qd_gen_cuda_input_(qd_cuda_executor_t* e, const char* name, const void* data) {
+  const qd_graph_t* gr = qd_cuda_executor_graph(e);
+  for (int32_t i = 0; i < gr->input_count; i++)
+    if (strcmp(gr->values[gr->inputs[i]].name, name) == 0) {
+      qd_tensor_t t = qd_gen_tensor_(&gr->values[gr->inputs[i]], data);
+      return qd_cuda_executor_set_input(e, i, &t);
+    }
+  return QD_OK;
+}
+
 static qd_status_t qd_gen_run_(qd_generator_t* g, int c, const qd_gen_input_t* in, int32_t n, qd_tensor_t* outputs,
-                               int32_t output_capacity) {
+                               int32_t output_capacity, double* load_seconds) {
   const qd_graph_t* gr = g->comps[c].graph;
   qd_tensor_t tensors[16];
   if (gr->input_count > 16 || gr->output_count > output_capacity)
@@ -257,9 +313,15 @@ static qd_status_t qd_gen_run_(qd_generator_t* g, int c, const qd_gen_input_t* i
       return QD_ERR(BAD_INPUT, PIPELINE_COMPONENTS_DISAGREE, "%s: component '%s' (%s) takes an input '%s' that "
                     "FluxPipeline does not give it", qd_plan_path(g->plan), qd_gen_names_[c], qd_gen_roles_[c],
                     v->name);
-    uint64_t bytes = 0;
-    qd_dtype_bytes_for(v->dtype, (uint64_t)qd_shape_numel(&v->shape), &bytes);
-    tensors[i] = (qd_tensor_t){v->dtype, v->shape, (void*)data, (size_t)bytes};
+    tensors[i] = qd_gen_tensor_(v, data);
+  }
+  if (g->options.device == QD_GENERATOR_DEVICE_CUDA) {
+    qd_cuda_executor_t* e;
+    QD_TRY(qd_gen_executor_(g, c, load_seconds, &e));
+    for (int32_t i = 0; i < gr->input_count; i++) QD_TRY(qd_cuda_executor_set_input(e, i, &tensors[i]));
+    QD_TRY_CTX(qd_cuda_executor_run(e), "running '%s' (%s) on the GPU", qd_gen_names_[c], qd_gen_roles_[c]);
+    for (int32_t o = 0; o < gr->output_count; o++) QD_TRY(qd_cuda_executor_get_output(e, o, &outputs[o]));
+    return QD_OK;
   }
   qd_cpu_run_options_t opts = {g->pool, NULL, NULL};
   QD_TRY_CTX(qd_cpu_execute(gr, (const float* const*)g->comps[c].weights, tensors, outputs, &opts, g->allocator),
@@ -272,6 +334,7 @@ static qd_status_t qd_gen_run_(qd_generator_t* g, int c, const qd_gen_input_t* i
 void qd_generator_destroy(qd_generator_t* g) {
   if (!g) return;
   for (int c = 0; c < QD_GEN_COUNT; c++) {
+    qd_cuda_executor_destroy(g->comps[c].exec);
     qd_graph_destroy(g->comps[c].graph);
     if (g->comps[c].weights) qd_plan_weights_f32_free(g->plan, g->comps[c].index, g->allocator, g->comps[c].weights);
   }
@@ -345,14 +408,29 @@ qd_status_t qd_generator_create(const qd_plan_t* plan, const qd_generator_option
     o = *options;
   else
     qd_generator_options_init(&o);
-  if (o.device == QD_GENERATOR_DEVICE_CUDA)
-    return QD_ERR(UNSUPPORTED, PIPELINE_DEVICE, "%s: generating on CUDA is not available yet; use the CPU device",
-                  qd_plan_path(plan));
-  if (o.device != QD_GENERATOR_DEVICE_CPU)
+  if (o.device != QD_GENERATOR_DEVICE_CPU && o.device != QD_GENERATOR_DEVICE_CUDA)
     return QD_ERR(INVALID_ARGUMENT, PIPELINE_DEVICE, "device %d is neither CPU (0) nor CUDA (1)", (int)o.device);
   if ((int)o.offload < QD_OFFLOAD_NONE || (int)o.offload > QD_OFFLOAD_SEQUENTIAL)
     return QD_ERR(INVALID_ARGUMENT, PIPELINE_OPTIONS, "offload mode %d is not one of none (0), model (1), group (2), "
                   "sequential (3)", (int)o.offload);
+  static const char* const offload_names[] = {"none", "model", "group", "sequential"};
+  if (o.device == QD_GENERATOR_DEVICE_CPU && o.offload != QD_OFFLOAD_NONE)
+    return QD_ERR(INVALID_ARGUMENT, PIPELINE_OPTIONS, "offload '%s' applies to CUDA generation; the CPU keeps every "
+                  "weight in host memory", offload_names[o.offload]);
+  if (o.device == QD_GENERATOR_DEVICE_CUDA && o.offload > QD_OFFLOAD_MODEL)
+    return QD_ERR(UNSUPPORTED, PIPELINE_OPTIONS, "offload '%s' is not available yet; 'none' and 'model' are",
+                  offload_names[o.offload]);
+  if (o.device == QD_GENERATOR_DEVICE_CUDA) {
+    /* Fail here, not at the first generation, on a machine without a usable GPU. */
+    const qd_cuda_driver_t* cu;
+    qd_status_t ds = qd_cuda_driver_load(&cu);
+    int count = 0;
+    if (!ds) ds = QD_CU_STATUS(cu->cuDeviceGetCount(&count));
+    if (!ds && (o.device_index < 0 || o.device_index >= count))
+      ds = QD_ERR(INVALID_ARGUMENT, PIPELINE_DEVICE, "CUDA device %d does not exist; this machine has %d",
+                  o.device_index, count);
+    if (ds) return qd_status_annotate(ds, "%s: generating on CUDA", qd_plan_path(plan));
+  }
   if (o.threads < 0 || o.threads > 1024)
     return QD_ERR(INVALID_ARGUMENT, PIPELINE_OPTIONS, "%d CPU threads; expected 1 to 1024, or 0 for one per core",
                   o.threads);
@@ -373,7 +451,7 @@ qd_status_t qd_generator_create(const qd_plan_t* plan, const qd_generator_option
   }
   if (!s) g->guidance = qd_gen_input_(g->comps[QD_GEN_TRANSFORMER].graph, "guidance") != NULL;
   if (!s) s = qd_gen_scheduler_(g);
-  for (int c = 0; c < QD_GEN_COUNT && !s; c++) {
+  for (int c = 0; c < QD_GEN_COUNT && !s && o.device == QD_GENERATOR_DEVICE_CPU; c++) {
     s = qd_plan_weights_f32(plan, g->comps[c].index, a, &g->comps[c].weights);
     if (s) s = qd_status_annotate(s, "reading the weights of '%s'", qd_gen_names_[c]);
   }
@@ -437,8 +515,8 @@ static qd_status_t qd_gen_check_params_(const qd_generator_t* g, const qd_genera
 
 /* Buffers of one generation, freed together. */
 typedef struct qd_gen_buffers {
-  size_t sizes[12];
-  void* ptrs[12];
+  size_t sizes[16];
+  void* ptrs[16];
   int count;
 } qd_gen_buffers_t;
 
@@ -489,6 +567,7 @@ qd_status_t qd_generator_generate(qd_generator_t* g, const qd_generate_params_t*
   const qd_graph_t* clip = g->comps[QD_GEN_CLIP].graph;
   const qd_graph_t* t5 = g->comps[QD_GEN_T5].graph;
   qd_status_t s = QD_OK;
+  double load_s = 0; /* creating CUDA executors in this call */
 
   /* tokenize */
   double t0 = qd_now_seconds();
@@ -518,8 +597,10 @@ qd_status_t qd_generator_generate(qd_generator_t* g, const qd_generate_params_t*
   qd_gen_output_(t5, "last_hidden_state", &hidden_out);
   qd_gen_input_t clip_inputs[] = {{"input_ids", clip_in}};
   qd_gen_input_t t5_inputs[] = {{"input_ids", t5_in}};
-  QD_CHECK_GOTO(s, qd_gen_run_(g, QD_GEN_CLIP, clip_inputs, 1, outs[0], 4), done);
-  QD_CHECK_GOTO(s, qd_gen_run_(g, QD_GEN_T5, t5_inputs, 1, outs[1], 4), done);
+  QD_CHECK_GOTO(s, qd_gen_run_(g, QD_GEN_CLIP, clip_inputs, 1, outs[0], 4, &load_s), done);
+  qd_gen_phase_done_(g, QD_GEN_CLIP);
+  QD_CHECK_GOTO(s, qd_gen_run_(g, QD_GEN_T5, t5_inputs, 1, outs[1], 4, &load_s), done);
+  qd_gen_phase_done_(g, QD_GEN_T5);
   const float* pooled1 = outs[0][pooled_out].data;
   const float* hidden1 = outs[1][hidden_out].data;
   if (g->trace.embeddings)
@@ -533,7 +614,7 @@ qd_status_t qd_generator_generate(qd_generator_t* g, const qd_generate_params_t*
   qd_gen_repeat_(hidden1, sh.t5_batch, sh.batch, sh.txt_tokens * sh.joint_dim, prompt_embeds);
   for (int k = 0; k < 2; k++)
     for (int32_t o = 0; o < 4; o++) qd_tensor_free(g->allocator, &outs[k][o]);
-  double t2 = qd_now_seconds();
+  double t2 = qd_now_seconds(), load_encode = load_s;
 
   /* denoise */
   int64_t grid_w = width / 16, grid_h = height / 16;
@@ -559,12 +640,37 @@ qd_status_t qd_generator_generate(qd_generator_t* g, const qd_generate_params_t*
                                 {"pooled_projections", pooled}, {"timestep", tvec}, {"guidance", gvec},
                                 {"img_ids", img_ids}, {"txt_ids", txt_ids}};
   qd_progress_t prog;
+  qd_cuda_executor_t* tr = NULL;
+  bool hoisted = false;
+  if (g->options.device == QD_GENERATOR_DEVICE_CUDA) {
+    /* What stays the same for every step is set once; the timestep of every step goes in with the conditioning. */
+    QD_CHECK_GOTO(s, qd_gen_executor_(g, QD_GEN_TRANSFORMER, &load_s, &tr), done);
+    for (size_t k = 1; k < sizeof tr_inputs / sizeof tr_inputs[0]; k++)
+      QD_CHECK_GOTO(s, qd_gen_cuda_input_(tr, tr_inputs[k].name, tr_inputs[k].data), done);
+    qd_cuda_hoisting_t ho;
+    qd_cuda_executor_hoisting(tr, &ho);
+    hoisted = ho.nodes > 0;
+    if (hoisted) {
+      float* all_t = NULL;
+      QD_CHECK_GOTO(s, qd_gen_alloc_(g, &buf, (size_t)(steps * sh.batch) * sizeof(float), (void**)&all_t), done);
+      for (int32_t i = 0; i < steps; i++)
+        for (int64_t b = 0; b < sh.batch; b++) all_t[i * sh.batch + b] = model_t[i];
+      QD_CHECK_GOTO(s, qd_cuda_executor_prepare_steps(tr, steps, all_t), done);
+    }
+  }
   qd_progress_begin(&prog, p->progress, "denoise", (uint64_t)steps, "steps");
   for (int32_t i = 0; i < steps && !s; i++) {
     for (int64_t b = 0; b < sh.batch; b++) tvec[b] = model_t[i];
     qd_tensor_t v[1];
     memset(v, 0, sizeof v);
-    s = qd_gen_run_(g, QD_GEN_TRANSFORMER, tr_inputs, 7, v, 1);
+    if (tr) {
+      s = qd_gen_cuda_input_(tr, "hidden_states", latents);
+      if (!s) s = hoisted ? qd_cuda_executor_select_step(tr, i) : qd_gen_cuda_input_(tr, "timestep", tvec);
+      if (!s) s = qd_cuda_executor_run(tr);
+      if (!s) s = qd_cuda_executor_get_output(tr, 0, &v[0]);
+    } else {
+      s = qd_gen_run_(g, QD_GEN_TRANSFORMER, tr_inputs, 7, v, 1, &load_s);
+    }
     if (s) break;
     qd_euler_step(latents, v[0].data, nlat, sigmas[i], sigmas[i + 1]);
     qd_tensor_free(g->allocator, &v[0]);
@@ -574,13 +680,15 @@ qd_status_t qd_generator_generate(qd_generator_t* g, const qd_generate_params_t*
   }
   qd_progress_end(&prog);
   if (s) goto done;
-  double t3 = qd_now_seconds();
+  qd_gen_phase_done_(g, QD_GEN_TRANSFORMER);
+  double t3 = qd_now_seconds(), load_denoise = load_s;
 
   /* decode */
   qd_gen_input_t vae_inputs[] = {{"latents", latents}};
   qd_tensor_t image[1];
   memset(image, 0, sizeof image);
-  QD_CHECK_GOTO(s, qd_gen_run_(g, QD_GEN_VAE, vae_inputs, 1, image, 1), done);
+  QD_CHECK_GOTO(s, qd_gen_run_(g, QD_GEN_VAE, vae_inputs, 1, image, 1, &load_s), done);
+  qd_gen_phase_done_(g, QD_GEN_VAE);
   if (g->trace.image) g->trace.image(g->trace.user, image[0].data, (size_t)qd_shape_numel(&image[0].shape));
   r.width = width;
   r.height = height;
@@ -598,10 +706,12 @@ qd_status_t qd_generator_generate(qd_generator_t* g, const qd_generate_params_t*
   qd_tensor_free(g->allocator, &image[0]);
   if (s) goto done;
   double t4 = qd_now_seconds();
+  /* Executor creation is its own phase, taken out of the phase it happened in. */
   r.seconds_tokenize = t1 - t0;
-  r.seconds_encode = t2 - t1;
-  r.seconds_denoise = t3 - t2;
-  r.seconds_decode = t4 - t3;
+  r.seconds_encode = t2 - t1 - load_encode;
+  r.seconds_denoise = t3 - t2 - (load_denoise - load_encode);
+  r.seconds_decode = t4 - t3 - (load_s - load_denoise);
+  r.seconds_load = load_s;
 
 done:
   for (int k = 0; k < 2; k++)

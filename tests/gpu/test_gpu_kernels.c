@@ -366,6 +366,14 @@ static void test_layernorm(void) {
   if (!selected("layernorm_modulate.cu", "qd_layernorm_modulate qd_layer_norm")) return;
   static variant_t vs[MAX_VARIANTS];
   size_t nv = variants_build("layernorm_modulate.cu", NULL, 0, vs);
+  /* The plain RMS norm T5 runs (LN_MODULATE=0 with LN_RMS=1) changes two parameters at once. */
+  if (nv < MAX_VARIANTS) {
+    vs[nv].cfg = vs[0].cfg;
+    MUST(qd_kernel_config_set(&vs[nv].cfg, "LN_MODULATE", 0));
+    MUST(qd_kernel_config_set(&vs[nv].cfg, "LN_RMS", 1));
+    snprintf(vs[nv].label, sizeof vs[nv].label, "LN_MODULATE=0 LN_RMS=1");
+    variant_load(&vs[nv++]);
+  }
   const struct {
     int64_t b, s, c;
     bool bench;
@@ -392,10 +400,17 @@ static void test_layernorm(void) {
     float* want_mod = malloc(sizeof(float) * n);
     float* want_affine = malloc(sizeof(float) * n);
     float* want_plain = malloc(sizeof(float) * n);
+    float* rms_norm = malloc(sizeof(float) * n);
+    float* want_rms_mod = malloc(sizeof(float) * n);
+    float* want_rms_affine = malloc(sizeof(float) * n);
     qd_ref_layer_norm(pool, xf, NULL, NULL, norm, R, C, 1e-6f);
     qd_ref_modulate(pool, norm, shift, scale, want_mod, B, S, C);
     qd_ref_layer_norm(pool, xf, wf, bf, want_affine, R, C, 1e-5f);
     memcpy(want_plain, norm, sizeof(float) * n);
+    /* LN_RMS: RMS norm (T5 has a weight and no bias); its affine variants run with the weight only. */
+    qd_ref_rms_norm(pool, xf, NULL, rms_norm, R, C, 1e-6f);
+    qd_ref_modulate(pool, rms_norm, shift, scale, want_rms_mod, B, S, C);
+    qd_ref_rms_norm(pool, xf, wf, want_rms_affine, R, C, 1e-5f);
     dbuf_t x = dnew(xh, n * 2), mod = dnew(modh, (size_t)(B * 6 * C) * 2), w = dnew(wh, (size_t)C * 2),
            bb = dnew(bh, (size_t)C * 2), y = dalloc(n * 2);
     uint16_t* got_h = malloc(n * 2);
@@ -403,8 +418,9 @@ static void test_layernorm(void) {
     char shape[64];
     snprintf(shape, sizeof shape, "B=%lld S=%lld C=%lld", (long long)B, (long long)S, (long long)C);
     for (size_t vi = 0; vi < nv; vi++) {
-      const bool modulate = cfg_value(&vs[vi].cfg, "LN_MODULATE") == 1;
-      const char* kname = modulate ? "layernorm_modulate" : "layer_norm";
+      const bool modulate = cfg_value(&vs[vi].cfg, "LN_MODULATE") == 1, rms = cfg_value(&vs[vi].cfg, "LN_RMS") == 1;
+      const char* kname = rms ? (modulate ? "rmsnorm_modulate" : "rms_norm") : modulate ? "layernorm_modulate"
+                                                                                        : "layer_norm";
       /* Plain variants run affine (w, b) on even shapes and without affine on odd ones. */
       const bool affine = !modulate && si % 2 == 0;
       ln_ctx_t c = {{.y = y.ptr, .x = x.ptr, .rows = R, .tokens = S, .cols = C, .eps = modulate ? 1e-6f : 1e-5f}};
@@ -414,20 +430,23 @@ static void test_layernorm(void) {
         c.a.mod_stride = 6 * C;
       } else if (affine) {
         c.a.weight = w.ptr;
-        c.a.bias = bb.ptr;
+        c.a.bias = rms ? 0 : bb.ptr;
       } else {
         c.a.eps = 1e-6f;
       }
       if (!run_case(ln_launch, &vs[vi], &c, &y, C % cfg_value(&vs[vi].cfg, "LN_VEC") != 0, kname, shape)) continue;
       ddownload(&y, got_h, n * 2);
       bf16_to_f32_array(got_h, got, n);
-      error_t_ e = compare(got, modulate ? want_mod : affine ? want_affine : want_plain, n);
+      const float* want = rms ? (modulate ? want_rms_mod : affine ? want_rms_affine : rms_norm)
+                              : modulate ? want_mod : affine ? want_affine : want_plain;
+      error_t_ e = compare(got, want, n);
       double us = shapes[si].bench ? time_us(ln_launch, &vs[vi], &c) : 0;
       report(kname, &vs[vi], shape, false, true, e, dguards_ok(&y), us, 4.0 * (double)n);
     }
     dfree(&x), dfree(&mod), dfree(&w), dfree(&bb), dfree(&y);
     free(xh), free(xf), free(modh), free(modf), free(wh), free(wf), free(bh), free(bf), free(shift), free(scale);
     free(norm), free(want_mod), free(want_affine), free(want_plain), free(got_h), free(got);
+    free(rms_norm), free(want_rms_mod), free(want_rms_affine);
   }
   variants_free(vs, nv);
 }
