@@ -4,9 +4,10 @@
 
 #include <limits.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+
+#include "runtime/cuda/launch_checks.h"
 
 static const char* const qd_ki_templates_[QD_IMAGE_OP_COUNT_] = {
     [QD_IMAGE_GROUP_NORM_STATS] = "image_ops.cu", [QD_IMAGE_GROUP_NORM_APPLY] = "image_ops.cu",
@@ -35,79 +36,12 @@ const char* qd_image_kernel_function_name(qd_image_kernel_op_t op, const qd_kern
   return qd_ki_functions_[op];
 }
 
-/* ---- checks (as runtime/cuda/kernels.c) ---------------------------------------------------------------------- */
+/* ---- checks (runtime/cuda/launch_checks.h) ------------------------------------------------------------------- */
 
 static qd_status_t qd_ki_begin_(qd_image_kernel_op_t op, const qd_kernel_function_t* fn,
                                 const qd_kernel_config_t* cfg) {
-  const char* tmpl = qd_image_kernel_template_name(op);
-  if (!fn || !cfg)
-    return QD_ERR(INVALID_ARGUMENT, INVALID_ARGUMENT, "launching a %s kernel without a function or configuration",
-                  tmpl);
-  const char* want = qd_image_kernel_function_name(op, cfg);
-  if (!want)
-    return QD_ERR(INVALID_ARGUMENT, INVALID_ARGUMENT, "a configuration of '%s' cannot launch a kernel of '%s'",
-                  cfg->template_name ? cfg->template_name : "(none)", tmpl);
-  if (strcmp(fn->name, want) != 0)
-    return QD_ERR(INVALID_ARGUMENT, INVALID_ARGUMENT, "function '%s' is not %s, the kernel this launch needs",
-                  fn->name[0] ? fn->name : "(unnamed)", want);
-  return QD_OK;
-}
-
-/* Reads parameters: qd_ki_params_(cfg, "A", &a, "B", &b, NULL). A configuration that lacks one, or holds a size
- * below 1, is refused: the grid math divides by them. */
-static qd_status_t qd_ki_params_(const qd_kernel_config_t* cfg, ...) {
-  va_list ap;
-  va_start(ap, cfg);
-  qd_status_t s = QD_OK;
-  for (const char* name; !s && (name = va_arg(ap, const char*)) != NULL;) {
-    int* out = va_arg(ap, int*);
-    const qd_kernel_param_t* p = qd_kernel_params_find(&cfg->params, name);
-    if (!p) {
-      s = QD_ERR(INVALID_ARGUMENT, INVALID_ARGUMENT,
-                 "the %s configuration has no %s; make configurations with qd_kernel_config_init", cfg->template_name,
-                 name);
-    } else {
-      *out = cfg->values[p - cfg->params.items];
-      if (p->kind != QD_KERNEL_PARAM_SELECT && *out < 1)
-        s = QD_ERR(INVALID_ARGUMENT, INVALID_ARGUMENT, "the %s configuration has %s=%d", cfg->template_name, name,
-                   *out);
-    }
-  }
-  va_end(ap);
-  return s;
-}
-
-static qd_status_t qd_ki_need_(const char* kernel, const char* what, CUdeviceptr p) {
-  if (p) return QD_OK;
-  return QD_ERR(INVALID_ARGUMENT, KERNEL_ARG_NULL, "%s: %s is missing (a null device pointer)", kernel, what);
-}
-
-static qd_status_t qd_ki_align_(const char* kernel, const char* what, CUdeviceptr p, uint64_t bytes, const char* why) {
-  if (p % bytes == 0) return QD_OK;
-  return QD_ERR(INVALID_ARGUMENT, KERNEL_ARG_ALIGNMENT,
-                "%s: %s (0x%llx) is not aligned to %llu bytes, which %s needs", kernel, what, (unsigned long long)p,
-                (unsigned long long)bytes, why);
-}
-
-/* lo <= v <= hi */
-static qd_status_t qd_ki_range_(const char* kernel, const char* what, int64_t v, int64_t lo, int64_t hi) {
-  if (v >= lo && v <= hi) return QD_OK;
-  return QD_ERR(INVALID_ARGUMENT, KERNEL_ARG_SHAPE, "%s: %s = %lld is outside [%lld, %lld]", kernel, what,
-                (long long)v, (long long)lo, (long long)hi);
-}
-
-static unsigned qd_ki_blocks_(int64_t work, int64_t per_block) {
-  int64_t b = (work + per_block - 1) / per_block;
-  return (unsigned)(b < 1 ? 1 : b);
-}
-
-static qd_kernel_dim3_t qd_ki_dim_(unsigned x) { return (qd_kernel_dim3_t){x, 1, 1}; }
-
-/* a * b, or -1 when it overflows int64 or a factor is negative. */
-static int64_t qd_ki_mul_(int64_t a, int64_t b) {
-  int64_t r;
-  if (a < 0 || b < 0 || __builtin_mul_overflow(a, b, &r)) return -1;
-  return r;
+  return qd_launch_check_begin(qd_image_kernel_template_name(op), qd_image_kernel_function_name(op, cfg), fn, cfg,
+                               false);
 }
 
 /* ---- image_ops.cu: group norm -------------------------------------------------------------------------------- */
@@ -119,20 +53,20 @@ typedef struct qd_ki_gn_ {
 /* The grid of both kernels; KERNEL_ARG_SHAPE for shapes they cannot take. */
 static qd_status_t qd_ki_gn_shape_(const char* k, int chunk, int64_t batch, int64_t channels, int64_t spatial,
                                    int64_t groups, qd_ki_gn_t_* out) {
-  QD_TRY(qd_ki_range_(k, "batch", batch, 1, INT_MAX));
-  QD_TRY(qd_ki_range_(k, "channels", channels, 1, INT_MAX));
-  QD_TRY(qd_ki_range_(k, "spatial", spatial, 1, INT_MAX));
-  QD_TRY(qd_ki_range_(k, "groups", groups, 1, channels));
+  QD_TRY(qd_launch_check_range(k, "batch", batch, 1, INT_MAX));
+  QD_TRY(qd_launch_check_range(k, "channels", channels, 1, INT_MAX));
+  QD_TRY(qd_launch_check_range(k, "spatial", spatial, 1, INT_MAX));
+  QD_TRY(qd_launch_check_range(k, "groups", groups, 1, channels));
   if (channels % groups != 0)
     return QD_ERR(INVALID_ARGUMENT, KERNEL_ARG_SHAPE, "%s: %lld groups do not divide %lld channels", k,
                   (long long)groups, (long long)channels);
-  const int64_t n = qd_ki_mul_(channels / groups, spatial);
+  const int64_t n = qd_launch_mul(channels / groups, spatial);
   if (n < 0 || n > INT_MAX)
     return QD_ERR(INVALID_ARGUMENT, KERNEL_ARG_SHAPE, "%s: a group of %lld channels x %lld positions reaches 2^31",
                   k, (long long)(channels / groups), (long long)spatial);
   out->n = n;
   out->chunks = (n + chunk - 1) / chunk;
-  out->blocks = qd_ki_mul_(qd_ki_mul_(batch, groups), out->chunks);
+  out->blocks = qd_launch_mul(qd_launch_mul(batch, groups), out->chunks);
   if (out->blocks < 0 || out->blocks > INT_MAX)
     return QD_ERR(INVALID_ARGUMENT, KERNEL_ARG_SHAPE, "%s: %lld x %lld groups of %lld chunks is too many blocks", k,
                   (long long)batch, (long long)groups, (long long)out->chunks);
@@ -143,7 +77,7 @@ uint64_t qd_group_norm_workspace_bytes(const qd_kernel_config_t* cfg, int64_t ba
                                        int64_t spatial, int64_t groups) {
   if (!cfg || !cfg->template_name || strcmp(cfg->template_name, "image_ops.cu") != 0) return 0;
   int threads, items, vec;
-  qd_status_t s = qd_ki_params_(cfg, "GN_THREADS", &threads, "GN_ITEMS", &items, "GN_VEC", &vec, NULL);
+  qd_status_t s = qd_launch_check_params(cfg, "GN_THREADS", &threads, "GN_ITEMS", &items, "GN_VEC", &vec, NULL);
   qd_ki_gn_t_ g;
   if (!s) s = qd_ki_gn_shape_("qd_group_norm", threads * items * vec, batch, channels, spatial, groups, &g);
   if (s) {
@@ -159,20 +93,20 @@ qd_status_t qd_launch_group_norm(const qd_kernel_function_t* stats, const qd_ker
   QD_TRY(qd_ki_begin_(QD_IMAGE_GROUP_NORM_APPLY, apply, cfg));
   const char* k = "qd_group_norm";
   int threads, items, vec;
-  QD_TRY(qd_ki_params_(cfg, "GN_THREADS", &threads, "GN_ITEMS", &items, "GN_VEC", &vec, NULL));
+  QD_TRY(qd_launch_check_params(cfg, "GN_THREADS", &threads, "GN_ITEMS", &items, "GN_VEC", &vec, NULL));
   if (!a) return QD_ERR(INVALID_ARGUMENT, KERNEL_ARG_NULL, "%s: no arguments", k);
-  QD_TRY(qd_ki_need_(k, "y", a->y));
-  QD_TRY(qd_ki_need_(k, "x", a->x));
-  QD_TRY(qd_ki_need_(k, "workspace", a->workspace));
+  QD_TRY(qd_launch_check_need(k, "y", a->y));
+  QD_TRY(qd_launch_check_need(k, "x", a->x));
+  QD_TRY(qd_launch_check_need(k, "workspace", a->workspace));
   qd_ki_gn_t_ g;
   QD_TRY(qd_ki_gn_shape_(k, threads * items * vec, a->batch, a->channels, a->spatial, a->groups, &g));
   if (!(a->eps > 0.0f) || !isfinite(a->eps))
     return QD_ERR(INVALID_ARGUMENT, KERNEL_ARG_SHAPE, "%s: eps = %g must be positive", k, (double)a->eps);
-  QD_TRY(qd_ki_align_(k, "y", a->y, 2, "bf16"));
-  QD_TRY(qd_ki_align_(k, "x", a->x, 2, "bf16"));
-  QD_TRY(qd_ki_align_(k, "weight", a->weight, 2, "bf16"));
-  QD_TRY(qd_ki_align_(k, "bias", a->bias, 2, "bf16"));
-  QD_TRY(qd_ki_align_(k, "workspace", a->workspace, 8, "the fp32 pairs of partial statistics"));
+  QD_TRY(qd_launch_check_align(k, "y", a->y, 2, "bf16"));
+  QD_TRY(qd_launch_check_align(k, "x", a->x, 2, "bf16"));
+  QD_TRY(qd_launch_check_align(k, "weight", a->weight, 2, "bf16"));
+  QD_TRY(qd_launch_check_align(k, "bias", a->bias, 2, "bf16"));
+  QD_TRY(qd_launch_check_align(k, "workspace", a->workspace, 8, "the fp32 pairs of partial statistics"));
   const uint64_t need = (uint64_t)g.blocks * 8u;
   if (a->workspace_bytes < need)
     return QD_ERR(INVALID_ARGUMENT, KERNEL_ARG_SHAPE, "%s: the workspace holds %llu bytes; this shape needs %llu", k,
@@ -185,7 +119,7 @@ qd_status_t qd_launch_group_norm(const qd_kernel_function_t* stats, const qd_ker
   int spatial = (int)a->spatial;
   float eps = a->eps;
   CUdeviceptr ws = a->workspace;
-  const qd_kernel_dim3_t grid = qd_ki_dim_((unsigned)g.blocks), block = qd_ki_dim_((unsigned)threads);
+  const qd_kernel_dim3_t grid = qd_launch_dim((unsigned)g.blocks), block = qd_launch_dim((unsigned)threads);
   void* sp[] = {&ws, (void*)&a->x, &n, &chunks, &use_vec};
   QD_TRY(qd_kernel_launch(stats, grid, block, 0, stream, sp));
   void* ap[] = {(void*)&a->y, (void*)&a->x, (void*)&a->weight, (void*)&a->bias, &ws, &n, &chunks, &groups, &cpg,
@@ -201,27 +135,27 @@ qd_status_t qd_launch_upsample_nearest(const qd_kernel_function_t* fn, const qd_
   QD_TRY(qd_ki_begin_(QD_IMAGE_UPSAMPLE_NEAREST, fn, cfg));
   const char* k = fn->name;
   int threads, vec;
-  QD_TRY(qd_ki_params_(cfg, "IMG_THREADS", &threads, "IMG_VEC", &vec, NULL));
-  QD_TRY(qd_ki_range_(k, "factor", factor, 1, 64));
-  QD_TRY(qd_ki_range_(k, "planes", planes, 0, INT_MAX));
-  QD_TRY(qd_ki_range_(k, "h", h, 0, INT_MAX / factor));
-  QD_TRY(qd_ki_range_(k, "w", w, 0, INT_MAX / factor));
+  QD_TRY(qd_launch_check_params(cfg, "IMG_THREADS", &threads, "IMG_VEC", &vec, NULL));
+  QD_TRY(qd_launch_check_range(k, "factor", factor, 1, 64));
+  QD_TRY(qd_launch_check_range(k, "planes", planes, 0, INT_MAX));
+  QD_TRY(qd_launch_check_range(k, "h", h, 0, INT_MAX / factor));
+  QD_TRY(qd_launch_check_range(k, "w", w, 0, INT_MAX / factor));
   if (planes == 0 || h == 0 || w == 0) return QD_OK;
-  QD_TRY(qd_ki_need_(k, "y", y));
-  QD_TRY(qd_ki_need_(k, "x", x));
-  QD_TRY(qd_ki_align_(k, "y", y, 2, "bf16"));
-  QD_TRY(qd_ki_align_(k, "x", x, 2, "bf16"));
+  QD_TRY(qd_launch_check_need(k, "y", y));
+  QD_TRY(qd_launch_check_need(k, "x", x));
+  QD_TRY(qd_launch_check_align(k, "y", y, 2, "bf16"));
+  QD_TRY(qd_launch_check_align(k, "x", x, 2, "bf16"));
   const int64_t wo = w * factor;
   int use_vec = vec == 1 || (wo % vec == 0 && y % ((uint64_t)vec * 2) == 0);
-  const int64_t rows = qd_ki_mul_(planes, h * factor);
-  const int64_t units = qd_ki_mul_(rows, use_vec ? wo / vec : wo);
+  const int64_t rows = qd_launch_mul(planes, h * factor);
+  const int64_t units = qd_launch_mul(rows, use_vec ? wo / vec : wo);
   if (rows < 0 || units < 0 || units >= INT64_C(1) << 31)
     return QD_ERR(INVALID_ARGUMENT, KERNEL_ARG_SHAPE, "%s: %lld planes of %lld x %lld output reach 2^31 work items",
                   k, (long long)planes, (long long)(h * factor), (long long)wo);
   long long r = rows;
   int hh = (int)h, ww = (int)w, f = (int)factor;
   void* params[] = {&y, &x, &r, &hh, &ww, &f, &use_vec};
-  return qd_kernel_launch(fn, qd_ki_dim_(qd_ki_blocks_(units, threads)), qd_ki_dim_((unsigned)threads), 0, stream,
+  return qd_kernel_launch(fn, qd_launch_dim(qd_launch_blocks(units, threads)), qd_launch_dim((unsigned)threads), 0, stream,
                           params);
 }
 
@@ -232,20 +166,20 @@ qd_status_t qd_launch_affine(const qd_kernel_function_t* fn, const qd_kernel_con
   QD_TRY(qd_ki_begin_(QD_IMAGE_AFFINE, fn, cfg));
   const char* k = fn->name;
   int threads, vec;
-  QD_TRY(qd_ki_params_(cfg, "IMG_THREADS", &threads, "IMG_VEC", &vec, NULL));
-  QD_TRY(qd_ki_range_(k, "n", n, 0, (INT64_C(1) << 31) * 256));
+  QD_TRY(qd_launch_check_params(cfg, "IMG_THREADS", &threads, "IMG_VEC", &vec, NULL));
+  QD_TRY(qd_launch_check_range(k, "n", n, 0, (INT64_C(1) << 31) * 256));
   if (divisor == 0.0f) return QD_ERR(INVALID_ARGUMENT, KERNEL_ARG_SHAPE, "%s: the divisor is zero", k);
   if (n == 0) return QD_OK;
-  QD_TRY(qd_ki_need_(k, "y", y));
-  QD_TRY(qd_ki_need_(k, "x", x));
-  QD_TRY(qd_ki_align_(k, "y", y, 2, "bf16"));
-  QD_TRY(qd_ki_align_(k, "x", x, 2, "bf16"));
+  QD_TRY(qd_launch_check_need(k, "y", y));
+  QD_TRY(qd_launch_check_need(k, "x", x));
+  QD_TRY(qd_launch_check_align(k, "y", y, 2, "bf16"));
+  QD_TRY(qd_launch_check_align(k, "x", x, 2, "bf16"));
   const uint64_t vb = (uint64_t)vec * 2;
   int use_vec = vec > 1 && x % vb == 0 && y % vb == 0;
   const int64_t units = use_vec ? n / vec + n % vec : n;
   long long count = n;
   void* params[] = {&y, &x, &count, &scale, &divisor, &shift, &use_vec};
-  return qd_kernel_launch(fn, qd_ki_dim_(qd_ki_blocks_(units, threads)), qd_ki_dim_((unsigned)threads), 0, stream,
+  return qd_kernel_launch(fn, qd_launch_dim(qd_launch_blocks(units, threads)), qd_launch_dim((unsigned)threads), 0, stream,
                           params);
 }
 
@@ -268,8 +202,8 @@ qd_status_t qd_launch_permute(const qd_kernel_function_t* fn, const qd_kernel_co
   QD_TRY(qd_ki_begin_(QD_IMAGE_PERMUTE, fn, cfg));
   const char* k = fn->name;
   int threads, tile, tile_rows;
-  QD_TRY(qd_ki_params_(cfg, "IMG_THREADS", &threads, "TR_TILE", &tile, "TR_ROWS", &tile_rows, NULL));
-  QD_TRY(qd_ki_range_(k, "rank", rank, 1, 8));
+  QD_TRY(qd_launch_check_params(cfg, "IMG_THREADS", &threads, "TR_TILE", &tile, "TR_ROWS", &tile_rows, NULL));
+  QD_TRY(qd_launch_check_range(k, "rank", rank, 1, 8));
   if (!dims || !perm) return QD_ERR(INVALID_ARGUMENT, KERNEL_ARG_NULL, "%s: no dims or perm given", k);
   if (elem_bytes != 1 && elem_bytes != 2 && elem_bytes != 4 && elem_bytes != 8)
     return QD_ERR(INVALID_ARGUMENT, KERNEL_ARG_SHAPE, "%s: elements of %lld bytes; 1, 2, 4 or 8 are supported", k,
@@ -281,16 +215,16 @@ qd_status_t qd_launch_permute(const qd_kernel_function_t* fn, const qd_kernel_co
       return QD_ERR(INVALID_ARGUMENT, KERNEL_ARG_SHAPE, "%s: perm[%d] = %lld; perm must list every axis of 0..%d once",
                     k, (int)i, (long long)perm[i], (int)rank - 1);
     seen[perm[i]] = true;
-    QD_TRY(qd_ki_range_(k, "a dimension", dims[i], 0, INT64_MAX));
-    total = qd_ki_mul_(total, dims[i]);
-    if (total < 0 || qd_ki_mul_(total, elem_bytes) < 0)
+    QD_TRY(qd_launch_check_range(k, "a dimension", dims[i], 0, INT64_MAX));
+    total = qd_launch_mul(total, dims[i]);
+    if (total < 0 || qd_launch_mul(total, elem_bytes) < 0)
       return QD_ERR(INVALID_ARGUMENT, KERNEL_ARG_SHAPE, "%s: the tensor's size overflows", k);
   }
   if (total == 0) return QD_OK;
-  QD_TRY(qd_ki_need_(k, "y", y));
-  QD_TRY(qd_ki_need_(k, "x", x));
-  QD_TRY(qd_ki_align_(k, "y", y, (uint64_t)elem_bytes, "the element size"));
-  QD_TRY(qd_ki_align_(k, "x", x, (uint64_t)elem_bytes, "the element size"));
+  QD_TRY(qd_launch_check_need(k, "y", y));
+  QD_TRY(qd_launch_check_need(k, "x", x));
+  QD_TRY(qd_launch_check_align(k, "y", y, (uint64_t)elem_bytes, "the element size"));
+  QD_TRY(qd_launch_check_align(k, "x", x, (uint64_t)elem_bytes, "the element size"));
 
   /* Drop size-1 axes, then merge output axes that are adjacent and in order in the input. */
   int64_t in_dims[8];
@@ -346,18 +280,18 @@ qd_status_t qd_launch_permute(const qd_kernel_function_t* fn, const qd_kernel_co
   if (d.mode == 0) {
     d.tiles_r = (d.rows + tile - 1) / tile;
     d.tiles_c = (d.cols + tile - 1) / tile;
-    const int64_t blocks = qd_ki_mul_(qd_ki_mul_(d.batch, d.tiles_r), d.tiles_c);
+    const int64_t blocks = qd_launch_mul(qd_launch_mul(d.batch, d.tiles_r), d.tiles_c);
     if (blocks < 0 || blocks > INT_MAX)
       return QD_ERR(INVALID_ARGUMENT, KERNEL_ARG_SHAPE, "%s: a transpose of %lld tiles is too many blocks", k,
                     (long long)blocks);
     void* params[] = {&y, &x, &d};
-    return qd_kernel_launch(fn, qd_ki_dim_((unsigned)blocks), qd_ki_dim_((unsigned)(tile * tile_rows)), 0, stream,
+    return qd_kernel_launch(fn, qd_launch_dim((unsigned)blocks), qd_launch_dim((unsigned)(tile * tile_rows)), 0, stream,
                             params);
   }
   int64_t blocks = (total + threads - 1) / threads;
   if (blocks > (1 << 20)) blocks = 1 << 20; /* a grid-stride loop covers the rest */
   void* params[] = {&y, &x, &d};
-  return qd_kernel_launch(fn, qd_ki_dim_((unsigned)blocks), qd_ki_dim_((unsigned)threads), 0, stream, params);
+  return qd_kernel_launch(fn, qd_launch_dim((unsigned)blocks), qd_launch_dim((unsigned)threads), 0, stream, params);
 }
 
 /* ---- conv2d.cu ----------------------------------------------------------------------------------------------- */
@@ -377,7 +311,7 @@ typedef struct qd_ki_conv_cfg_ {
 } qd_ki_conv_cfg_t_;
 
 static qd_status_t qd_ki_conv_cfg_(const qd_kernel_config_t* cfg, qd_ki_conv_cfg_t_* c) {
-  QD_TRY(qd_ki_params_(cfg, "CONV_RESIDUAL", &c->residual, "CONV_K", &c->k, "CONV_STRIDE", &c->stride, "CONV_WARP_M",
+  QD_TRY(qd_launch_check_params(cfg, "CONV_RESIDUAL", &c->residual, "CONV_K", &c->k, "CONV_STRIDE", &c->stride, "CONV_WARP_M",
                        &c->warp_m, "CONV_WARP_N", &c->warp_n, "CONV_WARPS_M", &c->warps_m, "CONV_WARPS_N", &c->warps_n,
                        "CONV_TW", &c->tw, "CONV_BK", &c->bk, "CONV_STAGES", &c->stages, NULL));
   c->bm = c->warps_m * c->warp_m;
@@ -405,7 +339,7 @@ uint32_t qd_conv2d_shared_bytes(const qd_kernel_config_t* cfg) {
 
 int64_t qd_conv2d_packed_weight_elems(int64_t cout, int64_t cin, int64_t kernel) {
   if (cout < 1 || cin < 1 || kernel < 1 || cin > INT64_MAX - 8) return -1;
-  return qd_ki_mul_(qd_ki_mul_(cout, qd_ki_mul_(kernel, kernel)), (cin + 7) / 8 * 8);
+  return qd_launch_mul(qd_launch_mul(cout, qd_launch_mul(kernel, kernel)), (cin + 7) / 8 * 8);
 }
 
 void qd_conv2d_pack_weight_host(const uint16_t* w, uint16_t* packed, int64_t cout, int64_t cin, int64_t kernel) {
@@ -422,20 +356,20 @@ qd_status_t qd_launch_conv2d_pack_weight(const qd_kernel_function_t* fn, const q
                                          int64_t cin, int64_t kernel) {
   QD_TRY(qd_ki_begin_(QD_IMAGE_CONV2D_PACK_WEIGHT, fn, cfg));
   const char* k = fn->name;
-  QD_TRY(qd_ki_range_(k, "cout", cout, 1, INT_MAX));
-  QD_TRY(qd_ki_range_(k, "cin", cin, 1, INT_MAX - 8));
-  QD_TRY(qd_ki_range_(k, "kernel", kernel, 1, 64));
+  QD_TRY(qd_launch_check_range(k, "cout", cout, 1, INT_MAX));
+  QD_TRY(qd_launch_check_range(k, "cin", cin, 1, INT_MAX - 8));
+  QD_TRY(qd_launch_check_range(k, "kernel", kernel, 1, 64));
   const int64_t elems = qd_conv2d_packed_weight_elems(cout, cin, kernel);
   if (elems < 0 || elems >= (INT64_C(1) << 31) * 256)
     return QD_ERR(INVALID_ARGUMENT, KERNEL_ARG_SHAPE, "%s: a weight of %lld x %lld x %lld^2 is too large", k,
                   (long long)cout, (long long)cin, (long long)kernel);
-  QD_TRY(qd_ki_need_(k, "packed", packed));
-  QD_TRY(qd_ki_need_(k, "weight", weight));
-  QD_TRY(qd_ki_align_(k, "packed", packed, 16, "qd_conv2d's 16-byte weight copies"));
-  QD_TRY(qd_ki_align_(k, "weight", weight, 2, "bf16"));
+  QD_TRY(qd_launch_check_need(k, "packed", packed));
+  QD_TRY(qd_launch_check_need(k, "weight", weight));
+  QD_TRY(qd_launch_check_align(k, "packed", packed, 16, "qd_conv2d's 16-byte weight copies"));
+  QD_TRY(qd_launch_check_align(k, "weight", weight, 2, "bf16"));
   int co = (int)cout, ci = (int)cin, cinp = (int)((cin + 7) / 8 * 8), kk = (int)(kernel * kernel);
   void* params[] = {&packed, &weight, &co, &ci, &cinp, &kk};
-  return qd_kernel_launch(fn, qd_ki_dim_(qd_ki_blocks_(elems, 256)), qd_ki_dim_(256), 0, stream, params);
+  return qd_kernel_launch(fn, qd_launch_dim(qd_launch_blocks(elems, 256)), qd_launch_dim(256), 0, stream, params);
 }
 
 qd_status_t qd_launch_conv2d(const qd_kernel_function_t* fn, const qd_kernel_config_t* cfg, CUstream stream,
@@ -445,38 +379,38 @@ qd_status_t qd_launch_conv2d(const qd_kernel_function_t* fn, const qd_kernel_con
   qd_ki_conv_cfg_t_ c;
   QD_TRY(qd_ki_conv_cfg_(cfg, &c));
   if (!a) return QD_ERR(INVALID_ARGUMENT, KERNEL_ARG_NULL, "%s: no arguments", k);
-  QD_TRY(qd_ki_need_(k, "y", a->y));
-  QD_TRY(qd_ki_need_(k, "x", a->x));
-  QD_TRY(qd_ki_need_(k, "weight", a->weight));
+  QD_TRY(qd_launch_check_need(k, "y", a->y));
+  QD_TRY(qd_launch_check_need(k, "x", a->x));
+  QD_TRY(qd_launch_check_need(k, "weight", a->weight));
   if (c.residual)
-    QD_TRY(qd_ki_need_(k, "residual", a->residual));
+    QD_TRY(qd_launch_check_need(k, "residual", a->residual));
   else if (a->residual)
     return QD_ERR(INVALID_ARGUMENT, INVALID_ARGUMENT, "%s: a residual was given to a variant built without "
                   "CONV_RESIDUAL", k);
   if (a->kernel != c.k || a->stride != c.stride)
     return QD_ERR(INVALID_ARGUMENT, KERNEL_ARG_SHAPE, "%s: kernel %lld stride %lld, but this variant is compiled for "
                   "CONV_K=%d CONV_STRIDE=%d", k, (long long)a->kernel, (long long)a->stride, c.k, c.stride);
-  QD_TRY(qd_ki_range_(k, "pad", a->pad, 0, a->kernel - 1));
-  QD_TRY(qd_ki_range_(k, "batch", a->batch, 1, INT_MAX));
-  QD_TRY(qd_ki_range_(k, "cin", a->cin, 1, INT_MAX - 8));
-  QD_TRY(qd_ki_range_(k, "cout", a->cout, 1, INT_MAX));
-  QD_TRY(qd_ki_range_(k, "h", a->h, a->kernel - 2 * a->pad, INT_MAX / 2));
-  QD_TRY(qd_ki_range_(k, "w", a->w, a->kernel - 2 * a->pad, INT_MAX / 2));
+  QD_TRY(qd_launch_check_range(k, "pad", a->pad, 0, a->kernel - 1));
+  QD_TRY(qd_launch_check_range(k, "batch", a->batch, 1, INT_MAX));
+  QD_TRY(qd_launch_check_range(k, "cin", a->cin, 1, INT_MAX - 8));
+  QD_TRY(qd_launch_check_range(k, "cout", a->cout, 1, INT_MAX));
+  QD_TRY(qd_launch_check_range(k, "h", a->h, a->kernel - 2 * a->pad, INT_MAX / 2));
+  QD_TRY(qd_launch_check_range(k, "w", a->w, a->kernel - 2 * a->pad, INT_MAX / 2));
   const int64_t hout = (a->h + 2 * a->pad - a->kernel) / a->stride + 1;
   const int64_t wout = (a->w + 2 * a->pad - a->kernel) / a->stride + 1;
   const int64_t tiles_y = (hout + c.th - 1) / c.th, tiles_x = (wout + c.tw - 1) / c.tw;
   const int64_t co_tiles = (a->cout + c.bm - 1) / c.bm;
-  const int64_t blocks = qd_ki_mul_(qd_ki_mul_(qd_ki_mul_(a->batch, tiles_y), tiles_x), co_tiles);
+  const int64_t blocks = qd_launch_mul(qd_launch_mul(qd_launch_mul(a->batch, tiles_y), tiles_x), co_tiles);
   const int64_t chunks = (a->cin + c.bk - 1) / c.bk;
   if (blocks < 0 || blocks > INT_MAX || chunks * c.k * c.k > INT_MAX)
     return QD_ERR(INVALID_ARGUMENT, KERNEL_ARG_SHAPE, "%s: %lld x %lld output of %lld x %lld x %lld is too many "
                   "blocks", k, (long long)hout, (long long)wout, (long long)a->batch, (long long)a->cout,
                   (long long)a->cin);
-  QD_TRY(qd_ki_align_(k, "y", a->y, 4, "the paired bf16 stores"));
-  QD_TRY(qd_ki_align_(k, "x", a->x, 2, "bf16"));
-  QD_TRY(qd_ki_align_(k, "weight", a->weight, 16, "the 16-byte weight copies"));
-  QD_TRY(qd_ki_align_(k, "bias", a->bias, 2, "bf16"));
-  QD_TRY(qd_ki_align_(k, "residual", a->residual, 4, "the paired bf16 loads"));
+  QD_TRY(qd_launch_check_align(k, "y", a->y, 4, "the paired bf16 stores"));
+  QD_TRY(qd_launch_check_align(k, "x", a->x, 2, "bf16"));
+  QD_TRY(qd_launch_check_align(k, "weight", a->weight, 16, "the 16-byte weight copies"));
+  QD_TRY(qd_launch_check_align(k, "bias", a->bias, 2, "bf16"));
+  QD_TRY(qd_launch_check_align(k, "residual", a->residual, 4, "the paired bf16 loads"));
 
   qd_ki_conv2d_params_t_ p = {
       .y = a->y, .x = a->x, .w = a->weight, .bias = a->bias, .residual = a->residual,
@@ -490,5 +424,5 @@ qd_status_t qd_launch_conv2d(const qd_kernel_function_t* fn, const qd_kernel_con
     QD_TRY(qd_kernel_function_set_max_dynamic_shared(&raised, (int)c.smem));
     fn = &raised;
   }
-  return qd_kernel_launch(fn, qd_ki_dim_((unsigned)blocks), qd_ki_dim_((unsigned)c.threads), c.smem, stream, params);
+  return qd_kernel_launch(fn, qd_launch_dim((unsigned)blocks), qd_launch_dim((unsigned)c.threads), c.smem, stream, params);
 }

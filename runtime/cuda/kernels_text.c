@@ -4,11 +4,11 @@
 
 #include <limits.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "runtime/cpu/ref.h"
+#include "runtime/cuda/launch_checks.h"
 
 static const char* const qd_kt_templates_[QD_TEXT_KERNEL_OP_COUNT_] = {
     [QD_TEXT_KERNEL_EMBEDDING] = "text_ops.cu",
@@ -36,86 +36,20 @@ const char* qd_text_kernel_function_name(qd_text_kernel_op_t op, const qd_kernel
   return qd_kt_functions_[op];
 }
 
-/* ---- checks (as runtime/cuda/kernels.c) ------------------------------------------------------------------------ */
+/* ---- checks (runtime/cuda/launch_checks.h) ---------------------------------------------------------------------- */
 
 static qd_status_t qd_kt_begin_(qd_text_kernel_op_t op, const qd_kernel_function_t* fn,
                                 const qd_kernel_config_t* cfg) {
-  const char* tmpl = qd_text_kernel_template_name(op);
-  if (!fn || !cfg)
-    return QD_ERR(INVALID_ARGUMENT, INVALID_ARGUMENT, "launching a %s kernel without a function or configuration",
-                  tmpl);
-  const char* want = qd_text_kernel_function_name(op, cfg);
-  if (!want)
-    return QD_ERR(INVALID_ARGUMENT, INVALID_ARGUMENT, "a configuration of '%s' cannot launch a kernel of '%s'",
-                  cfg->template_name ? cfg->template_name : "(none)", tmpl);
-  if (strcmp(fn->name, want) != 0)
-    return QD_ERR(INVALID_ARGUMENT, INVALID_ARGUMENT,
-                  "function '%s' is not %s, the kernel this %s configuration defines",
-                  fn->name[0] ? fn->name : "(unnamed)", want, tmpl);
-  return QD_OK;
-}
-
-/* qd_kt_params_(cfg, "A", &a, "B", &b, NULL); sizes (tunable, shape) must be at least 1. */
-static qd_status_t qd_kt_params_(const qd_kernel_config_t* cfg, ...) {
-  va_list ap;
-  va_start(ap, cfg);
-  qd_status_t s = QD_OK;
-  for (const char* name; !s && (name = va_arg(ap, const char*)) != NULL;) {
-    int* out = va_arg(ap, int*);
-    const qd_kernel_param_t* p = qd_kernel_params_find(&cfg->params, name);
-    if (!p) {
-      s = QD_ERR(INVALID_ARGUMENT, INVALID_ARGUMENT,
-                 "the %s configuration has no %s; make configurations with qd_kernel_config_init",
-                 cfg->template_name ? cfg->template_name : "(none)", name);
-    } else {
-      *out = cfg->values[p - cfg->params.items];
-      if (p->kind != QD_KERNEL_PARAM_SELECT && *out < 1)
-        s = QD_ERR(INVALID_ARGUMENT, INVALID_ARGUMENT, "the %s configuration has %s=%d", cfg->template_name, name,
-                   *out);
-    }
-  }
-  va_end(ap);
-  return s;
-}
-
-static qd_status_t qd_kt_need_(const char* kernel, const char* what, CUdeviceptr p) {
-  if (p) return QD_OK;
-  return QD_ERR(INVALID_ARGUMENT, KERNEL_ARG_NULL, "%s: %s is missing (a null device pointer)", kernel, what);
-}
-
-static qd_status_t qd_kt_align_(const char* kernel, const char* what, CUdeviceptr p, uint64_t bytes,
-                                const char* why) {
-  if (p % bytes == 0) return QD_OK;
-  return QD_ERR(INVALID_ARGUMENT, KERNEL_ARG_ALIGNMENT, "%s: %s (0x%llx) is not aligned to %llu bytes, which %s needs",
-                kernel, what, (unsigned long long)p, (unsigned long long)bytes, why);
-}
-
-/* lo <= v <= hi */
-static qd_status_t qd_kt_range_(const char* kernel, const char* what, int64_t v, int64_t lo, int64_t hi) {
-  if (v >= lo && v <= hi) return QD_OK;
-  return QD_ERR(INVALID_ARGUMENT, KERNEL_ARG_SHAPE, "%s: %s = %lld is outside [%lld, %lld]", kernel, what,
-                (long long)v, (long long)lo, (long long)hi);
-}
-
-static qd_status_t qd_kt_multiple_(const char* kernel, const char* what, int64_t v, int64_t m, const char* why) {
-  if (v % m == 0) return QD_OK;
-  return QD_ERR(INVALID_ARGUMENT, KERNEL_ARG_SHAPE, "%s: %s = %lld is not a multiple of %lld, which %s needs", kernel,
-                what, (long long)v, (long long)m, why);
+  return qd_launch_check_begin(qd_text_kernel_template_name(op), qd_text_kernel_function_name(op, cfg), fn, cfg,
+                               true);
 }
 
 static qd_status_t qd_kt_id_bytes_(const char* kernel, int64_t id_bytes, CUdeviceptr ids) {
   if (id_bytes != 4 && id_bytes != 8)
     return QD_ERR(INVALID_ARGUMENT, KERNEL_ARG_SHAPE, "%s: id_bytes = %lld; ids are I32 (4) or I64 (8)", kernel,
                   (long long)id_bytes);
-  return qd_kt_align_(kernel, "ids", ids, (uint64_t)id_bytes, id_bytes == 8 ? "I64 ids" : "I32 ids");
+  return qd_launch_check_align(kernel, "ids", ids, (uint64_t)id_bytes, id_bytes == 8 ? "I64 ids" : "I32 ids");
 }
-
-static unsigned qd_kt_blocks_(int64_t work, int64_t per_block) {
-  int64_t b = (work + per_block - 1) / per_block;
-  return (unsigned)(b < 1 ? 1 : b);
-}
-
-static qd_kernel_dim3_t qd_kt_dim_(unsigned x) { return (qd_kernel_dim3_t){x, 1, 1}; }
 
 /* Every element count is below 2^40: indices in the kernels are 64-bit, grids stay far below 2^31 blocks. */
 #define QD_KT_MAX_ELEMS (INT64_C(1) << 40)
@@ -128,7 +62,7 @@ typedef struct qd_kt_text_ {
 } qd_kt_text_t_;
 
 static qd_status_t qd_kt_text_params_(const qd_kernel_config_t* cfg, qd_kt_text_t_* p) {
-  QD_TRY(qd_kt_params_(cfg, "TXT_THREADS", &p->threads, "TXT_VEC", &p->vec, NULL));
+  QD_TRY(qd_launch_check_params(cfg, "TXT_THREADS", &p->threads, "TXT_VEC", &p->vec, NULL));
   snprintf(p->why, sizeof p->why, "TXT_VEC=%d", p->vec);
   return QD_OK;
 }
@@ -140,26 +74,26 @@ qd_status_t qd_launch_embedding(const qd_kernel_function_t* fn, const qd_kernel_
   if (!a) return QD_ERR(INVALID_ARGUMENT, KERNEL_ARG_NULL, "%s: no arguments", k);
   qd_kt_text_t_ p;
   QD_TRY(qd_kt_text_params_(cfg, &p));
-  QD_TRY(qd_kt_range_(k, "n", a->n, 1, INT64_MAX / 2));
-  QD_TRY(qd_kt_range_(k, "features", a->features, 1, INT_MAX));
-  QD_TRY(qd_kt_range_(k, "vocab", a->vocab, 1, INT64_MAX / 2));
+  QD_TRY(qd_launch_check_range(k, "n", a->n, 1, INT64_MAX / 2));
+  QD_TRY(qd_launch_check_range(k, "features", a->features, 1, INT_MAX));
+  QD_TRY(qd_launch_check_range(k, "vocab", a->vocab, 1, INT64_MAX / 2));
   if (a->n > QD_KT_MAX_ELEMS / a->features || a->vocab > QD_KT_MAX_ELEMS / a->features)
     return QD_ERR(INVALID_ARGUMENT, KERNEL_ARG_SHAPE, "%s: %lld ids or %lld table rows of %lld features are too many",
                   k, (long long)a->n, (long long)a->vocab, (long long)a->features);
-  QD_TRY(qd_kt_multiple_(k, "features", a->features, p.vec, p.why));
-  QD_TRY(qd_kt_need_(k, "y", a->y));
-  QD_TRY(qd_kt_need_(k, "ids", a->ids));
-  QD_TRY(qd_kt_need_(k, "weight", a->weight));
-  QD_TRY(qd_kt_need_(k, "error", a->error));
+  QD_TRY(qd_launch_check_multiple(k, "features", a->features, p.vec, p.why));
+  QD_TRY(qd_launch_check_need(k, "y", a->y));
+  QD_TRY(qd_launch_check_need(k, "ids", a->ids));
+  QD_TRY(qd_launch_check_need(k, "weight", a->weight));
+  QD_TRY(qd_launch_check_need(k, "error", a->error));
   QD_TRY(qd_kt_id_bytes_(k, a->id_bytes, a->ids));
-  QD_TRY(qd_kt_align_(k, "y", a->y, (uint64_t)p.vec * 2, p.why));
-  QD_TRY(qd_kt_align_(k, "weight", a->weight, (uint64_t)p.vec * 2, p.why));
-  QD_TRY(qd_kt_align_(k, "error", a->error, 8, "the 64-bit atomicMin"));
+  QD_TRY(qd_launch_check_align(k, "y", a->y, (uint64_t)p.vec * 2, p.why));
+  QD_TRY(qd_launch_check_align(k, "weight", a->weight, (uint64_t)p.vec * 2, p.why));
+  QD_TRY(qd_launch_check_align(k, "error", a->error, 8, "the 64-bit atomicMin"));
   int ids64 = a->id_bytes == 8 ? 1 : 0, features = (int)a->features;
   long long n = a->n, vocab = a->vocab;
   void* params[] = {(void*)&a->y, (void*)&a->ids, &ids64, (void*)&a->weight, &n, &features, &vocab, (void*)&a->error};
-  return qd_kernel_launch(fn, qd_kt_dim_(qd_kt_blocks_(a->n * (a->features / p.vec), p.threads)),
-                          qd_kt_dim_((unsigned)p.threads), 0, stream, params);
+  return qd_kernel_launch(fn, qd_launch_dim(qd_launch_blocks(a->n * (a->features / p.vec), p.threads)),
+                          qd_launch_dim((unsigned)p.threads), 0, stream, params);
 }
 
 qd_status_t qd_launch_arange(const qd_kernel_function_t* fn, const qd_kernel_config_t* cfg, CUstream stream,
@@ -168,13 +102,13 @@ qd_status_t qd_launch_arange(const qd_kernel_function_t* fn, const qd_kernel_con
   const char* k = fn->name;
   qd_kt_text_t_ p;
   QD_TRY(qd_kt_text_params_(cfg, &p));
-  QD_TRY(qd_kt_range_(k, "n", n, 0, INT_MAX)); /* I32 values */
+  QD_TRY(qd_launch_check_range(k, "n", n, 0, INT_MAX)); /* I32 values */
   if (n == 0) return QD_OK;
-  QD_TRY(qd_kt_need_(k, "y", y));
-  QD_TRY(qd_kt_align_(k, "y", y, 4, "I32"));
+  QD_TRY(qd_launch_check_need(k, "y", y));
+  QD_TRY(qd_launch_check_align(k, "y", y, 4, "I32"));
   long long count = n;
   void* params[] = {&y, &count};
-  return qd_kernel_launch(fn, qd_kt_dim_(qd_kt_blocks_(n, p.threads)), qd_kt_dim_((unsigned)p.threads), 0, stream,
+  return qd_kernel_launch(fn, qd_launch_dim(qd_launch_blocks(n, p.threads)), qd_launch_dim((unsigned)p.threads), 0, stream,
                           params);
 }
 
@@ -185,23 +119,23 @@ qd_status_t qd_launch_eos_pool(const qd_kernel_function_t* fn, const qd_kernel_c
   if (!a) return QD_ERR(INVALID_ARGUMENT, KERNEL_ARG_NULL, "%s: no arguments", k);
   qd_kt_text_t_ p;
   QD_TRY(qd_kt_text_params_(cfg, &p));
-  QD_TRY(qd_kt_range_(k, "batch", a->batch, 1, 65535)); /* grid y */
-  QD_TRY(qd_kt_range_(k, "tokens", a->tokens, 1, INT_MAX));
-  QD_TRY(qd_kt_range_(k, "ch", a->ch, 1, INT_MAX));
+  QD_TRY(qd_launch_check_range(k, "batch", a->batch, 1, 65535)); /* grid y */
+  QD_TRY(qd_launch_check_range(k, "tokens", a->tokens, 1, INT_MAX));
+  QD_TRY(qd_launch_check_range(k, "ch", a->ch, 1, INT_MAX));
   if (a->tokens > QD_KT_MAX_ELEMS / a->ch / a->batch)
     return QD_ERR(INVALID_ARGUMENT, KERNEL_ARG_SHAPE, "%s: x of %lld x %lld x %lld elements is too large", k,
                   (long long)a->batch, (long long)a->tokens, (long long)a->ch);
-  QD_TRY(qd_kt_multiple_(k, "ch", a->ch, p.vec, p.why));
-  QD_TRY(qd_kt_need_(k, "y", a->y));
-  QD_TRY(qd_kt_need_(k, "x", a->x));
-  QD_TRY(qd_kt_need_(k, "ids", a->ids));
+  QD_TRY(qd_launch_check_multiple(k, "ch", a->ch, p.vec, p.why));
+  QD_TRY(qd_launch_check_need(k, "y", a->y));
+  QD_TRY(qd_launch_check_need(k, "x", a->x));
+  QD_TRY(qd_launch_check_need(k, "ids", a->ids));
   QD_TRY(qd_kt_id_bytes_(k, a->id_bytes, a->ids));
-  QD_TRY(qd_kt_align_(k, "y", a->y, (uint64_t)p.vec * 2, p.why));
-  QD_TRY(qd_kt_align_(k, "x", a->x, (uint64_t)p.vec * 2, p.why));
+  QD_TRY(qd_launch_check_align(k, "y", a->y, (uint64_t)p.vec * 2, p.why));
+  QD_TRY(qd_launch_check_align(k, "x", a->x, (uint64_t)p.vec * 2, p.why));
   int ids64 = a->id_bytes == 8 ? 1 : 0, tokens = (int)a->tokens, ch = (int)a->ch;
   long long token = a->token;
   void* params[] = {(void*)&a->y, (void*)&a->x, (void*)&a->ids, &ids64, &tokens, &ch, &token};
-  return qd_kernel_launch(fn, (qd_kernel_dim3_t){1, (unsigned)a->batch, 1}, qd_kt_dim_((unsigned)p.threads), 0,
+  return qd_kernel_launch(fn, (qd_kernel_dim3_t){1, (unsigned)a->batch, 1}, qd_launch_dim((unsigned)p.threads), 0,
                           stream, params);
 }
 
@@ -250,8 +184,8 @@ qd_status_t qd_launch_t5_relative_bias(const qd_kernel_function_t* fn, const qd_
   if (!a) return QD_ERR(INVALID_ARGUMENT, KERNEL_ARG_NULL, "%s: no arguments", k);
   qd_kt_text_t_ p;
   QD_TRY(qd_kt_text_params_(cfg, &p));
-  QD_TRY(qd_kt_range_(k, "tokens", a->tokens, 1, 1 << 20));
-  QD_TRY(qd_kt_range_(k, "heads", a->heads, 1, INT_MAX));
+  QD_TRY(qd_launch_check_range(k, "tokens", a->tokens, 1, 1 << 20));
+  QD_TRY(qd_launch_check_range(k, "heads", a->heads, 1, INT_MAX));
   if (a->heads > QD_KT_MAX_ELEMS / a->tokens / a->tokens)
     return QD_ERR(INVALID_ARGUMENT, KERNEL_ARG_SHAPE, "%s: a bias of %lld x %lld x %lld elements is too large", k,
                   (long long)a->heads, (long long)a->tokens, (long long)a->tokens);
@@ -263,17 +197,17 @@ qd_status_t qd_launch_t5_relative_bias(const qd_kernel_function_t* fn, const qd_
   if (a->max_distance <= exact)
     return QD_ERR(INVALID_ARGUMENT, KERNEL_ARG_SHAPE, "%s: max_distance = %lld must exceed the %lld exact buckets", k,
                   (long long)a->max_distance, (long long)exact);
-  QD_TRY(qd_kt_need_(k, "y", a->y));
-  QD_TRY(qd_kt_need_(k, "weight", a->weight));
-  QD_TRY(qd_kt_align_(k, "y", a->y, (uint64_t)p.vec * 2, p.why));
-  QD_TRY(qd_kt_align_(k, "weight", a->weight, 2, "bf16"));
+  QD_TRY(qd_launch_check_need(k, "y", a->y));
+  QD_TRY(qd_launch_check_need(k, "weight", a->weight));
+  QD_TRY(qd_launch_check_align(k, "y", a->y, (uint64_t)p.vec * 2, p.why));
+  QD_TRY(qd_launch_check_align(k, "weight", a->weight, 2, "bf16"));
   qd_kt_t5_buckets_t_ bk;
   QD_TRY(qd_kt_t5_steps_(k, a->tokens, a->buckets, a->max_distance, a->bidirectional, &bk));
   int tokens = (int)a->tokens, heads = (int)a->heads;
   void* params[] = {(void*)&a->y, (void*)&a->weight, &tokens, &heads, &bk};
   const int64_t per_row = (a->tokens + p.vec - 1) / p.vec;
-  return qd_kernel_launch(fn, qd_kt_dim_(qd_kt_blocks_(a->heads * a->tokens * per_row, p.threads)),
-                          qd_kt_dim_((unsigned)p.threads), 0, stream, params);
+  return qd_kernel_launch(fn, qd_launch_dim(qd_launch_blocks(a->heads * a->tokens * per_row, p.threads)),
+                          qd_launch_dim((unsigned)p.threads), 0, stream, params);
 }
 
 /* ---- attention_masked.cu ---------------------------------------------------------------------------------------- */
@@ -299,7 +233,7 @@ static qd_status_t qd_kt_attn_params_(const qd_kernel_config_t* cfg, qd_kt_attn_
   if (!cfg->template_name || strcmp(cfg->template_name, "attention_masked.cu") != 0)
     return QD_ERR(INVALID_ARGUMENT, INVALID_ARGUMENT, "a configuration of '%s' is not one of attention_masked.cu",
                   cfg->template_name ? cfg->template_name : "(none)");
-  QD_TRY(qd_kt_params_(cfg, "HEAD_DIM", &c->head_dim, "ATT_CAUSAL", &c->causal, "ATT_BIAS", &c->bias, "ATT_WARPS_M",
+  QD_TRY(qd_launch_check_params(cfg, "HEAD_DIM", &c->head_dim, "ATT_CAUSAL", &c->causal, "ATT_BIAS", &c->bias, "ATT_WARPS_M",
                        &c->warps_m, "ATT_WARPS_D", &c->warps_d, "ATT_BLOCK_N", &c->block_n, "ATT_STAGES", &c->stages,
                        NULL));
   /* The template's static_asserts, so that a bad combination is refused here rather than by NVRTC. */
@@ -396,10 +330,10 @@ qd_status_t qd_launch_attention_masked(const qd_kernel_function_t* fn, const qd_
   if (a->head_dim != c.head_dim)
     return QD_ERR(INVALID_ARGUMENT, KERNEL_ARG_SHAPE, "%s: head_dim = %lld, but this variant is compiled for "
                   "HEAD_DIM=%d", k, (long long)a->head_dim, c.head_dim);
-  QD_TRY(qd_kt_range_(k, "batch", a->batch, 1, 65535));
-  QD_TRY(qd_kt_range_(k, "heads", a->heads, 1, 65535));
-  QD_TRY(qd_kt_range_(k, "sq", a->sq, 1, INT_MAX));
-  QD_TRY(qd_kt_range_(k, "sk", a->sk, 1, INT_MAX));
+  QD_TRY(qd_launch_check_range(k, "batch", a->batch, 1, 65535));
+  QD_TRY(qd_launch_check_range(k, "heads", a->heads, 1, 65535));
+  QD_TRY(qd_launch_check_range(k, "sq", a->sq, 1, INT_MAX));
+  QD_TRY(qd_launch_check_range(k, "sk", a->sk, 1, INT_MAX));
   if (a->causal != (c.causal != 0))
     return QD_ERR(INVALID_ARGUMENT, KERNEL_ARG_SHAPE, "%s: a %s launch of a variant compiled with ATT_CAUSAL=%d", k,
                   a->causal ? "causal" : "non-causal", c.causal);
@@ -407,19 +341,19 @@ qd_status_t qd_launch_attention_masked(const qd_kernel_function_t* fn, const qd_
     return QD_ERR(INVALID_ARGUMENT, KERNEL_ARG_SHAPE, "%s: causal attention needs sq == sk (%lld vs %lld)", k,
                   (long long)a->sq, (long long)a->sk);
   const int64_t width = a->heads * a->head_dim;
-  QD_TRY(qd_kt_range_(k, "heads * head_dim", width, 1, INT_MAX));
+  QD_TRY(qd_launch_check_range(k, "heads * head_dim", width, 1, INT_MAX));
   const float scale = a->scale == 0.0f ? (float)(1.0 / sqrt((double)a->head_dim)) : a->scale;
   if (!(scale > 0.0f) || !isfinite(scale))
     return QD_ERR(INVALID_ARGUMENT, KERNEL_ARG_SHAPE, "%s: scale %g must be positive and finite (0: head_dim^-0.5)",
                   k, (double)a->scale);
-  QD_TRY(qd_kt_need_(k, "q", a->q));
-  QD_TRY(qd_kt_need_(k, "k", a->k));
-  QD_TRY(qd_kt_need_(k, "v", a->v));
-  QD_TRY(qd_kt_need_(k, "o", a->o));
-  QD_TRY(qd_kt_align_(k, "q", a->q, 16, "the 16-byte copies"));
-  QD_TRY(qd_kt_align_(k, "k", a->k, 16, "the 16-byte copies"));
-  QD_TRY(qd_kt_align_(k, "v", a->v, 16, "the 16-byte copies"));
-  QD_TRY(qd_kt_align_(k, "o", a->o, 16, "the 16-byte copies"));
+  QD_TRY(qd_launch_check_need(k, "q", a->q));
+  QD_TRY(qd_launch_check_need(k, "k", a->k));
+  QD_TRY(qd_launch_check_need(k, "v", a->v));
+  QD_TRY(qd_launch_check_need(k, "o", a->o));
+  QD_TRY(qd_launch_check_align(k, "q", a->q, 16, "the 16-byte copies"));
+  QD_TRY(qd_launch_check_align(k, "k", a->k, 16, "the 16-byte copies"));
+  QD_TRY(qd_launch_check_align(k, "v", a->v, 16, "the 16-byte copies"));
+  QD_TRY(qd_launch_check_align(k, "o", a->o, 16, "the 16-byte copies"));
   int64_t qr, kr, vr, orow, qb, kb, vb, ob;
   QD_TRY(qd_kt_row_stride_(k, "q", a->q_row_stride, width, &qr));
   QD_TRY(qd_kt_row_stride_(k, "k", a->k_row_stride, width, &kr));
@@ -437,8 +371,8 @@ qd_status_t qd_launch_attention_masked(const qd_kernel_function_t* fn, const qd_
       .sq = (int32_t)a->sq, .sk = (int32_t)a->sk, .heads = (int32_t)a->heads,
       .scale_log2 = (float)((double)scale * 1.4426950408889634)};
   if (c.bias) {
-    QD_TRY(qd_kt_need_(k, "bias", a->bias));
-    QD_TRY(qd_kt_align_(k, "bias", a->bias, c.bias == 1 ? 2 : 4, c.bias == 1 ? "bf16" : "fp32"));
+    QD_TRY(qd_launch_check_need(k, "bias", a->bias));
+    QD_TRY(qd_launch_check_align(k, "bias", a->bias, c.bias == 1 ? 2 : 4, c.bias == 1 ? "bf16" : "fp32"));
     if ((a->bias_batch != 1 && a->bias_batch != a->batch) || (a->bias_heads != 1 && a->bias_heads != a->heads))
       return QD_ERR(INVALID_ARGUMENT, KERNEL_ARG_SHAPE,
                     "%s: bias is [%lld, %lld, sq, sk]; its batch must be 1 or %lld and its heads 1 or %lld", k,
@@ -460,6 +394,6 @@ qd_status_t qd_launch_attention_masked(const qd_kernel_function_t* fn, const qd_
   const int64_t grid_x = (a->sq + block_m - 1) / block_m;
   void* params[] = {&p};
   return qd_kernel_launch(fn, (qd_kernel_dim3_t){(unsigned)grid_x, (unsigned)a->heads, (unsigned)a->batch},
-                          qd_kt_dim_(32u * (unsigned)(c.warps_m * c.warps_d)), (unsigned)qd_kt_attn_smem_(&c), stream,
+                          qd_launch_dim(32u * (unsigned)(c.warps_m * c.warps_d)), (unsigned)qd_kt_attn_smem_(&c), stream,
                           params);
 }

@@ -45,63 +45,17 @@
 #include "runtime/cuda/kernels.h"
 #include "runtime/cuda_driver.h"
 
+#include "gpu_harness.h"
+
 #define PEAK_BYTES_PER_S 4.3e12
-/* Poisoned bytes on each side of every device buffer; a host emulation under AddressSanitizer builds with 0. */
-#ifndef QD_GPU_TEST_GUARD
-#define QD_GPU_TEST_GUARD 256
-#endif
-#define GUARD QD_GPU_TEST_GUARD
 #define MAX_VARIANTS 48
-#define MAX_FNS 6
+#define MAX_FNS GH_MAX_FNS
 
-/* ---- process state ------------------------------------------------------------------------------------------ */
+/* ---- process state (the rest is in gpu_harness.h) ------------------------------------------------------------ */
 
-static const qd_cuda_driver_t* cu;
-static CUstream stream;
-static char arch[16];
-static qd_threadpool_t* pool;
-static bool bench = true;
-static const char* only;
-static int failures, passes, refusals;
+static int refusals;
 
-static void die_(qd_status_t s, const char* what) {
-  if (!s) return;
-  char msg[8192];
-  qd_status_format(s, msg, sizeof msg);
-  fprintf(stderr, "test_gpu_kernels: %s: %s\n", what, msg);
-  qd_status_free(s);
-  exit(1);
-}
-#define MUST(expr) die_((expr), #expr)
-
-/* ---- random data --------------------------------------------------------------------------------------------- */
-
-static uint64_t rng = 0x243F6A8885A308D3ull;
-static uint64_t next_u64(void) {
-  uint64_t z = (rng += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-/* Uniform in [-1, 1), never exactly 0. */
-static float uniform(void) {
-  float v = (float)((double)(next_u64() >> 11) * (1.0 / 9007199254740992.0) * 2.0 - 1.0);
-  return v == 0.0f ? 0.5f : v;
-}
-
-/* n bf16 values a * uniform + b, and their exact float values. */
-static uint16_t* rand_bf16(size_t n, float a, float b, float** out_f) {
-  uint16_t* h = malloc(n * sizeof *h + 1);
-  float* f = malloc(n * sizeof *f + 1);
-  if (!h || !f) exit(1);
-  for (size_t i = 0; i < n; i++) {
-    h[i] = qd_f32_to_bf16(a * uniform() + b);
-    if (h[i] == 0 || h[i] == 0x8000) h[i] = 0x3f00; /* 0.5: no zeros */
-    f[i] = qd_bf16_to_f32(h[i]);
-  }
-  *out_f = f;
-  return h;
-}
+/* ---- random data ------------------------------------------------------------------------------------------- */
 
 static float* rand_f32(size_t n, float a, float b) {
   float* f = malloc(n * sizeof *f + 1);
@@ -110,62 +64,7 @@ static float* rand_f32(size_t n, float a, float b) {
   return f;
 }
 
-/* ---- device buffers with guard bands -------------------------------------------------------------------- */
-
-typedef struct {
-  CUdeviceptr base, ptr;
-  size_t bytes;
-} dbuf_t;
-
-/* Every buffer starts as poison, guards included, so that guards can be checked on inputs used in place. */
-static dbuf_t dalloc(size_t bytes) {
-  dbuf_t b = {0, 0, bytes};
-  MUST(QD_CU_STATUS(cu->cuMemAlloc(&b.base, bytes + 2 * GUARD)));
-  b.ptr = b.base + GUARD;
-  MUST(QD_CU_STATUS(cu->cuMemsetD8(b.base, 0xFF, bytes + 2 * GUARD)));
-  MUST(QD_CU_STATUS(cu->cuCtxSynchronize()));
-  return b;
-}
-static void dfree(dbuf_t* b) {
-  if (b->base) MUST(QD_CU_STATUS(cu->cuMemFree(b->base)));
-  memset(b, 0, sizeof *b);
-}
-static void dupload(dbuf_t* b, const void* host, size_t bytes) {
-  MUST(QD_CU_STATUS(cu->cuMemcpyHtoD(b->ptr, host, bytes)));
-  MUST(QD_CU_STATUS(cu->cuCtxSynchronize())); /* pageable copies may still be in flight otherwise */
-}
-static dbuf_t dnew(const void* host, size_t bytes) {
-  dbuf_t b = dalloc(bytes);
-  dupload(&b, host, bytes);
-  return b;
-}
-/* Poisons the whole buffer and both guards with 0xFF on the test stream. */
-static void dpoison(dbuf_t* b) { MUST(QD_CU_STATUS(cu->cuMemsetD8Async(b->base, 0xFF, b->bytes + 2 * GUARD, stream))); }
-static void ddownload(const dbuf_t* b, void* host, size_t bytes) {
-  MUST(QD_CU_STATUS(cu->cuStreamSynchronize(stream)));
-  MUST(QD_CU_STATUS(cu->cuMemcpyDtoH(host, b->ptr, bytes)));
-}
-static bool dguards_ok(const dbuf_t* b) {
-  if (GUARD == 0) return true;
-  uint8_t g[2][GUARD > 0 ? GUARD : 1];
-  MUST(QD_CU_STATUS(cu->cuStreamSynchronize(stream)));
-  MUST(QD_CU_STATUS(cu->cuMemcpyDtoH(g[0], b->base, GUARD)));
-  MUST(QD_CU_STATUS(cu->cuMemcpyDtoH(g[1], b->ptr + b->bytes, GUARD)));
-  for (int s = 0; s < 2; s++)
-    for (int i = 0; i < GUARD; i++)
-      if (g[s][i] != 0xFF) return false;
-  return true;
-}
-
 /* ---- variants ----------------------------------------------------------------------------------------------- */
-
-typedef struct {
-  qd_kernel_config_t cfg;
-  char label[200];
-  qd_kernel_module_t* module;
-  qd_kernel_function_t fns[MAX_FNS];
-  size_t fn_count;
-} variant_t;
 
 static const qd_kernel_function_t* fn_of(const variant_t* v, qd_kernel_op_t op) {
   const char* name = qd_kernel_function_name(op, &v->cfg);
@@ -173,12 +72,6 @@ static const qd_kernel_function_t* fn_of(const variant_t* v, qd_kernel_op_t op) 
     if (strcmp(v->fns[i].name, name) == 0) return &v->fns[i];
   fprintf(stderr, "test_gpu_kernels: variant %s has no kernel for op %d\n", v->label, (int)op);
   exit(1);
-}
-
-static int cfg_value(const qd_kernel_config_t* c, const char* name) {
-  int v = 0;
-  MUST(qd_kernel_config_get(c, name, &v));
-  return v;
 }
 
 /* Compiles and loads one configuration: every kernel of its template that a launcher uses. */
@@ -214,7 +107,7 @@ static size_t variants_build(const char* tmpl, const char* fixed, int fixed_valu
   MUST(qd_kernel_config_init(tmpl, &base));
   if (fixed) MUST(qd_kernel_config_set(&base, fixed, fixed_value));
   size_t n = 0;
-  out[n].cfg = base;
+  variant_init(&out[n], &base);
   snprintf(out[n].label, sizeof out[n].label, fixed ? "%s=%d" : "defaults", fixed, fixed_value);
   n++;
   for (size_t p = 0; p < base.params.count; p++) {
@@ -222,7 +115,7 @@ static size_t variants_build(const char* tmpl, const char* fixed, int fixed_valu
     if (param->kind == QD_KERNEL_PARAM_SHAPE) continue;
     for (size_t i = 0; i < param->value_count && n < MAX_VARIANTS; i++) {
       if (param->values[i] == base.values[p]) continue;
-      out[n].cfg = base;
+      variant_init(&out[n], &base);
       MUST(qd_kernel_config_set(&out[n].cfg, param->name, param->values[i]));
       if (fixed)
         snprintf(out[n].label, sizeof out[n].label, "%s=%d %s=%d", fixed, fixed_value, param->name, param->values[i]);
@@ -235,69 +128,7 @@ static size_t variants_build(const char* tmpl, const char* fixed, int fixed_valu
   return n;
 }
 
-static void variants_free(variant_t* v, size_t n) {
-  for (size_t i = 0; i < n; i++) qd_kernel_module_unload(v[i].module);
-}
-
 /* ---- checking and timing ------------------------------------------------------------------------------------ */
-
-typedef struct {
-  double rel_l2, max_abs;
-  size_t unwritten, over_bound;
-} error_t_;
-
-/* got vs want over n values; bf16 tolerance as in the header. */
-static error_t_ compare(const float* got, const float* want, size_t n) {
-  error_t_ e = {0};
-  double num = 0, den = 0;
-  for (size_t i = 0; i < n; i++) den += (double)want[i] * want[i];
-  const double rms = sqrt(den / (double)(n ? n : 1));
-  for (size_t i = 0; i < n; i++) {
-    if (isnan(got[i]) && !isnan(want[i])) {
-      e.unwritten++;
-      continue;
-    }
-    const double d = fabs((double)got[i] - (double)want[i]);
-    num += d * d;
-    if (d > e.max_abs) e.max_abs = d;
-    if (d > ldexp(fabs((double)want[i]), -8) + 1e-3 * rms) e.over_bound++;
-  }
-  e.rel_l2 = den > 0 ? sqrt(num / den) : sqrt(num);
-  return e;
-}
-
-static void bf16_to_f32_array(const uint16_t* h, float* f, size_t n) {
-  for (size_t i = 0; i < n; i++) f[i] = qd_bf16_to_f32(h[i]);
-}
-
-/* One launch of the case under test. */
-typedef qd_status_t (*launch_fn_t)(const variant_t* v, void* ctx);
-
-/* Median of 20 timed launches after 3 warm-ups, in microseconds. */
-static double time_us(launch_fn_t launch, const variant_t* v, void* ctx) {
-  enum { WARM = 3, RUNS = 20 };
-  CUevent ev[RUNS + 1];
-  for (int i = 0; i <= RUNS; i++) MUST(QD_CU_STATUS(cu->cuEventCreate(&ev[i], CU_EVENT_DEFAULT)));
-  for (int i = 0; i < WARM; i++) MUST(launch(v, ctx));
-  double t[RUNS];
-  for (int i = 0; i < RUNS; i++) {
-    MUST(QD_CU_STATUS(cu->cuEventRecord(ev[0], stream)));
-    MUST(launch(v, ctx));
-    MUST(QD_CU_STATUS(cu->cuEventRecord(ev[1 + i], stream)));
-    MUST(QD_CU_STATUS(cu->cuEventSynchronize(ev[1 + i])));
-    float ms = 0;
-    MUST(QD_CU_STATUS(cu->cuEventElapsedTime(&ms, ev[0], ev[1 + i])));
-    t[i] = ms * 1e3;
-  }
-  for (int i = 0; i <= RUNS; i++) cu->cuEventDestroy(ev[i]);
-  for (int i = 1; i < RUNS; i++)
-    for (int j = i; j > 0 && t[j - 1] > t[j]; j--) {
-      double x = t[j];
-      t[j] = t[j - 1];
-      t[j - 1] = x;
-    }
-  return (t[RUNS / 2 - 1] + t[RUNS / 2]) / 2;
-}
 
 /* Prints a result line and counts it. exact: err is ignored and `ok` says whether the bits matched. */
 static void report(const char* kernel, const variant_t* v, const char* shape, bool exact, bool ok, error_t_ err,
@@ -1063,54 +894,11 @@ static void test_small_ops(void) {
 /* ---- main --------------------------------------------------------------------------------------------------- */
 
 int main(int argc, char** argv) {
-  for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--no-bench") == 0) {
-      bench = false;
-    } else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
-      only = argv[++i];
-    } else {
-      fprintf(stderr, "usage: test_gpu_kernels [--no-bench] [--only SUBSTRING]\n");
-      return 2;
-    }
-  }
-  setvbuf(stdout, NULL, _IOLBF, 0);
-  qd_status_t s = qd_cuda_driver_load(&cu);
-  if (s) {
-    char msg[2048];
-    qd_status_format(s, msg, sizeof msg);
-    qd_status_free(s);
-    printf("test_gpu_kernels: skipped: %s\n", msg);
-    return 77;
-  }
-  const qd_nvrtc_t* nv;
-  s = qd_nvrtc_load(&nv);
-  if (s) {
-    char msg[2048];
-    qd_status_format(s, msg, sizeof msg);
-    qd_status_free(s);
-    printf("test_gpu_kernels: skipped (NVRTC is needed to build the kernels): %s\n", msg);
-    return 77;
-  }
-  CUdevice dev;
-  MUST(QD_CU_STATUS(cu->cuDeviceGet(&dev, 0)));
-  int major = 0, minor = 0, sms = 0;
-  char name[256];
-  MUST(QD_CU_STATUS(cu->cuDeviceGetAttribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev)));
-  MUST(QD_CU_STATUS(cu->cuDeviceGetAttribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev)));
-  MUST(QD_CU_STATUS(cu->cuDeviceGetAttribute(&sms, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, dev)));
-  MUST(QD_CU_STATUS(cu->cuDeviceGetName(name, sizeof name, dev)));
-  if (major < 8) {
-    printf("test_gpu_kernels: skipped: %s is sm_%d%d; the templates need sm_80 or newer\n", name, major, minor);
-    return 77;
-  }
-  snprintf(arch, sizeof arch, "sm_%d%d", major, minor);
-  CUcontext ctx;
-  MUST(QD_CU_STATUS(cu->cuDevicePrimaryCtxRetain(&ctx, dev)));
-  MUST(QD_CU_STATUS(cu->cuCtxSetCurrent(ctx)));
-  MUST(QD_CU_STATUS(cu->cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING)));
-  MUST(qd_threadpool_create(0, qd_allocator_system(), &pool));
-  printf("test_gpu_kernels: %s (%s, %d SMs), driver %d, NVRTC %d.%d; bandwidth relative to %.1f TB/s\n", name, arch,
-         sms, cu->driver_version, nv->version_major, nv->version_minor, PEAK_BYTES_PER_S / 1e12);
+  gh_device_t d;
+  const int early = gh_start("test_gpu_kernels", argc, argv, false, &d);
+  if (early >= 0) return early;
+  printf("test_gpu_kernels: %s (%s, %d SMs), driver %d, NVRTC %d.%d; bandwidth relative to %.1f TB/s\n", d.name, arch,
+         d.sms, cu->driver_version, nvrtc->version_major, nvrtc->version_minor, PEAK_BYTES_PER_S / 1e12);
   printf("%-22s %-38s %-30s %-28s %s\n", "kernel", "variant", "shape", "error", "   median time  achieved  of peak");
 
   test_layernorm();
@@ -1122,8 +910,6 @@ int main(int argc, char** argv) {
 
   MUST(QD_CU_STATUS(cu->cuStreamSynchronize(stream)));
   printf("test_gpu_kernels: %d passed, %d failed, %d refused as expected\n", passes, failures, refusals);
-  qd_threadpool_destroy(pool);
-  cu->cuStreamDestroy(stream);
-  cu->cuDevicePrimaryCtxRelease(dev);
+  gh_finish();
   return failures == 0 && passes > 0 ? 0 : 1;
 }

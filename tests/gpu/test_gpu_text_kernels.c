@@ -40,120 +40,17 @@
 #include "runtime/cuda/kernels_text.h"
 #include "runtime/cuda_driver.h"
 
+#include "gpu_harness.h"
+
 #define PEAK_BYTES_PER_S 4.3e12
-#define GUARD 256
 #define MAX_VARIANTS 16
 
-/* ---- process state ------------------------------------------------------------------------------------------ */
+/* ---- process state (the rest is in gpu_harness.h) ------------------------------------------------------------ */
 
-static const qd_cuda_driver_t* cu;
-static CUstream stream;
-static char arch[16];
 static int smem_optin; /* bytes of shared memory a block may opt in to */
-static qd_threadpool_t* pool;
-static bool bench = true;
-static const char* only;
-static int failures, passes, refusals, skipped;
-
-static void die_(qd_status_t s, const char* what) {
-  if (!s) return;
-  char msg[8192];
-  qd_status_format(s, msg, sizeof msg);
-  fprintf(stderr, "test_gpu_text_kernels: %s: %s\n", what, msg);
-  qd_status_free(s);
-  exit(1);
-}
-#define MUST(expr) die_((expr), #expr)
-
-static void* xmalloc(size_t n) {
-  void* p = malloc(n ? n : 1);
-  if (!p) {
-    fprintf(stderr, "test_gpu_text_kernels: out of host memory (%zu bytes)\n", n);
-    exit(1);
-  }
-  return p;
-}
-
-/* ---- random data -------------------------------------------------------------------------------------------- */
-
-static uint64_t rng = 0x13198A2E03707344ull;
-static uint64_t next_u64(void) {
-  uint64_t z = (rng += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-/* Uniform in [-1, 1), never exactly 0. */
-static float uniform(void) {
-  float v = (float)((double)(next_u64() >> 11) * (1.0 / 9007199254740992.0) * 2.0 - 1.0);
-  return v == 0.0f ? 0.5f : v;
-}
-
-/* n bf16 values a * uniform, and their exact float values. */
-static uint16_t* rand_bf16(size_t n, float a, float** out_f) {
-  uint16_t* h = xmalloc(n * sizeof *h);
-  float* f = xmalloc(n * sizeof *f);
-  for (size_t i = 0; i < n; i++) {
-    h[i] = qd_f32_to_bf16(a * uniform());
-    if (h[i] == 0 || h[i] == 0x8000) h[i] = 0x3f00; /* 0.5: no zeros */
-    f[i] = qd_bf16_to_f32(h[i]);
-  }
-  *out_f = f;
-  return h;
-}
-
-/* ---- device buffers with guard bands ----------------------------------------------------------------------- */
-
-typedef struct {
-  CUdeviceptr base, ptr;
-  size_t bytes;
-} dbuf_t;
-
-static dbuf_t dalloc(size_t bytes) {
-  dbuf_t b = {0, 0, bytes};
-  MUST(QD_CU_STATUS(cu->cuMemAlloc(&b.base, bytes + 2 * GUARD)));
-  b.ptr = b.base + GUARD;
-  MUST(QD_CU_STATUS(cu->cuMemsetD8(b.base, 0xFF, bytes + 2 * GUARD)));
-  MUST(QD_CU_STATUS(cu->cuCtxSynchronize()));
-  return b;
-}
-static void dfree(dbuf_t* b) {
-  if (b->base) MUST(QD_CU_STATUS(cu->cuMemFree(b->base)));
-  memset(b, 0, sizeof *b);
-}
-static dbuf_t dnew(const void* host, size_t bytes) {
-  dbuf_t b = dalloc(bytes);
-  MUST(QD_CU_STATUS(cu->cuMemcpyHtoD(b.ptr, host, bytes)));
-  MUST(QD_CU_STATUS(cu->cuCtxSynchronize()));
-  return b;
-}
-static void dpoison(dbuf_t* b) { MUST(QD_CU_STATUS(cu->cuMemsetD8Async(b->base, 0xFF, b->bytes + 2 * GUARD, stream))); }
-static void ddownload(const dbuf_t* b, void* host, size_t bytes) {
-  MUST(QD_CU_STATUS(cu->cuStreamSynchronize(stream)));
-  MUST(QD_CU_STATUS(cu->cuMemcpyDtoH(host, b->ptr, bytes)));
-}
-static bool dguards_ok(const dbuf_t* b) {
-  uint8_t g[2][GUARD];
-  MUST(QD_CU_STATUS(cu->cuStreamSynchronize(stream)));
-  MUST(QD_CU_STATUS(cu->cuMemcpyDtoH(g[0], b->base, GUARD)));
-  MUST(QD_CU_STATUS(cu->cuMemcpyDtoH(g[1], b->ptr + b->bytes, GUARD)));
-  for (int s = 0; s < 2; s++)
-    for (int i = 0; i < GUARD; i++)
-      if (g[s][i] != 0xFF) return false;
-  return true;
-}
+static int refusals, skipped;
 
 /* ---- variants ----------------------------------------------------------------------------------------------- */
-
-typedef struct {
-  qd_kernel_config_t cfg;
-  char label[160];
-  qd_kernel_module_t* module;
-  qd_kernel_function_t fns[QD_TEXT_KERNEL_OP_COUNT_];
-  size_t fn_count;
-  bool usable;   /* false: needs more shared memory than the device has */
-  size_t smem;   /* attention: dynamic shared memory per launch */
-} variant_t;
 
 static const qd_kernel_function_t* fn_of(const variant_t* v, qd_text_kernel_op_t op) {
   const char* name = qd_text_kernel_function_name(op, &v->cfg);
@@ -174,8 +71,8 @@ static void variant_load(variant_t* v) {
   }
   const bool attention = strcmp(v->cfg.template_name, "attention_masked.cu") == 0;
   v->smem = attention ? qd_attention_masked_shared_bytes(&v->cfg) : 0;
-  v->usable = v->smem <= (size_t)smem_optin;
-  if (!v->usable) return;
+  v->loaded = v->smem <= (size_t)smem_optin;
+  if (!v->loaded) return;
   qd_kernel_variant_t var;
   qd_kernel_config_variant(&v->cfg, names[0], &var);
   qd_kernel_binary_t bin;
@@ -189,22 +86,12 @@ static void variant_load(variant_t* v) {
   qd_kernel_binary_deinit(&bin);
 }
 
-static int cfg_value(const qd_kernel_config_t* c, const char* name) {
-  int v = 0;
-  MUST(qd_kernel_config_get(c, name, &v));
-  return v;
-}
-
-static void variants_free(variant_t* v, size_t n) {
-  for (size_t i = 0; i < n; i++) qd_kernel_module_unload(v[i].module);
-}
-
 /* `base` first, then each documented tunable value that differs from the base's; combinations the template does
  * not take (attention) are left out. */
 static size_t variants_build(const qd_kernel_config_t* base, const char* base_label, variant_t* out) {
   const bool attention = strcmp(base->template_name, "attention_masked.cu") == 0;
   size_t n = 0;
-  out[n].cfg = *base;
+  variant_init(&out[n], base);
   snprintf(out[n].label, sizeof out[n].label, "%s", base_label);
   n++;
   for (size_t p = 0; p < base->params.count; p++) {
@@ -212,7 +99,7 @@ static size_t variants_build(const qd_kernel_config_t* base, const char* base_la
     if (param->kind != QD_KERNEL_PARAM_TUNABLE) continue;
     for (size_t i = 0; i < param->value_count && n < MAX_VARIANTS; i++) {
       if (param->values[i] == base->values[p]) continue;
-      out[n].cfg = *base;
+      variant_init(&out[n], base);
       MUST(qd_kernel_config_set(&out[n].cfg, param->name, param->values[i]));
       if (attention) {
         qd_status_t s = qd_attention_masked_config_check(&out[n].cfg);
@@ -230,34 +117,6 @@ static size_t variants_build(const qd_kernel_config_t* base, const char* base_la
 }
 
 /* ---- checking and timing ------------------------------------------------------------------------------------ */
-
-typedef qd_status_t (*launch_fn_t)(const variant_t* v, void* ctx);
-
-/* Median of 20 timed launches after 3 warm-ups, in microseconds. */
-static double time_us(launch_fn_t launch, const variant_t* v, void* ctx) {
-  enum { WARM = 3, RUNS = 20 };
-  CUevent ev[RUNS + 1];
-  for (int i = 0; i <= RUNS; i++) MUST(QD_CU_STATUS(cu->cuEventCreate(&ev[i], CU_EVENT_DEFAULT)));
-  for (int i = 0; i < WARM; i++) MUST(launch(v, ctx));
-  double t[RUNS];
-  for (int i = 0; i < RUNS; i++) {
-    MUST(QD_CU_STATUS(cu->cuEventRecord(ev[0], stream)));
-    MUST(launch(v, ctx));
-    MUST(QD_CU_STATUS(cu->cuEventRecord(ev[1 + i], stream)));
-    MUST(QD_CU_STATUS(cu->cuEventSynchronize(ev[1 + i])));
-    float ms = 0;
-    MUST(QD_CU_STATUS(cu->cuEventElapsedTime(&ms, ev[0], ev[1 + i])));
-    t[i] = ms * 1e3;
-  }
-  for (int i = 0; i <= RUNS; i++) cu->cuEventDestroy(ev[i]);
-  for (int i = 1; i < RUNS; i++)
-    for (int j = i; j > 0 && t[j - 1] > t[j]; j--) {
-      double x = t[j];
-      t[j] = t[j - 1];
-      t[j - 1] = x;
-    }
-  return (t[RUNS / 2 - 1] + t[RUNS / 2]) / 2;
-}
 
 static void count(bool pass) {
   if (pass)
@@ -336,7 +195,7 @@ static void test_embedding(const variant_t* vs, size_t nv) {
   for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
     const int64_t n = cases[ci].n, V = cases[ci].vocab, F = cases[ci].features, ib = cases[ci].id_bytes;
     float* wf;
-    uint16_t* wh = rand_bf16((size_t)(V * F), 1.0f, &wf);
+    uint16_t* wh = rand_bf16((size_t)(V * F), 1.0f, 0.0f, &wf);
     int64_t* id64 = xmalloc(sizeof(int64_t) * (size_t)n);
     int32_t* id32 = xmalloc(sizeof(int32_t) * (size_t)n);
     for (int64_t i = 0; i < n; i++) id64[i] = (int64_t)(next_u64() % (uint64_t)V);
@@ -419,7 +278,7 @@ static void test_eos_pool(const variant_t* vs, size_t nv) {
   for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
     const int64_t B = cases[ci].b, S = cases[ci].s, C = cases[ci].c, ib = cases[ci].id_bytes;
     float* xf;
-    uint16_t* xh = rand_bf16((size_t)(B * S * C), 2.0f, &xf);
+    uint16_t* xh = rand_bf16((size_t)(B * S * C), 2.0f, 0.0f, &xf);
     int64_t* id64 = xmalloc(sizeof(int64_t) * (size_t)(B * S));
     int32_t* id32 = xmalloc(sizeof(int32_t) * (size_t)(B * S));
     for (int64_t i = 0; i < B * S; i++) id64[i] = (int64_t)(next_u64() % 40000);
@@ -460,7 +319,7 @@ static void test_t5_bias(const variant_t* vs, size_t nv) {
     const int64_t S = cases[ci].tokens, H = cases[ci].heads, NB = cases[ci].buckets;
     const size_t n = (size_t)(H * S * S);
     float* wf;
-    uint16_t* wh = rand_bf16((size_t)(NB * H), 1.0f, &wf);
+    uint16_t* wh = rand_bf16((size_t)(NB * H), 1.0f, 0.0f, &wf);
     float* want = xmalloc(sizeof(float) * n);
     qd_ref_t5_relative_bias(pool, wf, want, S, H, NB, cases[ci].max_distance, cases[ci].bidirectional);
     dbuf_t w = dnew(wh, (size_t)(NB * H) * 2), y = dalloc(n * 2);
@@ -600,9 +459,9 @@ static void test_attention_base(const attn_base_t* b) {
     const int64_t rs = tc->fused ? 3 * W : W;
     const size_t qn = (size_t)(B * Sq * rs), kn = tc->fused ? 0 : (size_t)(B * Sk * W);
     float *qf_all, *kf_all = NULL, *vf_all = NULL;
-    uint16_t* qh = rand_bf16(qn, 2.0f, &qf_all);
-    uint16_t* kh = tc->fused ? NULL : rand_bf16(kn, 2.0f, &kf_all);
-    uint16_t* vh = tc->fused ? NULL : rand_bf16(kn, 1.0f, &vf_all);
+    uint16_t* qh = rand_bf16(qn, 2.0f, 0.0f, &qf_all);
+    uint16_t* kh = tc->fused ? NULL : rand_bf16(kn, 2.0f, 0.0f, &kf_all);
+    uint16_t* vh = tc->fused ? NULL : rand_bf16(kn, 1.0f, 0.0f, &vf_all);
     /* The reference's dense q, k, v. */
     float* qf = xmalloc(sizeof(float) * (size_t)(B * Sq * W));
     float* kf = xmalloc(sizeof(float) * (size_t)(B * Sk * W));
@@ -617,7 +476,7 @@ static void test_attention_base(const attn_base_t* b) {
     float* biasf = NULL;
     void* bias_dev_host = NULL;
     if (tc->bias) {
-      uint16_t* b16 = rand_bf16(bn, 3.0f, &biasf);
+      uint16_t* b16 = rand_bf16(bn, 3.0f, 0.0f, &biasf);
       if (b->bias == 2) { /* fp32: values that bf16 cannot hold */
         for (size_t i = 0; i < bn; i++) biasf[i] = 3.0f * uniform();
         bias_dev_host = biasf;
@@ -640,7 +499,7 @@ static void test_attention_base(const attn_base_t* b) {
     const double flops = 4.0 * (double)(B * H * D) * (b->causal ? (double)Sq * (double)(Sq + 1) / 2.0
                                                                  : (double)Sq * (double)Sk);
     for (size_t vi = 0; vi < nv; vi++) {
-      if (!vs[vi].usable) {
+      if (!vs[vi].loaded) {
         printf("%-20s %-42s %-34s n/a (needs %zu bytes of shared memory; the device allows %d)\n", "attention_masked",
                vs[vi].label, shape, vs[vi].smem, smem_optin);
         skipped++;
@@ -697,56 +556,14 @@ static void test_attention(void) {
 /* ---- main --------------------------------------------------------------------------------------------------- */
 
 int main(int argc, char** argv) {
-  for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--no-bench") == 0) {
-      bench = false;
-    } else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
-      only = argv[++i];
-    } else {
-      fprintf(stderr, "usage: test_gpu_text_kernels [--no-bench] [--only SUBSTRING]\n");
-      return 2;
-    }
-  }
-  setvbuf(stdout, NULL, _IOLBF, 0);
-  qd_status_t s = qd_cuda_driver_load(&cu);
-  if (s) {
-    char msg[2048];
-    qd_status_format(s, msg, sizeof msg);
-    qd_status_free(s);
-    printf("test_gpu_text_kernels: skipped: %s\n", msg);
-    return 77;
-  }
-  const qd_nvrtc_t* nv;
-  s = qd_nvrtc_load(&nv);
-  if (s) {
-    char msg[2048];
-    qd_status_format(s, msg, sizeof msg);
-    qd_status_free(s);
-    printf("test_gpu_text_kernels: skipped (NVRTC is needed to build the kernels): %s\n", msg);
-    return 77;
-  }
-  CUdevice dev;
-  MUST(QD_CU_STATUS(cu->cuDeviceGet(&dev, 0)));
-  int major = 0, minor = 0, sms = 0;
-  char name[256];
-  MUST(QD_CU_STATUS(cu->cuDeviceGetAttribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev)));
-  MUST(QD_CU_STATUS(cu->cuDeviceGetAttribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev)));
-  MUST(QD_CU_STATUS(cu->cuDeviceGetAttribute(&sms, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, dev)));
+  rng = 0x13198A2E03707344ull; /* this test's own sequence, as before the harness was shared */
+  gh_device_t d;
+  const int early = gh_start("test_gpu_text_kernels", argc, argv, false, &d);
+  if (early >= 0) return early;
   MUST(QD_CU_STATUS(
-      cu->cuDeviceGetAttribute(&smem_optin, CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, dev)));
-  MUST(QD_CU_STATUS(cu->cuDeviceGetName(name, sizeof name, dev)));
-  if (major < 8) {
-    printf("test_gpu_text_kernels: skipped: %s is sm_%d%d; the templates need sm_80 or newer\n", name, major, minor);
-    return 77;
-  }
-  snprintf(arch, sizeof arch, "sm_%d%d", major, minor);
-  CUcontext ctx;
-  MUST(QD_CU_STATUS(cu->cuDevicePrimaryCtxRetain(&ctx, dev)));
-  MUST(QD_CU_STATUS(cu->cuCtxSetCurrent(ctx)));
-  MUST(QD_CU_STATUS(cu->cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING)));
-  MUST(qd_threadpool_create(0, qd_allocator_system(), &pool));
-  printf("test_gpu_text_kernels: %s (%s, %d SMs, %d KiB shared memory per block), driver %d, NVRTC %d.%d\n", name,
-         arch, sms, smem_optin / 1024, cu->driver_version, nv->version_major, nv->version_minor);
+      cu->cuDeviceGetAttribute(&smem_optin, CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, device)));
+  printf("test_gpu_text_kernels: %s (%s, %d SMs, %d KiB shared memory per block), driver %d, NVRTC %d.%d\n", d.name,
+         arch, d.sms, smem_optin / 1024, cu->driver_version, nvrtc->version_major, nvrtc->version_minor);
   printf("%-20s %-42s %-34s %-24s %s\n", "kernel", "variant", "shape", "error", "   median time  achieved");
 
   test_text_ops();
@@ -755,8 +572,6 @@ int main(int argc, char** argv) {
   MUST(QD_CU_STATUS(cu->cuStreamSynchronize(stream)));
   printf("test_gpu_text_kernels: %d passed, %d failed, %d refused as expected, %d not run (shared memory)\n", passes,
          failures, refusals, skipped);
-  qd_threadpool_destroy(pool);
-  cu->cuStreamDestroy(stream);
-  cu->cuDevicePrimaryCtxRelease(dev);
+  gh_finish();
   return failures == 0 && passes > 0 ? 0 : 1;
 }
