@@ -3,7 +3,7 @@
 # against the CPU run of the same plan), then one full-size FLUX.1-dev step from synthetic NF4 and bf16 plans, and
 # optionally the diffusers peer's step in the same run. Binaries and shared libraries come prebuilt in $QD_CARRY
 # (bin/, lib/); the peer's packages in $QD_CARRY/peer. Results (JSON lines) go to $OUT.
-#   usage: bench/run_h200.sh [tests] [nf4] [bf16] [peer] [pipeline-tests] [pipeline] [pipeline-peer]
+#   usage: bench/run_h200.sh [tests] [nf4] [bf16] [peer] [kernel-tests] [pipeline-tests] [pipeline] [pipeline-peer]
 # pipeline: the full-size FLUX.1-dev pipeline (random weights from qdc synth, the real FLUX tokenizers from
 # tests/data/tokenizers/flux_full, carried) compiled with qdc's defaults and timed with bench/flux_pipeline;
 # pipeline-peer: the same with diffusers' FluxPipeline (NF4 transformer and T5, torch.compile; the anchors' bench)
@@ -51,7 +51,7 @@ run_full_pipeline() {
   echo "== qd: the full-size pipeline on CUDA, 1024x1024, 28 steps"
   timeout 240 "$B/flux_pipeline" /tmp/flux_full.qplan --runs 3 --jsonl "$OUT/pipeline.jsonl"
   echo "-- model offload (each component on the GPU only for its phase)"
-  timeout 120 "$B/flux_pipeline" /tmp/flux_full.qplan --runs 1 --offload model --jsonl "$OUT/pipeline.jsonl"
+  timeout 120 "$B/flux_pipeline" /tmp/flux_full.qplan --runs 2 --offload model --jsonl "$OUT/pipeline.jsonl"
 }
 
 run_peer_pipeline() {
@@ -92,6 +92,12 @@ for STAGE in $STAGES; do
     timeout 120 "$B/flux_step" /tmp/small_b2.qplan --resolution 256x256 --batch 2 --check-cpu --iters 5 --no-hoist
     pipeline_tests ;;
   pipeline-tests) pipeline_tests ;;
+  kernel-tests)
+    echo "== kernels against the CPU reference (correctness only)"
+    timeout 150 "$B/test_gpu_kernels" --no-bench > "$OUT/gpu_kernels.txt" 2>&1; echo "test_gpu_kernels rc=$?"
+    grep -E "FAIL|error" "$OUT/gpu_kernels.txt" | head -20; tail -1 "$OUT/gpu_kernels.txt"
+    timeout 120 "$B/test_attention" --no-bench > "$OUT/attention.txt" 2>&1; echo "test_attention rc=$?"
+    tail -1 "$OUT/attention.txt" ;;
   nf4|bf16)
     quant=$STAGE; [ "$quant" = bf16 ] && quant=none
     echo "== full-size FLUX.1-dev, $STAGE plan"

@@ -685,48 +685,24 @@ static qd_status_t qd_exec_node_(qd_cuda_executor_t* e, int32_t i) {
       int64_t h = n->attrs[QD_ATTN_HEADS].i;
       bool bias = n->input_count > 3;
       QD_TRY(qd_exec_node_kernel_(e, i, &s->kernel));
+      CUdeviceptr q = qd_exec_ptr_(e, n->inputs[0]), k = qd_exec_ptr_(e, n->inputs[1]);
+      CUdeviceptr v = qd_exec_ptr_(e, n->inputs[2]), o = qd_exec_ptr_(e, n->output);
+      CUdeviceptr bias_ptr = bias ? qd_exec_ptr_(e, n->inputs[3]) : 0;
+      const qd_shape_t* bsh = bias ? &g->values[n->inputs[3]].shape : NULL;
+      int64_t bias_batch = bias ? bsh->dims[0] : 1, bias_heads = bias ? bsh->dims[1] : 1;
+      float scale = (float)n->attrs[QD_ATTN_SCALE].f;
       if (!e->kernels[s->kernel].is_attention) {
         /* attention_masked.cu (kernel_variants.c: a bias, or a head wider than the flash kernels take) */
         s->kind = QD_STEP_ATTENTION_MASKED;
-        qd_attention_masked_args_t* a = &s->u.attn_masked;
-        a->q = qd_exec_ptr_(e, n->inputs[0]);
-        a->k = qd_exec_ptr_(e, n->inputs[1]);
-        a->v = qd_exec_ptr_(e, n->inputs[2]);
-        a->o = qd_exec_ptr_(e, n->output);
-        a->batch = xs->dims[0];
-        a->sq = xs->dims[1];
-        a->sk = ks->dims[1];
-        a->heads = h;
-        a->head_dim = xs->dims[2] / h;
-        a->scale = (float)n->attrs[QD_ATTN_SCALE].f;
-        a->causal = n->attrs[QD_ATTN_CAUSAL].i != 0;
-        a->bias_batch = a->bias_heads = 1;
-        if (bias) {
-          const qd_shape_t* bsh = &g->values[n->inputs[3]].shape;
-          a->bias = qd_exec_ptr_(e, n->inputs[3]);
-          a->bias_batch = bsh->dims[0];
-          a->bias_heads = bsh->dims[1];
-        }
+        s->u.attn_masked = (qd_attention_masked_args_t){
+            .q = q, .k = k, .v = v, .o = o, .bias = bias_ptr, .batch = xs->dims[0], .sq = xs->dims[1],
+            .sk = ks->dims[1], .heads = h, .head_dim = xs->dims[2] / h, .bias_batch = bias_batch,
+            .bias_heads = bias_heads, .scale = scale, .causal = n->attrs[QD_ATTN_CAUSAL].i != 0};
         return QD_OK;
       }
-      qd_attention_args_t* a = &s->u.attn;
-      a->q = qd_exec_ptr_(e, n->inputs[0]);
-      a->k = qd_exec_ptr_(e, n->inputs[1]);
-      a->v = qd_exec_ptr_(e, n->inputs[2]);
-      a->o = qd_exec_ptr_(e, n->output);
-      a->batch = xs->dims[0];
-      a->sq = xs->dims[1];
-      a->sk = ks->dims[1];
-      a->heads = h;
-      a->scale = (float)n->attrs[QD_ATTN_SCALE].f;
-      if (bias) {
-        const qd_shape_t* bsh = &g->values[n->inputs[3]].shape;
-        a->bias = qd_exec_ptr_(e, n->inputs[3]);
-        a->bias_batch = bsh->dims[0];
-        a->bias_heads = bsh->dims[1];
-      } else {
-        a->bias_batch = a->bias_heads = 1;
-      }
+      s->u.attn = (qd_attention_args_t){.q = q, .k = k, .v = v, .o = o, .bias = bias_ptr, .batch = xs->dims[0],
+                                        .sq = xs->dims[1], .sk = ks->dims[1], .heads = h, .bias_batch = bias_batch,
+                                        .bias_heads = bias_heads, .scale = scale};
       return QD_OK;
     }
     case QD_OP_TIMESTEP_EMBEDDING: {
