@@ -52,13 +52,6 @@ struct qd_generator {
   qd_allocator_t allocator;
   const qd_plan_t* plan;
   qd_generator_options_t options;
-  /* CUDA: the device's primary context, held for the generator's life, and with model offload the plan's weight
-   * sections registered (pinned) in place so that every image's uploads run at DMA speed. */
-  const qd_cuda_driver_t* cu;
-  CUdevice device;
-  CUcontext context;
-  const uint8_t* pinned[QD_GEN_COUNT];
-  uint64_t pinned_bytes[QD_GEN_COUNT];
   qd_threadpool_t* pool;
   qd_tokenizer_t* tokenizers[2]; /* CLIP, T5 */
   qd_scheduler_config_t scheduler;
@@ -340,43 +333,14 @@ static qd_status_t qd_gen_run_(qd_generator_t* g, int c, const qd_gen_input_t* i
 
 void qd_generator_destroy(qd_generator_t* g) {
   if (!g) return;
-  for (int c = 0; c < QD_GEN_COUNT; c++) qd_cuda_executor_destroy(g->comps[c].exec);
-  if (g->context) g->cu->cuCtxSetCurrent(g->context);
   for (int c = 0; c < QD_GEN_COUNT; c++) {
-    if (g->pinned[c]) g->cu->cuMemHostUnregister((void*)(uintptr_t)g->pinned[c]);
+    qd_cuda_executor_destroy(g->comps[c].exec);
     qd_graph_destroy(g->comps[c].graph);
     if (g->comps[c].weights) qd_plan_weights_f32_free(g->plan, g->comps[c].index, g->allocator, g->comps[c].weights);
   }
   for (int t = 0; t < 2; t++) qd_tokenizer_destroy(g->tokenizers[t]);
   qd_threadpool_destroy(g->pool);
-  if (g->context) g->cu->cuDevicePrimaryCtxRelease(g->device);
   qd_free(g->allocator, g, sizeof *g);
-}
-
-/* Model offload uploads every component's weights for every image. Registering the mapped plan's weight sections
- * with the driver (read-only, in place: no copy) lets those uploads run at DMA speed instead of through pageable
- * staging (about 10x). A system that refuses (no read-only registration, locked-memory limits) keeps working at
- * pageable speed, with a warning. */
-static qd_status_t qd_gen_pin_weights_(qd_generator_t* g) {
-  QD_CU_TRY(g->cu->cuDeviceGet(&g->device, g->options.device_index));
-  QD_CU_TRY(g->cu->cuDevicePrimaryCtxRetain(&g->context, g->device));
-  QD_CU_TRY(g->cu->cuCtxSetCurrent(g->context));
-  if (g->options.offload != QD_OFFLOAD_MODEL) return QD_OK;
-  for (int c = 0; c < QD_GEN_COUNT; c++) {
-    const qd_plan_component_t* pc = qd_plan_component(g->plan, g->comps[c].index);
-    uint64_t bytes = (pc->weight_bytes + 4095) & ~(uint64_t)4095;
-    if (!bytes || ((uintptr_t)pc->weight_data & 4095)) continue;
-    CUresult r = g->cu->cuMemHostRegister((void*)(uintptr_t)pc->weight_data, (size_t)bytes,
-                                          CU_MEMHOSTREGISTER_READ_ONLY);
-    if (r != CUDA_SUCCESS) {
-      QD_LOG_WARN("%s: cannot pin the weights of '%s' in place (cuMemHostRegister: error %d); model offload uploads "
-                  "them at pageable speed", qd_plan_path(g->plan), qd_gen_names_[c], (int)r);
-      continue;
-    }
-    g->pinned[c] = pc->weight_data;
-    g->pinned_bytes[c] = bytes;
-  }
-  return QD_OK;
 }
 
 static qd_status_t qd_gen_components_(qd_generator_t* g) {
@@ -456,7 +420,6 @@ qd_status_t qd_generator_create(const qd_plan_t* plan, const qd_generator_option
   if (o.device == QD_GENERATOR_DEVICE_CUDA && o.offload > QD_OFFLOAD_MODEL)
     return QD_ERR(UNSUPPORTED, PIPELINE_OPTIONS, "offload '%s' is not available yet; 'none' and 'model' are",
                   offload_names[o.offload]);
-  const qd_cuda_driver_t* cuda = NULL;
   if (o.device == QD_GENERATOR_DEVICE_CUDA) {
     /* Fail here, not at the first generation, on a machine without a usable GPU. */
     const qd_cuda_driver_t* cu;
@@ -467,7 +430,6 @@ qd_status_t qd_generator_create(const qd_plan_t* plan, const qd_generator_option
       ds = QD_ERR(INVALID_ARGUMENT, PIPELINE_DEVICE, "CUDA device %d does not exist; this machine has %d",
                   o.device_index, count);
     if (ds) return qd_status_annotate(ds, "%s: generating on CUDA", qd_plan_path(plan));
-    cuda = cu;
   }
   if (o.threads < 0 || o.threads > 1024)
     return QD_ERR(INVALID_ARGUMENT, PIPELINE_OPTIONS, "%d CPU threads; expected 1 to 1024, or 0 for one per core",
@@ -477,7 +439,6 @@ qd_status_t qd_generator_create(const qd_plan_t* plan, const qd_generator_option
   g->allocator = a;
   g->plan = plan;
   g->options = o;
-  g->cu = cuda;
   for (int c = 0; c < QD_GEN_COUNT; c++) g->comps[c].resolution = -1;
   qd_status_t s = qd_gen_components_(g);
   if (!s) s = qd_gen_tokenizers_(g);
@@ -495,7 +456,6 @@ qd_status_t qd_generator_create(const qd_plan_t* plan, const qd_generator_option
     if (s) s = qd_status_annotate(s, "reading the weights of '%s'", qd_gen_names_[c]);
   }
   if (!s) s = qd_threadpool_create(o.threads, a, &g->pool);
-  if (!s && cuda) s = qd_gen_pin_weights_(g);
   if (s) {
     qd_generator_destroy(g);
     return s;
