@@ -23,6 +23,8 @@ static void qdc_compile_usage_(FILE* f) {
           "    tokenizer/, tokenizer_2/, scheduler/): the whole text-to-image pipeline;\n"
           "  - the single-file BFL transformer (flux1-dev.safetensors) with --vae, --clip-l, --t5 and --tokenizers:\n"
           "    the whole pipeline too;\n"
+          "  - a ComfyUI all-in-one checkpoint (transformer, text encoders and VAE in one file) with --tokenizers\n"
+          "    (a piece the file lacks comes from its flag);\n"
           "  - any other checkpoint (file, sharded index, directory): one component, with --graph.\n"
           "The plan is written through a temporary file and renamed into place, so a failed or interrupted compile\n"
           "leaves no plan behind.\n"

@@ -1,6 +1,9 @@
 /* Which checkpoints make up a FLUX pipeline, from what the user has: a diffusers directory (model_index.json and
- * one folder per component) or the single-file BFL transformer with separate VAE, CLIP-L and T5 files and a
- * tokenizers directory. A missing piece is named with what would supply it. */
+ * one folder per component), the single-file BFL transformer with separate VAE, CLIP-L and T5 files and a
+ * tokenizers directory, or a ComfyUI all-in-one checkpoint (transformer under model.diffusion_model., the text
+ * encoders under text_encoders.clip_l.transformer. and text_encoders.t5xxl.transformer., the VAE under vae.; each
+ * graph's "comfyui" weight layout reads its part) with a tokenizers directory. A missing piece is named with what
+ * would supply it. */
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +12,7 @@
 
 #include "compiler/pipeline_sources.h"
 #include "ir/file_read.h"
+#include "qd/safetensors.h"
 #include "qd/tokenizer.h"
 
 static bool qdc_exists_(const char* path, bool want_dir) {
@@ -32,6 +36,26 @@ void qdc_pipeline_sources_deinit(qdc_pipeline_sources_t* ps) {
     qd_free(ps->allocator, (void*)ps->extras.tokenizers[t].data, ps->extras.tokenizers[t].size);
   if (ps->scheduler_text) qd_free(ps->allocator, ps->scheduler_text, ps->scheduler_size + 1);
   memset(ps, 0, sizeof *ps);
+}
+
+/* Which of the other pieces a single file holds itself (a ComfyUI all-in-one checkpoint): has[i] for CLIP, T5 and
+ * the VAE (1..3) when a tensor name starts with that piece's prefix. A file that is not a readable safetensors file
+ * holds none; the transformer's own reader reports what is wrong with it. */
+static void qdc_all_in_one_parts_(const char* path, qd_allocator_t a, bool has[4]) {
+  static const char* const prefixes[4] = {NULL, "text_encoders.clip_l.transformer.", "text_encoders.t5xxl.transformer.",
+                                          "vae.decoder."};
+  memset(has, 0, 4 * sizeof has[0]);
+  qd_safetensors_t* st;
+  qd_status_t s = qd_safetensors_open(path, a, &st);
+  if (s) {
+    qd_status_free(s);
+    return;
+  }
+  for (size_t t = 0; t < qd_safetensors_tensor_count(st); t++) {
+    const char* name = qd_safetensors_tensor(st, t)->name;
+    for (int i = 1; i < 4; i++) has[i] |= strncmp(name, prefixes[i], strlen(prefixes[i])) == 0;
+  }
+  qd_safetensors_close(st);
 }
 
 static qd_status_t qdc_add_tokenizer_(qdc_pipeline_sources_t* ps, const char* name, const char* dir,
@@ -112,20 +136,26 @@ qd_status_t qdc_pipeline_sources_find(const qdc_pipeline_request_t* r, qd_alloca
     snprintf(p, sizeof p, "%s/scheduler/scheduler_config.json", r->input);
     if (qdc_exists_(p, false)) QD_TRY(qdc_read_text_(p, a, &ps->scheduler_text, &ps->scheduler_size));
   } else {
-    /* The single-file BFL transformer: the other pieces come from flags. */
+    /* A single file: the BFL transformer, whose other pieces come from flags, or a ComfyUI all-in-one checkpoint
+     * that holds some or all of them (a flag still wins). */
     snprintf(ps->pipeline, sizeof ps->pipeline, "FluxPipeline");
     const char* flags[4] = {NULL, "--clip-l", "--t5", "--vae"};
+    const char* inside[4] = {NULL, "text_encoders.clip_l.*", "text_encoders.t5xxl.*", "vae.*"};
+    bool has[4];
+    qdc_all_in_one_parts_(r->input, a, has);
     inputs[0] = r->input;
     inputs[1] = r->clip_l;
     inputs[2] = r->t5;
     inputs[3] = r->vae;
-    for (int i = 1; i < 4; i++)
+    for (int i = 1; i < 4; i++) {
+      if (!inputs[i] && has[i]) inputs[i] = r->input;
       if (!inputs[i])
-        return QD_ERR(INVALID_ARGUMENT, NOT_FOUND, "%s is a single transformer file: pass %s FILE (%s) too, or a "
-                      "diffusers directory", r->input, flags[i], what[i]);
+        return QD_ERR(INVALID_ARGUMENT, NOT_FOUND, "%s holds no %s (no %s tensors, as a ComfyUI all-in-one checkpoint "
+                      "has): pass %s FILE too, or a diffusers directory", r->input, what[i], inside[i], flags[i]);
+    }
     if (!r->tokenizers)
-      return QD_ERR(INVALID_ARGUMENT, NOT_FOUND, "%s is a single transformer file: pass --tokenizers DIR (a directory "
-                    "with tokenizer/ for CLIP and tokenizer_2/ for T5, as in a diffusers FLUX repository)", r->input);
+      return QD_ERR(INVALID_ARGUMENT, NOT_FOUND, "%s is a single file: pass --tokenizers DIR (a directory with "
+                    "tokenizer/ for CLIP and tokenizer_2/ for T5, as in a diffusers FLUX repository)", r->input);
     snprintf(tok_clip, sizeof tok_clip, "%s/tokenizer", r->tokenizers);
     snprintf(tok_t5, sizeof tok_t5, "%s/tokenizer_2", r->tokenizers);
   }

@@ -256,8 +256,12 @@ static qd_status_t qd_bind_check_shape_(const qd_weight_source_t* src, const qd_
     rows += p->row_end - p->row_begin;
   }
   {
-    bool ok = w->shape.rank == rank && (rank == 0 || (uint64_t)w->shape.dims[0] == rows);
-    for (int d = 1; ok && d < rank; d++) ok = (uint64_t)w->shape.dims[d] == qd_part_dim_(p0, d);
+    /* Trailing dimensions of extent 1 beyond the graph's rank change no byte: LDM's 1x1-convolution attention
+     * weights [C, C, 1, 1] are the graph's linear weights [C, C]. */
+    int used_rank = rank;
+    while (used_rank > w->shape.rank && used_rank > 1 && qd_part_dim_(p0, used_rank - 1) == 1) used_rank--;
+    bool ok = w->shape.rank == used_rank && (used_rank == 0 || (uint64_t)w->shape.dims[0] == rows);
+    for (int d = 1; ok && d < used_rank; d++) ok = (uint64_t)w->shape.dims[d] == qd_part_dim_(p0, d);
     if (ok) return QD_OK;
   }
 mismatch : {

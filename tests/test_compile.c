@@ -18,6 +18,7 @@
 #include "runtime/cpu/threadpool.h"
 #include "runtime/graph_runner.h"
 #include "runtime/plan_internal.h"
+#include "vae_ldm_names.h"
 
 static char weights_path[512], io_path[512], graph_path[512];
 
@@ -465,6 +466,81 @@ START_TEST(missing_pipeline_pieces_are_named) {
 }
 END_TEST
 
+/* Adds every tensor of `src` to the writer with `prefix` in front of its name. */
+static void add_prefixed(qd_safetensors_writer_t* w, const qd_safetensors_t* src, const char* prefix) {
+  for (size_t i = 0; i < qd_safetensors_tensor_count(src); i++) {
+    const qd_tensor_info_t* t = qd_safetensors_tensor(src, i);
+    char name[512];
+    snprintf(name, sizeof name, "%s%s", prefix, t->name);
+    QD_ASSERT_OK(qd_safetensors_writer_add(w, name, t->dtype, t->rank, t->shape, t->data));
+  }
+}
+
+/* A ComfyUI all-in-one checkpoint, from the tiny goldens: the transformer in BFL names under
+ * model.diffusion_model., CLIP and T5 under text_encoders.*.transformer., the VAE in LDM names under vae. (with_vae
+ * false leaves it out). */
+static void write_all_in_one(const char* path, bool with_vae) {
+  static const char* const files[4] = {"flux_guided_bfl", "clip_tiny_weights", "t5_tiny_weights", "vae_tiny_weights"};
+  static const char* const prefixes[4] = {"model.diffusion_model.", "text_encoders.clip_l.transformer.",
+                                          "text_encoders.t5xxl.transformer.", "vae."};
+  qd_allocator_t a = qd_allocator_system();
+  qd_safetensors_t* src[4] = {NULL, NULL, NULL, NULL};
+  qd_safetensors_writer_t* w;
+  QD_ASSERT_OK(qd_safetensors_writer_create(path, a, &w));
+  for (int i = 0; i < (with_vae ? 4 : 3); i++) {
+    char p[512];
+    snprintf(p, sizeof p, "%s/golden/%s.safetensors", qd_test_data_dir(), files[i]);
+    QD_ASSERT_OK(qd_safetensors_open(p, a, &src[i]));
+    if (i == 3)
+      add_ldm_vae(w, src[i], prefixes[i]);
+    else
+      add_prefixed(w, src[i], prefixes[i]);
+  }
+  QD_ASSERT_OK(qd_safetensors_writer_finish(w));
+  qd_safetensors_writer_destroy(w);
+  for (int i = 0; i < 4; i++) qd_safetensors_close(src[i]);
+}
+
+/* One ComfyUI file and --tokenizers compile the whole pipeline, each component through its graph's "comfyui"
+ * layout; a file without the VAE inside says what is missing and what supplies it. */
+START_TEST(comfyui_all_in_one_compiles) {
+  char path[512], novae[512], plan[512], tok[512], cmd[3000];
+  snprintf(path, sizeof path, "%s/flux_all_in_one.safetensors", qd_test_tmp_dir());
+  snprintf(novae, sizeof novae, "%s/flux_all_in_one_no_vae.safetensors", qd_test_tmp_dir());
+  snprintf(plan, sizeof plan, "%s/flux_all_in_one.qplan", qd_test_tmp_dir());
+  snprintf(tok, sizeof tok, "%s/golden/pipeline_tiny", qd_test_data_dir());
+  write_all_in_one(path, true);
+  write_all_in_one(novae, false);
+  qdc_pipeline_request_t r = {.input = path, .tokenizers = tok, .quantize = ""};
+  qdc_pipeline_sources_t ps;
+  QD_ASSERT_OK(qdc_pipeline_sources_find(&r, qd_allocator_system(), &ps));
+  for (int i = 0; i < 4; i++) ck_assert_str_eq(ps.specs[i].input, path);
+  qdc_pipeline_sources_deinit(&ps);
+  snprintf(cmd, sizeof cmd, "'%s' compile '%s' --tokenizers '%s' -o '%s' --quant none --target none -q", getenv("QD_QDC"),
+           path, tok, plan);
+  ck_assert_int_eq(system(cmd), 0);
+  qd_plan_t* p;
+  QD_ASSERT_OK(qd_plan_open(plan, qd_allocator_system(), 0, &p));
+  cJSON* meta = cJSON_Parse(qd_plan_metadata_json(p));
+  const cJSON* comps = cJSON_GetObjectItemCaseSensitive(meta, "components");
+  ck_assert_int_eq(cJSON_GetArraySize(comps), 4);
+  const cJSON* c;
+  cJSON_ArrayForEach(c, comps) {
+    const cJSON* layout = cJSON_GetObjectItemCaseSensitive(c, "layout");
+    ck_assert_msg(cJSON_IsString(layout) && strcmp(layout->valuestring, "comfyui") == 0, "component %s: layout %s",
+                  cJSON_GetObjectItemCaseSensitive(c, "name")->valuestring, cJSON_Print(layout));
+  }
+  cJSON_Delete(meta);
+  qd_plan_close(p);
+  r.input = novae;
+  qd_status_t s = qdc_pipeline_sources_find(&r, qd_allocator_system(), &ps);
+  ck_assert(qd_status_is(s, QD_E_NOT_FOUND));
+  ck_assert_ptr_nonnull(strstr(qd_status_message(s), "vae.*"));
+  ck_assert_ptr_nonnull(strstr(qd_status_message(s), "--vae"));
+  qd_status_free(s);
+}
+END_TEST
+
 static Suite* compile_suite(void) {
   Suite* s = suite_create("compile");
   TCase* tc = tcase_create("core");
@@ -479,6 +555,7 @@ static Suite* compile_suite(void) {
   tcase_add_test(tc, unknown_resolution_is_named);
   tcase_add_test(tc, inconsistent_plan_contents_are_rejected);
   tcase_add_test(tc, missing_pipeline_pieces_are_named);
+  tcase_add_test(tc, comfyui_all_in_one_compiles);
   suite_add_tcase(s, tc);
   return s;
 }

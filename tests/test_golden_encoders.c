@@ -11,6 +11,7 @@
 #include "ir/graph_desc.h"
 #include "qd/safetensors_writer.h"
 #include "qd_test.h"
+#include "vae_ldm_names.h"
 #include "runtime/cpu/ref.h"
 #include "runtime/graph_runner.h"
 
@@ -102,6 +103,32 @@ START_TEST(clip_reads_transformers5_names) {
   snprintf(v5, sizeof v5, "%s/clip_tiny_v5.safetensors", qd_test_tmp_dir());
   copy_renamed(weights, v5, strip_text_model);
   run_golden("clip-l.json", "tiny", v5, io, 0, 0, "transformers-5");
+}
+END_TEST
+
+static const char* clip_comfyui_name(const char* name, char* buf, size_t size) {
+  snprintf(buf, size, "text_encoders.clip_l.transformer.%s", name);
+  return buf;
+}
+
+static const char* t5_comfyui_name(const char* name, char* buf, size_t size) {
+  snprintf(buf, size, "text_encoders.t5xxl.transformer.%s", name);
+  return buf;
+}
+
+/* ComfyUI all-in-one checkpoints keep the text encoders' transformers names under a prefix. */
+START_TEST(text_encoders_read_comfyui_names) {
+  char weights[512], io[512], comfy[512];
+  golden_path(weights, sizeof weights, "clip_tiny_weights.safetensors");
+  golden_path(io, sizeof io, "clip_tiny_io.safetensors");
+  snprintf(comfy, sizeof comfy, "%s/clip_tiny_comfyui.safetensors", qd_test_tmp_dir());
+  copy_renamed(weights, comfy, clip_comfyui_name);
+  run_golden("clip-l.json", "tiny", comfy, io, 0, 0, "comfyui");
+  golden_path(weights, sizeof weights, "t5_tiny_weights.safetensors");
+  golden_path(io, sizeof io, "t5_tiny_io.safetensors");
+  snprintf(comfy, sizeof comfy, "%s/t5_tiny_comfyui.safetensors", qd_test_tmp_dir());
+  copy_renamed(weights, comfy, t5_comfyui_name);
+  run_golden("t5-xxl-encoder.json", "tiny", comfy, io, 0, 0, "comfyui");
 }
 END_TEST
 
@@ -198,7 +225,21 @@ START_TEST(vae_matches_diffusers) {
   char weights[512], io[512];
   golden_path(weights, sizeof weights, "vae_tiny_weights.safetensors");
   golden_path(io, sizeof io, "vae_tiny_io.safetensors");
-  run_golden("flux-vae-decoder.json", "tiny", weights, io, 64, 48, "identity");
+  run_golden("flux-vae-decoder.json", "tiny", weights, io, 64, 48, "diffusers");
+}
+END_TEST
+
+/* BFL's ae.safetensors names, and ComfyUI's all-in-one (the same under vae.), give the same image. */
+START_TEST(vae_reads_ldm_and_comfyui_names) {
+  char weights[512], io[512], ldm[512], comfy[512];
+  golden_path(weights, sizeof weights, "vae_tiny_weights.safetensors");
+  golden_path(io, sizeof io, "vae_tiny_io.safetensors");
+  snprintf(ldm, sizeof ldm, "%s/vae_tiny_ldm.safetensors", qd_test_tmp_dir());
+  snprintf(comfy, sizeof comfy, "%s/vae_tiny_comfyui.safetensors", qd_test_tmp_dir());
+  write_ldm_vae(weights, ldm, "");
+  write_ldm_vae(weights, comfy, "vae.");
+  run_golden("flux-vae-decoder.json", "tiny", ldm, io, 64, 48, "ldm");
+  run_golden("flux-vae-decoder.json", "tiny", comfy, io, 64, 48, "comfyui");
 }
 END_TEST
 
@@ -397,6 +438,8 @@ static Suite* golden_suite(void) {
   tcase_add_test(tc, t5_reads_embed_tokens_name);
   tcase_add_test(tc, t5_buckets_match_transformers);
   tcase_add_test(tc, vae_matches_diffusers);
+  tcase_add_test(tc, vae_reads_ldm_and_comfyui_names);
+  tcase_add_test(tc, text_encoders_read_comfyui_names);
   tcase_add_test(tc, vae_needs_a_matching_resolution);
   tcase_add_test(tc, real_parameter_counts);
   tcase_add_test(tc, conv2d_matches_direct_loops);
