@@ -266,6 +266,12 @@ int32_t qd_graph_find_value(const qd_graph_t* g, const char* name) { return qd_s
 int32_t qd_graph_find_weight(const qd_graph_t* g, const char* name) {
   return qd_strmap_get(&g->weight_index, name);
 }
+int32_t qd_graph_find_input(const qd_graph_t* g, const char* name) {
+  for (int32_t i = 0; i < g->input_count; i++)
+    if (strcmp(g->values[g->inputs[i]].name, name) == 0) return i;
+  return -1;
+}
+
 int32_t qd_graph_find_output(const qd_graph_t* g, const char* name) {
   for (int32_t i = 0; i < g->output_count; i++)
     if (strcmp(g->outputs[i].name, name) == 0) return i;
@@ -284,6 +290,12 @@ int64_t qd_shape_numel(const qd_shape_t* s) {
   int64_t n = 1;
   for (int32_t i = 0; i < s->rank; i++) n *= s->dims[i];
   return n;
+}
+
+int64_t qd_shape_prod(const qd_shape_t* s, int32_t from, int32_t to) {
+  int64_t p = 1;
+  for (int32_t i = from; i < to; i++) p *= s->dims[i];
+  return p;
 }
 
 bool qd_shape_equal(const qd_shape_t* a, const qd_shape_t* b) {

@@ -125,10 +125,14 @@ qd_status_t qd_graph_finalize(qd_graph_t* g);
 int32_t qd_graph_find_value(const qd_graph_t* g, const char* name);
 int32_t qd_graph_find_weight(const qd_graph_t* g, const char* name);
 int32_t qd_graph_find_output(const qd_graph_t* g, const char* name);
+int32_t qd_graph_find_input(const qd_graph_t* g, const char* name); /* index into inputs, by value name */
 bool qd_graph_find_size(const qd_graph_t* g, const char* name, int64_t* out_value);
 
 /* Shapes */
 int64_t qd_shape_numel(const qd_shape_t* shape);
+/* The product of dims[from .. to): with from 0 and to an axis, the rows before it ("outer"); from axis + 1 to the
+ * rank, the elements after it ("inner"), as slices and concatenations along the axis see the tensor. */
+int64_t qd_shape_prod(const qd_shape_t* shape, int32_t from, int32_t to);
 bool qd_shape_equal(const qd_shape_t* a, const qd_shape_t* b);
 /* "[2, 24, 32]" into buf; returns buf. */
 char* qd_shape_format(const qd_shape_t* shape, char* buf, size_t size);

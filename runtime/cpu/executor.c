@@ -22,12 +22,6 @@ typedef struct qd_cpu_state {
   size_t* sizes;    /* bytes allocated per value; 0 for caller-owned inputs */
 } qd_cpu_state_t;
 
-static int64_t qd_prod_(const qd_shape_t* s, int32_t from, int32_t to) {
-  int64_t p = 1;
-  for (int32_t i = from; i < to; i++) p *= s->dims[i];
-  return p;
-}
-
 static qd_status_t qd_cpu_run_node_(qd_cpu_state_t* st, const qd_node_t* node) {
   const qd_graph_t* g = st->g;
   const qd_value_t* out = &g->values[node->output];
@@ -78,9 +72,9 @@ static qd_status_t qd_cpu_run_node_(qd_cpu_state_t* st, const qd_node_t* node) {
       int32_t axis = (int32_t)a[QD_SLICE_AXIS].i;
       int64_t esz = (int64_t)qd_dtype_size(out->dtype);
       /* Slicing is a byte copy: scale the inner extent so ids of any width move too. */
-      int64_t inner = qd_prod_(xs, axis + 1, xs->rank) * esz / (int64_t)sizeof(float);
+      int64_t inner = qd_shape_prod(xs, axis + 1, xs->rank) * esz / (int64_t)sizeof(float);
       if (esz % (int64_t)sizeof(float) == 0) {
-        qd_ref_slice(x, y, qd_prod_(xs, 0, axis), xs->dims[axis], inner, a[QD_SLICE_START].i, a[QD_SLICE_SIZE].i);
+        qd_ref_slice(x, y, qd_shape_prod(xs, 0, axis), xs->dims[axis], inner, a[QD_SLICE_START].i, a[QD_SLICE_SIZE].i);
       } else {
         return QD_ERR(UNSUPPORTED, INTERNAL, "%s: slicing %s values is not supported", node->origin,
                       qd_dtype_name(out->dtype));
@@ -95,7 +89,7 @@ static qd_status_t qd_cpu_run_node_(qd_cpu_state_t* st, const qd_node_t* node) {
         ins[i] = st->buffers[node->inputs[i]];
         sizes[i] = g->values[node->inputs[i]].shape.dims[axis];
       }
-      qd_ref_concat(ins, sizes, node->input_count, y, qd_prod_(xs, 0, axis), qd_prod_(xs, axis + 1, xs->rank),
+      qd_ref_concat(ins, sizes, node->input_count, y, qd_shape_prod(xs, 0, axis), qd_shape_prod(xs, axis + 1, xs->rank),
                     (int64_t)qd_dtype_size(out->dtype));
       break;
     }

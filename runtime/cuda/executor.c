@@ -864,9 +864,7 @@ static qd_status_t qd_exec_node_(qd_cuda_executor_t* e, int32_t i) {
     case QD_OP_SLICE:
     case QD_OP_CONCAT: {
       int32_t axis = (int32_t)n->attrs[n->op == QD_OP_SLICE ? QD_SLICE_AXIS : QD_CONCAT_AXIS].i;
-      int64_t outer = 1, inner = 1;
-      for (int32_t d = 0; d < axis; d++) outer *= xs->dims[d];
-      for (int32_t d = axis + 1; d < xs->rank; d++) inner *= xs->dims[d];
+      int64_t outer = qd_shape_prod(xs, 0, axis), inner = qd_shape_prod(xs, axis + 1, xs->rank);
       int64_t elem = (int64_t)qd_dtype_size(e->cur->lowering->storage[n->output]);
       QD_TRY(qd_exec_push_(e, n->op == QD_OP_SLICE ? QD_STEP_SLICE : QD_STEP_CONCAT, i, QD_CLASS_ELEMENTWISE, &s));
       QD_TRY(qd_exec_node_kernel_(e, i, &s->kernel));

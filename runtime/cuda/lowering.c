@@ -72,11 +72,9 @@ static void qd_find_views_(qd_cuda_lowering_t* l, const qd_graph_t* g) {
     if (n->op == QD_OP_SLICE) {
       const qd_shape_t* xs = &g->values[x].shape;
       int32_t axis = (int32_t)n->attrs[QD_SLICE_AXIS].i;
-      int64_t outer = 1, inner = 1;
-      for (int32_t d = 0; d < axis; d++) outer *= xs->dims[d];
-      for (int32_t d = axis + 1; d < xs->rank; d++) inner *= xs->dims[d];
-      if (outer != 1) continue;
-      offset = (uint64_t)(n->attrs[QD_SLICE_START].i * inner) * qd_dtype_size(l->storage[x]);
+      if (qd_shape_prod(xs, 0, axis) != 1) continue;
+      offset = (uint64_t)(n->attrs[QD_SLICE_START].i * qd_shape_prod(xs, axis + 1, xs->rank)) *
+               qd_dtype_size(l->storage[x]);
     }
     l->view_of[y] = x;
     l->view_offset[y] = offset;

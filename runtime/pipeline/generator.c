@@ -113,9 +113,8 @@ static qd_status_t qd_gen_use_resolution_(qd_generator_t* g, int c, int32_t res)
 }
 
 static const qd_value_t* qd_gen_input_(const qd_graph_t* gr, const char* name) {
-  for (int32_t i = 0; i < gr->input_count; i++)
-    if (strcmp(gr->values[gr->inputs[i]].name, name) == 0) return &gr->values[gr->inputs[i]];
-  return NULL;
+  int32_t i = qd_graph_find_input(gr, name);
+  return i < 0 ? NULL : &gr->values[gr->inputs[i]];
 }
 
 static const qd_value_t* qd_gen_output_(const qd_graph_t* gr, const char* name, int32_t* out_index) {
@@ -288,12 +287,10 @@ static qd_tensor_t qd_gen_tensor_(const qd_value_t* v, const void* data) {
 /* Sets the executor's input `name` when the program has it (a program may lack guidance). */
 static qd_status_t qd_gen_cuda_input_(qd_cuda_executor_t* e, const char* name, const void* data) {
   const qd_graph_t* gr = qd_cuda_executor_graph(e);
-  for (int32_t i = 0; i < gr->input_count; i++)
-    if (strcmp(gr->values[gr->inputs[i]].name, name) == 0) {
-      qd_tensor_t t = qd_gen_tensor_(&gr->values[gr->inputs[i]], data);
-      return qd_cuda_executor_set_input(e, i, &t);
-    }
-  return QD_OK;
+  int32_t i = qd_graph_find_input(gr, name);
+  if (i < 0) return QD_OK;
+  qd_tensor_t t = qd_gen_tensor_(&gr->values[gr->inputs[i]], data);
+  return qd_cuda_executor_set_input(e, i, &t);
 }
 
 static qd_status_t qd_gen_run_(qd_generator_t* g, int c, const qd_gen_input_t* in, int32_t n, qd_tensor_t* outputs,
