@@ -126,6 +126,13 @@ START_TEST(flux_conditioning_is_hoisted) {
     /* The step reads 12 chunks per double block, 3 per single block and 2 of the output norm, dim wide each. */
     ck_assert_int_eq(h->boundary_count, 19 * 12 + 38 * 3 + 2);
     ck_assert_uint_eq(h->block_bytes, (uint64_t)(19 * 12 + 38 * 3 + 2) * batch * 3072 * 2);
+    /* What the conditioning program reads: the step input and what feeds the timestep embedding's neighbours. */
+    for (int32_t i = 0; i < g->input_count; i++) {
+      const char* name = g->values[g->inputs[i]].name;
+      bool want = strcmp(name, "timestep") == 0 || strcmp(name, "guidance") == 0 ||
+                  strcmp(name, "pooled_projections") == 0;
+      ck_assert_msg(h->input_read[i] == want, "input '%s' read by hoisted nodes: %d", name, h->input_read[i]);
+    }
     int32_t v = value(g, "single_transformer_blocks.0:gate");
     ck_assert_int_ge(h->block_offset[v], 0);
     ck_assert_int_eq(h->block_offset[v] % 256, 0);
@@ -156,6 +163,7 @@ START_TEST(unhoistable_programs_say_why) {
     ck_assert_int_eq(h->boundary_count, 0);
     ck_assert_msg(strstr(h->why_not, cases[i].why), "case %zu: '%s'", i, h->why_not);
     for (int32_t v = 0; v < g->value_count; v++) ck_assert_int_eq(h->block_offset[v], -1);
+    for (int32_t k = 0; k < g->input_count; k++) ck_assert_int_eq(h->input_read[k], 0);
     qd_cuda_hoist_destroy(h);
   }
   qd_cuda_lowering_destroy(l);

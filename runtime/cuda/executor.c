@@ -72,7 +72,7 @@ typedef struct qd_exec_kernel {
   qd_kernel_config_t config;
   qd_kernel_module_t* module;
   qd_kernel_function_t fn;
-  qd_kernel_function_t fn2; /* group norm: qd_group_norm_apply, from the same image as fn (its stats kernel) */
+  qd_kernel_function_t fn2; /* the kernel's function2 (kernel_variants.h): group norm's apply, beside its stats */
   /* attention only */
   bool is_attention;
   qd_attention_variant_t attention;
@@ -366,12 +366,8 @@ static qd_status_t qd_exec_node_kernel_(qd_cuda_executor_t* e, int32_t node, int
   qd_status_t s = qd_kernel_module_load(e->allocator, image, &k->module);
   qd_nvrtc_output_deinit(&built);
   if (!s) s = qd_kernel_module_get_function(k->module, kv.function, &k->fn);
-  if (!s && strcmp(kv.function, "qd_group_norm_stats") == 0)
-    s = qd_kernel_module_get_function(k->module, "qd_group_norm_apply", &k->fn2);
-  if (!s && strcmp(kv.function, "qd_attention_masked") == 0) {
-    size_t smem = qd_attention_masked_shared_bytes(&k->config);
-    if (smem > 48 * 1024) s = qd_kernel_function_set_max_dynamic_shared(&k->fn, (int)smem);
-  }
+  if (!s && kv.function2) s = qd_kernel_module_get_function(k->module, kv.function2, &k->fn2);
+  if (!s && kv.shared_bytes) s = qd_kernel_function_set_max_dynamic_shared(&k->fn, (int)kv.shared_bytes);
   if (s) {
     qd_kernel_module_unload(k->module);
     return qd_status_annotate(s, "loading %s for %s", kv.key, kv.arch);
@@ -1485,14 +1481,6 @@ static qd_status_t qd_exec_check_conditioning_(const qd_cuda_executor_t* e, cons
   return QD_OK;
 }
 
-static bool qd_exec_reads_hoisted_(const qd_cuda_hoist_t* h, const qd_graph_t* g, int32_t v) {
-  for (int32_t i = 0; i < g->node_count; i++)
-    if (h->hoisted[i])
-      for (int32_t k = 0; k < g->nodes[i].input_count; k++)
-        if (g->nodes[i].inputs[k] == v) return true;
-  return false;
-}
-
 /* Builds the conditioning program for `steps` steps: its graph, lowering, arena, inputs, launch list and the
  * packing of each step's boundary values into its block of cond_all. */
 static qd_status_t qd_exec_build_conditioning_(qd_cuda_executor_t* e, int32_t steps) {
@@ -1521,7 +1509,7 @@ static qd_status_t qd_exec_build_conditioning_(qd_cuda_executor_t* e, int32_t st
   for (int32_t pass = 0; pass < 2; pass++) {
     uint64_t offset = 0;
     for (int32_t i = 0; i < g->input_count; i++) {
-      if (!qd_exec_reads_hoisted_(h, g, g->inputs[i])) continue;
+      if (!h->input_read[i]) continue;
       if (pass) c->input_ptr[i] = c->inputs_base + offset;
       offset += qd_cuda_input_bytes(g, c->lowering, i);
     }

@@ -10,13 +10,8 @@ void qd_cuda_hoist_destroy(qd_cuda_hoist_t* h) {
   if (!h) return;
   qd_free(h->allocator, h->hoisted, (size_t)(h->node_count ? h->node_count : 1));
   qd_free(h->allocator, h->block_offset, (size_t)(h->value_count ? h->value_count : 1) * sizeof *h->block_offset);
+  qd_free(h->allocator, h->input_read, (size_t)(h->input_count ? h->input_count : 1));
   qd_free(h->allocator, h, sizeof *h);
-}
-
-static int32_t qd_hoist_input_(const qd_graph_t* g, const char* name) {
-  for (int32_t i = 0; name && i < g->input_count; i++)
-    if (strcmp(g->values[g->inputs[i]].name, name) == 0) return i;
-  return -1;
 }
 
 /* Leaves the plan with nothing hoisted, saying why. */
@@ -26,6 +21,7 @@ static void qd_hoist_refuse_(qd_cuda_hoist_t* h, const char* fmt, ...) {
   vsnprintf(h->why_not, sizeof h->why_not, fmt, ap);
   va_end(ap);
   memset(h->hoisted, 0, (size_t)h->node_count);
+  memset(h->input_read, 0, (size_t)h->input_count);
   for (int32_t v = 0; v < h->value_count; v++) h->block_offset[v] = -1;
   h->hoisted_count = h->boundary_count = 0;
   h->block_bytes = 0;
@@ -60,11 +56,11 @@ static void qd_hoist_classify_(qd_cuda_hoist_t* h, const qd_graph_t* g, const qd
     return;
   }
   h->batch = ts->dims[0];
-  for (int32_t i = 0; i < g->size_count; i++)
-    if (strcmp(g->sizes[i].name, "batch") == 0 && g->sizes[i].value != h->batch) {
-      qd_hoist_refuse_(h, "the step input '%s' has no leading batch axis", g->values[step_v].name);
-      return;
-    }
+  int64_t batch;
+  if (qd_graph_find_size(g, "batch", &batch) && batch != h->batch) {
+    qd_hoist_refuse_(h, "the step input '%s' has no leading batch axis", g->values[step_v].name);
+    return;
+  }
   /* Forward: what each value depends on, and whether it is a vector per sample computed from such vectors only. */
   dep[state_v] |= STATE;
   dep[step_v] |= STEP;
@@ -128,6 +124,7 @@ static void qd_hoist_classify_(qd_cuda_hoist_t* h, const qd_graph_t* g, const qd
     h->boundary_count++;
   }
   h->block_bytes = offset;
+  for (int32_t i = 0; i < g->input_count; i++) h->input_read[i] = (dep[g->inputs[i]] & READ_HOISTED) != 0;
 }
 
 qd_status_t qd_cuda_hoist_plan(const qd_graph_t* g, const qd_cuda_lowering_t* l, const char* state_input,
@@ -138,18 +135,20 @@ qd_status_t qd_cuda_hoist_plan(const qd_graph_t* g, const qd_cuda_lowering_t* l,
   h->allocator = a;
   h->node_count = g->node_count;
   h->value_count = g->value_count;
+  h->input_count = g->input_count;
   uint8_t* dep = NULL;
   size_t nn = (size_t)(g->node_count ? g->node_count : 1), nv = (size_t)(g->value_count ? g->value_count : 1);
   qd_status_t s = qd_calloc(a, nn, 1, (void**)&h->hoisted);
   if (!s) s = qd_calloc(a, nv, sizeof *h->block_offset, (void**)&h->block_offset);
+  if (!s) s = qd_calloc(a, (size_t)(g->input_count ? g->input_count : 1), 1, (void**)&h->input_read);
   if (!s) s = qd_calloc(a, nv, 1, (void**)&dep);
   if (s) {
     qd_cuda_hoist_destroy(h);
     return s;
   }
   for (int32_t v = 0; v < g->value_count; v++) h->block_offset[v] = -1;
-  h->state_input = qd_hoist_input_(g, state_input);
-  h->step_input = qd_hoist_input_(g, step_input);
+  h->state_input = state_input ? qd_graph_find_input(g, state_input) : -1;
+  h->step_input = step_input ? qd_graph_find_input(g, step_input) : -1;
   if (h->state_input < 0 || h->step_input < 0)
     qd_hoist_refuse_(h, "graph '%s' has no input '%s'", g->name,
                      h->state_input < 0 ? (state_input ? state_input : "(none)") : step_input ? step_input : "(none)");

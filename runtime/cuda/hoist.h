@@ -40,6 +40,8 @@ typedef struct qd_cuda_hoist {
   int32_t node_count, value_count;
   uint8_t* hoisted;       /* per node: 1 when it runs in the conditioning program */
   int64_t* block_offset;  /* per value: byte offset in a step's block for boundary values, else -1 */
+  uint8_t* input_read;    /* per graph input: 1 when a hoisted node reads it (the conditioning program's inputs) */
+  int32_t input_count;
   int32_t hoisted_count;  /* 0: nothing is hoisted (why_not says why) */
   int32_t boundary_count;
   int64_t batch;          /* the step program's batch: the step input's leading extent */

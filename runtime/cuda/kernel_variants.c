@@ -6,6 +6,7 @@
 
 #include "qd/device.h"
 #include "runtime/cuda/kernel_sources.h"
+#include "runtime/cuda/kernels_text.h"
 
 /* --- one node ------------------------------------------------------------------------------------------------- */
 
@@ -97,7 +98,9 @@ qd_status_t qd_cuda_node_kernel(const qd_graph_t* g, const qd_cuda_lowering_t* l
     case QD_CUDA_PATTERN_LINEAR_GELU: lin = &g->nodes[g->values[n->inputs[0]].producer]; break;
     case QD_CUDA_PATTERN_GROUP_NORM_SILU:
       *out_has = true;
-      return qd_ck_template_(t, "image_ops.cu", "qd_group_norm_stats", "GN_SILU", 1, k);
+      QD_TRY(qd_ck_template_(t, "image_ops.cu", "qd_group_norm_stats", "GN_SILU", 1, k));
+      k->function2 = "qd_group_norm_apply";
+      return QD_OK;
     default: if (n->op == QD_OP_LINEAR) lin = n; break;
   }
   if (lin) {
@@ -144,7 +147,10 @@ qd_status_t qd_cuda_node_kernel(const qd_graph_t* g, const qd_cuda_lowering_t* l
           defs[count++] = (qd_kernel_define_t){"ATT_WARPS_M", sm90 || sm80 ? 4 : 2};
           defs[count++] = (qd_kernel_define_t){"ATT_STAGES", sm90 ? 2 : 1};
         }
-        return qd_ck_template_defs_(t, "attention_masked.cu", "qd_attention_masked", defs, count, k);
+        QD_TRY(qd_ck_template_defs_(t, "attention_masked.cu", "qd_attention_masked", defs, count, k));
+        size_t smem = qd_attention_masked_shared_bytes(&k->config);
+        k->shared_bytes = smem > 48 * 1024 ? smem : 0;
+        return QD_OK;
       }
       return qd_ck_attention_(t, (int)d, causal, false, k);
     }
@@ -163,7 +169,9 @@ qd_status_t qd_cuda_node_kernel(const qd_graph_t* g, const qd_cuda_lowering_t* l
     case QD_OP_GROUP_NORM:
       /* qd_group_norm_stats, with qd_group_norm_apply from the same image; GN_SILU when a silu is fused. */
       *out_has = true;
-      return qd_ck_template_(t, "image_ops.cu", "qd_group_norm_stats", "GN_SILU", 0, k);
+      QD_TRY(qd_ck_template_(t, "image_ops.cu", "qd_group_norm_stats", "GN_SILU", 0, k));
+      k->function2 = "qd_group_norm_apply";
+      return QD_OK;
     case QD_OP_UPSAMPLE_NEAREST:
       *out_has = true;
       return qd_ck_template_(t, "image_ops.cu", "qd_upsample_nearest", NULL, 0, k);

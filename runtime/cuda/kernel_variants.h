@@ -38,6 +38,10 @@ typedef struct qd_cuda_kernel {
   char key[QD_CUDA_KERNEL_KEY_MAX];
   char arch[16];               /* the image's architecture: "sm_86", "sm_90a", "compute_80" */
   const char* function;        /* extern "C" name (a static string) */
+  const char* function2;       /* a second kernel its launcher needs from the same image (group norm's apply), or
+                                  NULL */
+  size_t shared_bytes;         /* dynamic shared memory per launch when above the default 48 KiB (raised once
+                                  at load), else 0 */
   bool attention;
   qd_kernel_config_t config;   /* templates: every parameter's value (the launchers read it) */
   qd_attention_variant_t attn; /* attention: the variant (its launcher reads it) */
