@@ -1,7 +1,10 @@
 /* Benchmark: one denoising step (a forward pass of a plan's transformer) on the GPU.
  *
  * usage: flux_step PLAN [PLAN...] [--resolution WxH] [--batch N] [--iters N] [--autotune] [--no-graph] [--no-overlap]
- *                  [--no-gelu-epilogue] [--no-hoist] [--check-cpu] [--jsonl FILE]
+ *                  [--no-gelu-epilogue] [--no-hoist] [--stream [--slots K] [--keep GIB]] [--check-cpu] [--jsonl FILE]
+ *
+ * --stream: the blocks' weights stay in pinned host memory and are copied in while the step runs
+ * (runtime/cuda/weight_stream.h), through K slots (default 2); the first blocks that fit GIB stay resident.
  *
  * For each plan: builds a CUDA executor for the compiled resolution, feeds inputs shaped as FluxPipeline makes them
  * (random latents and text states, the pipeline's position ids, t = 0.5, guidance 3.5), checks that the output is
@@ -101,6 +104,12 @@ int main(int argc, char** argv) {
       batch = atoi(argv[++i]);
     } else if (strcmp(argv[i], "--no-hoist") == 0) {
       opt.hoist_state_input = opt.hoist_step_input = NULL;
+    } else if (strcmp(argv[i], "--stream") == 0) {
+      opt.stream_weights = true;
+    } else if (strcmp(argv[i], "--slots") == 0 && i + 1 < argc) {
+      opt.stream_slots = atoi(argv[++i]);
+    } else if (strcmp(argv[i], "--keep") == 0 && i + 1 < argc) {
+      opt.stream_keep_bytes = (uint64_t)(atof(argv[++i]) * 1073741824.0);
     } else if (strcmp(argv[i], "--check-cpu") == 0) {
       check_cpu = true;
     } else if (strcmp(argv[i], "--jsonl") == 0 && i + 1 < argc) {
@@ -130,8 +139,11 @@ int main(int argc, char** argv) {
     int32_t res = -1;
     double t0 = qd_now_seconds();
     s = qd_plan_open(plans[p], a, 0, &plan);
-    if (!s) s = qd_plan_find_resolution(plan, 0, width, height, batch, &res);
-    if (!s) s = qd_cuda_executor_create(plan, 0, res, &opt, a, &e);
+    /* A pipeline plan's transformer, or a transformer plan's only component. */
+    int32_t comp = plan ? qd_plan_find_component(plan, "transformer") : -1;
+    if (comp < 0) comp = 0;
+    if (!s) s = qd_plan_find_resolution(plan, comp, width, height, batch, &res);
+    if (!s) s = qd_cuda_executor_create(plan, comp, res, &opt, a, &e);
     double t_create = qd_now_seconds() - t0;
     const qd_graph_t* g = e ? qd_cuda_executor_graph(e) : NULL;
     qd_tensor_t inputs[16] = {0};
@@ -168,8 +180,8 @@ int main(int argc, char** argv) {
       float** w = NULL;
       qd_graph_t* cg = NULL;
       qd_tensor_t ref = {0};
-      s = qd_plan_instantiate(plan, 0, res, a, &cg);
-      if (!s) s = qd_plan_weights_f32(plan, 0, a, &w);
+      s = qd_plan_instantiate(plan, comp, res, a, &cg);
+      if (!s) s = qd_plan_weights_f32(plan, comp, a, &w);
       if (!s) s = qd_cpu_execute(cg, (const float* const*)w, inputs, &ref, NULL, a);
       if (!s) {
         double num = 0, den = 0;
@@ -181,7 +193,7 @@ int main(int argc, char** argv) {
         rel = sqrt(num / den);
       }
       qd_tensor_free(a, &ref);
-      if (w) qd_plan_weights_f32_free(plan, 0, a, w);
+      if (w) qd_plan_weights_f32_free(plan, comp, a, w);
       qd_graph_destroy(cg);
     }
     qd_cuda_timing_t t = {0};
@@ -211,6 +223,10 @@ int main(int argc, char** argv) {
                             tu.default_ms, tu.tuned_ms);
       printf("  launches %d, executor creation %.1f s (kernels: %s; weights uploaded)\n", t.launches, t_create,
              qd_cuda_executor_kernel_source(e));
+      if (opt.stream_weights)
+        printf("  streamed weights: %.3f GiB per step in %d groups through %d slots (%.1f MiB in all); %.3f GiB "
+               "resident; %.1f GB/s needed to hide under the step\n", m.streamed / 1073741824.0, m.streamed_groups,
+               opt.stream_slots, m.slots / 1048576.0, m.weights / 1073741824.0, m.streamed / (t.median_ms * 1e-3) / 1e9);
       if (ho.nodes)
         printf("  hoisted conditioning: %d nodes, %d values per step (%.1f KiB); 28 steps prepared in %.2f ms "
                "(%.3f ms per step; %.1f MiB on the device)\n", ho.nodes, ho.boundary_values, ho.block_bytes / 1024.0,
@@ -225,12 +241,13 @@ int main(int argc, char** argv) {
                   "\"floor_ms\": %.2f, \"weights_gib\": %.3f, \"device_used_gib\": %.3f, \"arena_gib\": %.3f, "
                   "\"scratch_gib\": %.3f, \"overlap\": %d, \"graph\": %d, \"gelu_epilogue\": %d, \"autotune\": %d, "
                   "\"tuned_ms\": %.3f, \"heuristic_ms\": %.3f, \"class_ms\": [%.3f, %.3f, %.3f, %.3f, %.3f, %.3f], "
-                  "\"cpu_rel_l2\": %.4g, \"hoisted_nodes\": %d, \"prepare_28_ms\": %.3f}\n",
+                  "\"cpu_rel_l2\": %.4g, \"hoisted_nodes\": %d, \"prepare_28_ms\": %.3f, \"streamed_gib\": %.3f, "
+                  "\"slots_gib\": %.3f}\n",
                   base, res_text, t.median_ms, t.min_ms, tflops, floor_ms, m.weights / 1073741824.0,
                   (m.device_used_after - m.device_used_before) / 1073741824.0, m.arena / 1073741824.0,
                   m.scratch / 1073741824.0, opt.overlap, opt.use_graph, opt.gelu_epilogue, opt.autotune, tu.tuned_ms,
                   tu.default_ms, t.class_ms[0], t.class_ms[1], t.class_ms[2], t.class_ms[3], t.class_ms[4],
-                  t.class_ms[5], rel, ho.nodes, prepare_ms);
+                  t.class_ms[5], rel, ho.nodes, prepare_ms, m.streamed / 1073741824.0, m.slots / 1073741824.0);
           fclose(f);
         }
       }

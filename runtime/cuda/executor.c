@@ -16,11 +16,13 @@
 #include "runtime/cuda/device_memory.h"
 #include "runtime/cuda/gemm.h"
 #include "runtime/cuda/hoist.h"
+#include "runtime/cuda/host_weights.h"
 #include "runtime/cuda/kernel_variants.h"
 #include "runtime/cuda/kernels.h"
 #include "runtime/cuda/kernels_image.h"
 #include "runtime/cuda/kernels_text.h"
 #include "runtime/cuda/lowering.h"
+#include "runtime/cuda/weight_stream.h"
 #include "runtime/cuda_cublaslt.h"
 #include "runtime/cuda_driver.h"
 #include "runtime/cuda_nvrtc.h"
@@ -30,6 +32,7 @@ enum {
   QD_EXEC_WORKSPACE = QD_CUDA_WORKSPACE_BYTES, /* cuBLASLt's recommended workspace on Hopper */
   QD_EXEC_MAX_KERNELS = 64,
   QD_EXEC_MAX_GEMMS = 64,
+  QD_EXEC_MAX_SLOTS = 8, /* streamed weights: device buffers in the ring */
 };
 
 enum { QD_CLASS_LINEAR = 0, QD_CLASS_DEQUANT, QD_CLASS_ATTENTION, QD_CLASS_NORM, QD_CLASS_ELEMENTWISE, QD_CLASS_OTHER };
@@ -85,6 +88,7 @@ typedef struct qd_step {
   int32_t kernel; /* index into kernels, or -1 */
   int32_t gemm;   /* GEMM steps */
   int slot;       /* NF4 scratch slot of a GEMM or dequant; -1 when the weight is not NF4 */
+  int32_t wgroup; /* the streamed weight group the launch reads (weight_stream.h); -1: none */
   union {
     struct {
       CUdeviceptr y, x, w, bias;
@@ -182,6 +186,13 @@ typedef struct qd_exec_program {
   qd_step_t* steps;
   int32_t step_count, step_capacity;
   CUgraphExec graph_exec;
+  bool embed_reset;            /* the launch that resets the embeddings' bad-id flag is in the list */
+  /* Streamed weights: the program's groups (NULL when it streams none) and the ring of slots they pass through,
+   * the executor's (shared by both programs) unless own_slots. */
+  qd_weight_stream_t* stream;
+  CUdeviceptr slots;
+  uint64_t slot_bytes;
+  bool own_slots;
 } qd_exec_program_t;
 
 struct qd_cuda_executor {
@@ -213,6 +224,20 @@ struct qd_cuda_executor {
 
   CUdeviceptr weights, scratch[2], workspace, nested_map;
   uint64_t weight_bytes, scratch_bytes;
+  /* Where the weights come from: the pinned copy (options.host_weights, or own_host when this executor pinned
+   * its own for streaming), else the mapped plan. */
+  const uint8_t* weight_source;
+  bool source_pinned;
+  qd_cuda_host_weights_t* own_host;
+  /* Streamed weights (options.stream_weights): per weight, kept on the device, and where (device address of
+   * section offset o = weights + o + resident_shift[w]); the copy stream and the ring's events per slot. */
+  bool* resident;
+  int64_t* resident_shift;
+  int slot_count;
+  CUstream copy;
+  CUevent loaded[QD_EXEC_MAX_SLOTS], freed_main[QD_EXEC_MAX_SLOTS], freed_side[QD_EXEC_MAX_SLOTS];
+  /* A trace run of a launch-list build records per weight the first and last launch that reads it. */
+  int32_t *trace_first, *trace_last;
   CUdeviceptr* weight_bf16;  /* per graph weight: the bf16 copy for f32-format weights, else 0 */
   CUdeviceptr* weight_packed; /* per graph weight: a convolution's weight in the conv2d kernel's layout, else 0 */
   CUdeviceptr embed_error;   /* the embeddings' bad-id flag (runtime/cuda/kernels_text.h), 0 without embeddings */
@@ -237,6 +262,7 @@ void qd_cuda_executor_options_default(qd_cuda_executor_options_t* o) {
   o->overlap = true;
   o->gelu_epilogue = true;
   o->autotune_candidates = 8;
+  o->stream_slots = 2;
 }
 
 /* --- kernels -------------------------------------------------------------------------------------------- */
@@ -394,6 +420,7 @@ static qd_status_t qd_exec_push_(qd_cuda_executor_t* e, qd_step_kind_t kind, int
   s->kernel = -1;
   s->gemm = -1;
   s->slot = -1;
+  s->wgroup = -1;
   *out = s;
   return QD_OK;
 }
@@ -419,10 +446,28 @@ static CUdeviceptr qd_exec_ptr_(const qd_cuda_executor_t* e, int32_t v) {
   return p->arena + p->memory->offsets[v] + offset;
 }
 
-static CUdeviceptr qd_exec_weight_(const qd_cuda_executor_t* e, int32_t w) {
+/* The device address of byte `offset` of the weight section, inside weight w, as the launch just pushed reads
+ * it: in the slot of its group when the program streams it (the launch is marked as reading that group), else in
+ * the resident weights. A trace run records the use instead (addresses are not final then). */
+static CUdeviceptr qd_exec_weight_at_(qd_cuda_executor_t* e, int32_t w, uint64_t offset) {
+  qd_exec_program_t* p = e->cur;
+  int32_t launch = p->step_count - 1;
+  if (e->trace_first) {
+    if (e->trace_first[w] < 0) e->trace_first[w] = launch;
+    if (launch > e->trace_last[w]) e->trace_last[w] = launch;
+  }
+  if (p->stream && p->stream->group_of[w] >= 0) {
+    int32_t g = p->stream->group_of[w];
+    p->steps[launch].wgroup = g; /* groups are merged so that no launch reads two */
+    return p->slots + (uint64_t)(g % e->slot_count) * p->slot_bytes + (uint64_t)((int64_t)offset + p->stream->shift[w]);
+  }
+  return e->weights + (uint64_t)((int64_t)offset + (e->resident_shift ? e->resident_shift[w] : 0));
+}
+
+static CUdeviceptr qd_exec_weight_(qd_cuda_executor_t* e, int32_t w) {
   if (w < 0) return 0;
   if (e->weight_bf16[w]) return e->weight_bf16[w];
-  return e->weights + e->comp->weights[w].data.offset;
+  return qd_exec_weight_at_(e, w, e->comp->weights[w].data.offset);
 }
 
 static int64_t qd_rows_(const qd_shape_t* s) { return qd_shape_numel(s) / s->dims[s->rank - 1]; }
@@ -463,14 +508,14 @@ static qd_status_t qd_exec_linear_(qd_cuda_executor_t* e, int32_t node, const qd
     QD_TRY(qd_exec_node_kernel_(e, node, &d->kernel));
     d->slot = slot;
     d->u.dq.y = e->scratch[slot];
-    d->u.dq.packed = e->weights + w->data.offset;
+    d->u.dq.packed = qd_exec_weight_at_(e, wi, w->data.offset);
     if (w->double_quant) {
-      d->u.dq.absmax_codes = e->weights + w->absmax.offset;
-      d->u.dq.nested_absmax = e->weights + w->nested.offset;
+      d->u.dq.absmax_codes = qd_exec_weight_at_(e, wi, w->absmax.offset);
+      d->u.dq.nested_absmax = qd_exec_weight_at_(e, wi, w->nested.offset);
       d->u.dq.nested_code = e->nested_map;
       d->u.dq.offset = w->offset;
     } else {
-      d->u.dq.absmax = e->weights + w->absmax.offset;
+      d->u.dq.absmax = qd_exec_weight_at_(e, wi, w->absmax.offset);
     }
     d->u.dq.n = qd_shape_numel(&w->shape);
     d->u.dq.blocksize = w->blocksize;
@@ -744,12 +789,13 @@ static qd_status_t qd_exec_node_(qd_cuda_executor_t* e, int32_t i) {
       return QD_OK;
     }
     case QD_OP_EMBEDDING: {
-      if (!e->embed_error) {
+      if (!e->embed_error) QD_TRY(qd_exec_alloc_(e, &e->embed_error, 8, "the embeddings' id check"));
+      if (!e->cur->embed_reset) {
         /* One flag for all of the program's embeddings, set before the first (the kernel lowers it atomically). */
-        QD_TRY(qd_exec_alloc_(e, &e->embed_error, 8, "the embeddings' id check"));
         QD_TRY(qd_exec_push_(e, QD_STEP_MEMSET, i, QD_CLASS_OTHER, &s));
         s->u.memset.y = e->embed_error;
         s->u.memset.bytes = 8;
+        e->cur->embed_reset = true;
       }
       int32_t w = n->weights[QD_WEIGHT_SLOT_MAIN];
       if (e->comp->weights[w].format == QD_WEIGHT_FORMAT_NF4) return qd_exec_unsupported_(e, n, "with an NF4 table");
@@ -950,32 +996,77 @@ static qd_status_t qd_exec_launch_(qd_cuda_executor_t* e, const qd_step_t* s, CU
   return QD_ERR(INTERNAL, INTERNAL, "unknown step kind %d", (int)s->kind);
 }
 
+/* Streamed weights: enqueues the copy of group g into its slot on the copy stream, after the launches that read
+ * the slot's previous group (freed_*), and marks it loaded. */
+static qd_status_t qd_exec_copy_group_(qd_cuda_executor_t* e, const qd_exec_program_t* p, int32_t g, bool wait_freed) {
+  const qd_cuda_driver_t* cu = e->cu;
+  const qd_weight_stream_t* ws = p->stream;
+  int k = g % e->slot_count;
+  if (wait_freed) {
+    QD_CU_TRY(cu->cuStreamWaitEvent(e->copy, e->freed_main[k], 0));
+    QD_CU_TRY(cu->cuStreamWaitEvent(e->copy, e->freed_side[k], 0));
+  }
+  CUdeviceptr slot = p->slots + (uint64_t)k * p->slot_bytes;
+  for (int32_t r = ws->groups[g].run_first; r < ws->groups[g].run_first + ws->groups[g].run_count; r++)
+    QD_CU_TRY(cu->cuMemcpyHtoDAsync(slot + ws->runs[r].dst, e->weight_source + ws->runs[r].src,
+                                    (size_t)ws->runs[r].bytes, e->copy));
+  QD_CU_TRY(cu->cuEventRecord(e->loaded[k], e->copy));
+  return QD_OK;
+}
+
 /* Enqueues the whole launch list. With overlap, NF4 dequantization runs on the side stream: a dequantize into
- * slot s waits until the GEMM that last read slot s is done; a GEMM waits for its dequantize. */
+ * slot s waits until the GEMM that last read slot s is done; a GEMM waits for its dequantize.
+ * With streamed weights, the copy stream loads the first `slot_count` groups up front; a launch that is the first
+ * of its group on its stream waits until the group is loaded; after a group's last launch both compute streams
+ * mark its slot free and the copy of the group `slot_count` ahead into that slot follows. Enqueue order is what
+ * makes the reused events right: each wait refers to the latest record of its event. */
 static qd_status_t qd_exec_enqueue_(qd_cuda_executor_t* e, const qd_exec_program_t* p, bool overlap) {
   const qd_cuda_driver_t* cu = e->cu;
+  const qd_weight_stream_t* ws = p->stream && p->stream->group_count ? p->stream : NULL;
+  if (overlap || ws) QD_CU_TRY(cu->cuEventRecord(e->fork, e->stream));
   if (overlap) {
-    QD_CU_TRY(cu->cuEventRecord(e->fork, e->stream));
     QD_CU_TRY(cu->cuStreamWaitEvent(e->side, e->fork, 0));
     /* The slots start free: mark them so on the main stream. */
     for (int k = 0; k < 2; k++) QD_CU_TRY(cu->cuEventRecord(e->gemm_done[k], e->stream));
   }
+  if (ws) {
+    QD_CU_TRY(cu->cuStreamWaitEvent(e->copy, e->fork, 0));
+    for (int32_t g = 0; g < ws->group_count && g < e->slot_count; g++) QD_TRY(qd_exec_copy_group_(e, p, g, false));
+  }
+  int32_t main_group = -1, side_group = -1; /* the group each compute stream last waited for */
   for (int32_t i = 0; i < p->step_count; i++) {
     const qd_step_t* s = &p->steps[i];
-    if (overlap && s->kind == QD_STEP_DEQUANT) {
+    bool on_side = overlap && s->kind == QD_STEP_DEQUANT;
+    CUstream stream = on_side ? e->side : e->stream;
+    int32_t* waited = on_side ? &side_group : &main_group;
+    if (ws && s->wgroup >= 0 && *waited != s->wgroup) {
+      QD_CU_TRY(cu->cuStreamWaitEvent(stream, e->loaded[s->wgroup % e->slot_count], 0));
+      *waited = s->wgroup;
+    }
+    if (on_side) {
       QD_CU_TRY(cu->cuStreamWaitEvent(e->side, e->gemm_done[s->slot], 0));
       QD_TRY_CTX(qd_exec_launch_(e, s, e->side), "%s", p->graph->nodes[s->node].origin);
       QD_CU_TRY(cu->cuEventRecord(e->dq_done[s->slot], e->side));
-      continue;
+    } else {
+      if (overlap && s->kind == QD_STEP_GEMM && s->slot >= 0)
+        QD_CU_TRY(cu->cuStreamWaitEvent(e->stream, e->dq_done[s->slot], 0));
+      QD_TRY_CTX(qd_exec_launch_(e, s, e->stream), "%s", p->graph->nodes[s->node].origin);
+      if (overlap && s->kind == QD_STEP_GEMM && s->slot >= 0)
+        QD_CU_TRY(cu->cuEventRecord(e->gemm_done[s->slot], e->stream));
     }
-    if (overlap && s->kind == QD_STEP_GEMM && s->slot >= 0)
-      QD_CU_TRY(cu->cuStreamWaitEvent(e->stream, e->dq_done[s->slot], 0));
-    QD_TRY_CTX(qd_exec_launch_(e, s, e->stream), "%s", p->graph->nodes[s->node].origin);
-    if (overlap && s->kind == QD_STEP_GEMM && s->slot >= 0)
-      QD_CU_TRY(cu->cuEventRecord(e->gemm_done[s->slot], e->stream));
+    if (ws && s->wgroup >= 0 && i == ws->groups[s->wgroup].last_launch) {
+      int32_t g = s->wgroup, k = g % e->slot_count;
+      QD_CU_TRY(cu->cuEventRecord(e->freed_main[k], e->stream));
+      QD_CU_TRY(cu->cuEventRecord(e->freed_side[k], overlap ? e->side : e->stream));
+      if (g + e->slot_count < ws->group_count) QD_TRY(qd_exec_copy_group_(e, p, g + e->slot_count, true));
+    }
   }
   if (overlap) {
     QD_CU_TRY(cu->cuEventRecord(e->join, e->side));
+    QD_CU_TRY(cu->cuStreamWaitEvent(e->stream, e->join, 0));
+  }
+  if (ws) {
+    QD_CU_TRY(cu->cuEventRecord(e->join, e->copy));
     QD_CU_TRY(cu->cuStreamWaitEvent(e->stream, e->join, 0));
   }
   return QD_OK;
@@ -1147,6 +1238,9 @@ const qd_graph_t* qd_cuda_executor_graph(const qd_cuda_executor_t* e) { return e
 
 void qd_cuda_executor_memory(const qd_cuda_executor_t* e, qd_cuda_memory_t* m) {
   m->weights = e->weight_bytes;
+  m->slots = (uint64_t)e->slot_count * (e->prog.slot_bytes + (e->cond.own_slots ? e->cond.slot_bytes : 0));
+  m->streamed = e->prog.stream ? e->prog.stream->streamed_bytes : 0;
+  m->streamed_groups = e->prog.stream ? e->prog.stream->group_count : 0;
   m->arena = e->prog.arena_bytes;
   m->scratch = e->scratch_bytes;
   m->workspace = QD_EXEC_WORKSPACE;
@@ -1166,7 +1260,9 @@ static void qd_exec_program_free_(qd_cuda_executor_t* e, qd_exec_program_t* p) {
     if (p->graph_exec) cu->cuGraphExecDestroy(p->graph_exec);
     if (p->arena) cu->cuMemFree(p->arena);
     if (p->inputs_base) cu->cuMemFree(p->inputs_base);
+    if (p->own_slots && p->slots) cu->cuMemFree(p->slots);
   }
+  qd_weight_stream_destroy(p->stream);
   if (p->graph)
     qd_free(e->allocator, p->input_ptr, (size_t)(p->graph->input_count ? p->graph->input_count : 1) * sizeof(CUdeviceptr));
   qd_free(e->allocator, p->steps, (size_t)p->step_capacity * sizeof *p->steps);
@@ -1213,12 +1309,22 @@ void qd_cuda_executor_destroy(qd_cuda_executor_t* e) {
     CUevent evs[] = {e->dq_done[0], e->dq_done[1], e->gemm_done[0], e->gemm_done[1], e->fork, e->join};
     for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
       if (evs[i]) cu->cuEventDestroy(evs[i]);
+    for (int k = 0; k < QD_EXEC_MAX_SLOTS; k++) {
+      CUevent ring[] = {e->loaded[k], e->freed_main[k], e->freed_side[k]};
+      for (size_t i = 0; i < sizeof ring / sizeof ring[0]; i++)
+        if (ring[i]) cu->cuEventDestroy(ring[i]);
+    }
     if (e->stream) cu->cuStreamDestroy(e->stream);
     if (e->side) cu->cuStreamDestroy(e->side);
+    if (e->copy) cu->cuStreamDestroy(e->copy);
     cu->cuDevicePrimaryCtxRelease(e->device);
   }
   qd_free(e->allocator, e->weight_bf16, (size_t)(e->weight_count ? e->weight_count : 1) * sizeof(CUdeviceptr));
   qd_free(e->allocator, e->weight_packed, (size_t)(e->weight_count ? e->weight_count : 1) * sizeof(CUdeviceptr));
+  size_t wc = (size_t)(e->weight_count ? e->weight_count : 1);
+  qd_free(e->allocator, e->resident, wc * sizeof *e->resident);
+  qd_free(e->allocator, e->resident_shift, wc * sizeof *e->resident_shift);
+  qd_cuda_host_weights_destroy(e->own_host);
   qd_cuda_hoist_destroy(e->hoist);
   qd_free(e->allocator, e, sizeof *e);
 }
@@ -1233,22 +1339,64 @@ static qd_status_t qd_exec_alloc_(qd_cuda_executor_t* e, CUdeviceptr* out, uint6
   return qd_status_annotate(s, "allocating %s of %s on the GPU", qd_format_bytes(bytes, b, sizeof b), what);
 }
 
-/* Uploads the component's weight section as it is (NF4 codes and scales, bf16 values); f32 weights also get a
- * bf16 copy, since the kernels read bf16. */
+/* Copies section bytes [src, src + bytes) to the device, from the pinned copy asynchronously (waited for by the
+ * caller) or from the mapped plan. */
+static qd_status_t qd_exec_copy_in_(qd_cuda_executor_t* e, CUdeviceptr dst, uint64_t src, uint64_t bytes,
+                                    qd_progress_t* progress) {
+  const uint64_t chunk = 256ull << 20;
+  for (uint64_t off = 0; off < bytes; off += chunk) {
+    uint64_t n = bytes - off < chunk ? bytes - off : chunk;
+    if (e->source_pinned)
+      QD_CU_TRY(e->cu->cuMemcpyHtoDAsync(dst + off, e->weight_source + src + off, (size_t)n, e->stream));
+    else
+      QD_CU_TRY(e->cu->cuMemcpyHtoD(dst + off, e->weight_source + src + off, (size_t)n));
+    qd_progress_advance(progress, n);
+  }
+  return QD_OK;
+}
+
+/* Uploads the weights the device keeps: the whole section as it is (NF4 codes and scales, bf16 values), or with
+ * streamed weights only the resident ones, packed (resident_shift says where each went). */
 static qd_status_t qd_exec_upload_weights_(qd_cuda_executor_t* e) {
   const qd_plan_component_t* c = e->comp;
-  e->weight_bytes = c->weight_bytes;
-  QD_TRY(qd_exec_alloc_(e, &e->weights, c->weight_bytes, "weights"));
-  /* Pageable copies run at about a third of pinned speed; weights are read once per executor. */
-  const uint64_t chunk = 256ull << 20;
-  qd_progress_t p;
-  qd_progress_begin(&p, NULL, "upload", c->weight_bytes, "B");
-  for (uint64_t off = 0; off < c->weight_bytes; off += chunk) {
-    uint64_t n = c->weight_bytes - off < chunk ? c->weight_bytes - off : chunk;
-    QD_CU_TRY(e->cu->cuMemcpyHtoD(e->weights + off, c->weight_data + off, (size_t)n));
-    qd_progress_advance(&p, n);
+  int32_t n = e->weight_count;
+  uint64_t total = 0;
+  if (!e->resident) {
+    total = c->weight_bytes;
+  } else {
+    /* Resident weights packed in section order, each aligned as in the section. */
+    for (int32_t w = 0; w < n; w++) {
+      if (!e->resident[w]) continue;
+      qd_plan_range_t span = qd_weight_span(&c->weights[w]);
+      uint64_t dst = (total + QD_PLAN_WEIGHT_ALIGN - 1) & ~(uint64_t)(QD_PLAN_WEIGHT_ALIGN - 1);
+      e->resident_shift[w] = (int64_t)dst - (int64_t)span.offset;
+      total = dst + span.bytes;
+    }
   }
+  e->weight_bytes = total;
+  QD_TRY(qd_exec_alloc_(e, &e->weights, total, "weights"));
+  qd_progress_t p;
+  qd_progress_begin(&p, NULL, "upload", total, "B");
+  qd_status_t s = QD_OK;
+  if (!e->resident) {
+    s = qd_exec_copy_in_(e, e->weights, 0, total, &p);
+  } else {
+    for (int32_t w = 0; w < n && !s; w++) {
+      if (!e->resident[w]) continue;
+      qd_plan_range_t span = qd_weight_span(&c->weights[w]);
+      s = qd_exec_copy_in_(e, e->weights + (uint64_t)((int64_t)span.offset + e->resident_shift[w]), span.offset,
+                           span.bytes, &p);
+    }
+  }
+  if (!s && e->source_pinned) s = QD_CU_STATUS(e->cu->cuStreamSynchronize(e->stream));
   qd_progress_end(&p);
+  return s;
+}
+
+/* The weights kept beside the section: bf16 copies of f32-format weights (the kernels read bf16) and NF4 double
+ * quantization's code table. */
+static qd_status_t qd_exec_weight_copies_(qd_cuda_executor_t* e) {
+  const qd_plan_component_t* c = e->comp;
   e->weight_count = e->prog.graph->weight_count;
   QD_TRY(qd_calloc(e->allocator, (size_t)(e->weight_count ? e->weight_count : 1), sizeof(CUdeviceptr),
                    (void**)&e->weight_bf16));
@@ -1270,6 +1418,69 @@ static qd_status_t qd_exec_upload_weights_(qd_cuda_executor_t* e) {
   QD_TRY(qd_exec_alloc_(e, &e->nested_map, 256 * sizeof(float), "the NF4 nested code map"));
   QD_CU_TRY(e->cu->cuMemcpyHtoD(e->nested_map, qd_dynamic_map_signed(), 256 * sizeof(float)));
   return QD_OK;
+}
+
+/* Builds program p's launch list: the step's nodes (neither pattern members nor hoisted), or the conditioning
+ * program's (hoisted, not members). */
+static qd_status_t qd_exec_build_launches_(qd_cuda_executor_t* e, qd_exec_program_t* p, bool conditioning) {
+  const qd_graph_t* g = p->graph;
+  e->cur = p;
+  for (int32_t i = 0; i < g->node_count; i++) {
+    bool hoisted = e->hoist && e->hoist->hoisted[i];
+    if (p->lowering->role[i] == QD_CUDA_MEMBER || hoisted != conditioning) continue;
+    QD_TRY(qd_exec_node_(e, i));
+  }
+  return QD_OK;
+}
+
+/* Plans program p's streamed weights: a trace build of its launch list says which launches read which weight (the
+ * list itself is thrown away), weight_stream.h groups them. */
+static qd_status_t qd_exec_plan_stream_(qd_cuda_executor_t* e, qd_exec_program_t* p, bool conditioning) {
+  int32_t n = e->weight_count;
+  size_t bytes = (size_t)(n ? n : 1) * sizeof(int32_t);
+  int32_t *first = NULL, *last = NULL;
+  qd_status_t s = qd_malloc(e->allocator, bytes, (void**)&first);
+  if (!s) s = qd_malloc(e->allocator, bytes, (void**)&last);
+  if (!s) {
+    for (int32_t w = 0; w < n; w++) first[w] = last[w] = -1;
+    int next_slot = e->next_slot;
+    e->trace_first = first;
+    e->trace_last = last;
+    s = qd_exec_build_launches_(e, p, conditioning);
+    e->trace_first = e->trace_last = NULL;
+    e->next_slot = next_slot;
+    p->step_count = 0;
+    p->embed_reset = false;
+  }
+  if (!s && !conditioning) {
+    /* The step decides what stays: weights of no block, then the first blocks the keep budget holds (their copies
+     * could hide under nothing at the step's start). The conditioning program streams what the step does not
+     * keep. */
+    char key[256];
+    for (int32_t w = 0; w < n; w++) e->resident[w] = !qd_weight_block_key(e->comp->weights[w].name, key, sizeof key);
+    qd_weight_stream_t* all = NULL;
+    s = qd_weight_stream_plan(e->comp->weights, n, first, last, e->resident, e->allocator, &all);
+    if (!s) qd_weight_stream_keep_first(all, e->options.stream_keep_bytes, e->resident);
+    qd_weight_stream_destroy(all);
+  }
+  if (!s) s = qd_weight_stream_plan(e->comp->weights, n, first, last, e->resident, e->allocator, &p->stream);
+  qd_free(e->allocator, first, bytes);
+  qd_free(e->allocator, last, bytes);
+  return s;
+}
+
+/* The ring of slots program p's groups pass through: the step's own; the conditioning program borrows the step's
+ * when its groups fit. */
+static qd_status_t qd_exec_slots_(qd_cuda_executor_t* e, qd_exec_program_t* p) {
+  if (!p->stream || !p->stream->group_count) return QD_OK;
+  if (p != &e->prog && p->stream->slot_bytes <= e->prog.slot_bytes) {
+    p->slots = e->prog.slots;
+    p->slot_bytes = e->prog.slot_bytes;
+    return QD_OK;
+  }
+  p->slot_bytes = p->stream->slot_bytes;
+  p->own_slots = true;
+  return qd_exec_alloc_(e, &p->slots, (uint64_t)e->slot_count * p->slot_bytes, "the streamed weights' slots");
 }
 
 /* Arena bytes of a value in one of the two programs: the conditioning program holds what hoisted nodes make, the
@@ -1308,6 +1519,33 @@ static qd_status_t qd_exec_plan_hoist_(qd_cuda_executor_t* e) {
   return QD_OK;
 }
 
+/* Where uploads and streamed copies read from; a streaming executor without a pinned copy from its caller pins its
+ * own, and makes the copy stream and the ring's events. */
+static qd_status_t qd_exec_weight_source_(qd_cuda_executor_t* e) {
+  const qd_cuda_driver_t* cu = e->cu;
+  const qd_cuda_host_weights_t* host = e->options.host_weights;
+  if (host && qd_cuda_host_weights_bytes(host) != e->comp->weight_bytes)
+    return QD_ERR(INVALID_ARGUMENT, INVALID_ARGUMENT, "the pinned weights given hold %llu bytes; component '%s' has "
+                  "%llu", (unsigned long long)qd_cuda_host_weights_bytes(host), e->comp->name,
+                  (unsigned long long)e->comp->weight_bytes);
+  if (!host && e->options.stream_weights)
+    QD_TRY(qd_cuda_host_weights_create(e->options.device, e->comp->weight_data, e->comp->weight_bytes, e->comp->name,
+                                       e->allocator, &e->own_host));
+  if (!host) host = e->own_host;
+  e->weight_source = host ? qd_cuda_host_weights_data(host) : e->comp->weight_data;
+  e->source_pinned = host != NULL;
+  if (!e->options.stream_weights) return QD_OK;
+  int k = e->options.stream_slots;
+  e->slot_count = k < 2 ? 2 : k > QD_EXEC_MAX_SLOTS ? QD_EXEC_MAX_SLOTS : k;
+  QD_CU_TRY(cu->cuStreamCreate(&e->copy, CU_STREAM_NON_BLOCKING));
+  for (int i = 0; i < e->slot_count; i++) {
+    QD_CU_TRY(cu->cuEventCreate(&e->loaded[i], CU_EVENT_DISABLE_TIMING));
+    QD_CU_TRY(cu->cuEventCreate(&e->freed_main[i], CU_EVENT_DISABLE_TIMING));
+    QD_CU_TRY(cu->cuEventCreate(&e->freed_side[i], CU_EVENT_DISABLE_TIMING));
+  }
+  return QD_OK;
+}
+
 static qd_status_t qd_exec_create_(qd_cuda_executor_t* e, int32_t component, int32_t resolution) {
   QD_TRY(qd_cuda_driver_load(&e->cu));
   QD_TRY(qd_cublaslt_load(&e->lt));
@@ -1336,6 +1574,7 @@ static qd_status_t qd_exec_create_(qd_cuda_executor_t* e, int32_t component, int
   }
   QD_CU_TRY(cu->cuEventCreate(&e->fork, CU_EVENT_DISABLE_TIMING));
   QD_CU_TRY(cu->cuEventCreate(&e->join, CU_EVENT_DISABLE_TIMING));
+  QD_TRY(qd_exec_weight_source_(e));
   QD_CUBLASLT_TRY(e->lt->cublasLtCreate(&e->lt_handle));
 
   /* The program, its lowering and its memory. The executor plans its own arena with the same lowering the
@@ -1374,12 +1613,18 @@ static qd_status_t qd_exec_create_(qd_cuda_executor_t* e, int32_t component, int
     QD_TRY(qd_exec_alloc_(e, &e->scratch[0], 2 * slot, "NF4 dequantization scratch"));
     e->scratch[1] = e->scratch[0] + slot;
   }
+  QD_TRY(qd_exec_weight_copies_(e));
+  if (e->options.stream_weights) {
+    QD_TRY(qd_calloc(e->allocator, (size_t)(e->weight_count ? e->weight_count : 1), sizeof *e->resident,
+                     (void**)&e->resident));
+    QD_TRY(qd_calloc(e->allocator, (size_t)(e->weight_count ? e->weight_count : 1), sizeof *e->resident_shift,
+                     (void**)&e->resident_shift));
+    QD_TRY(qd_exec_plan_stream_(e, &e->prog, false));
+    QD_TRY(qd_exec_slots_(e, &e->prog));
+  }
   QD_TRY(qd_exec_upload_weights_(e));
   /* The launch list. */
-  for (int32_t i = 0; i < g->node_count; i++) {
-    if (e->prog.lowering->role[i] == QD_CUDA_MEMBER || (e->hoist && e->hoist->hoisted[i])) continue;
-    QD_TRY(qd_exec_node_(e, i));
-  }
+  QD_TRY(qd_exec_build_launches_(e, &e->prog, false));
   if (e->gn_workspace_bytes) {
     QD_TRY(qd_exec_alloc_(e, &e->gn_workspace, e->gn_workspace_bytes, "group norm statistics"));
     for (int32_t i = 0; i < e->prog.step_count; i++)
@@ -1520,9 +1765,11 @@ static qd_status_t qd_exec_build_conditioning_(qd_cuda_executor_t* e, int32_t st
   /* The launch list: the hoisted nodes, then the packing, eight boundary values per launch. */
   e->cond_gemm_first = e->gemm_count;
   e->cond_steps = steps;
-  e->cur = c;
-  for (int32_t i = 0; i < g->node_count; i++)
-    if (h->hoisted[i] && c->lowering->role[i] != QD_CUDA_MEMBER) QD_TRY(qd_exec_node_(e, i));
+  if (e->resident) {
+    QD_TRY(qd_exec_plan_stream_(e, c, true));
+    QD_TRY(qd_exec_slots_(e, c));
+  }
+  QD_TRY(qd_exec_build_launches_(e, c, true));
   qd_step_t* pack = NULL;
   for (int32_t i = 0; i < g->node_count; i++) {
     int32_t v = g->nodes[i].output;

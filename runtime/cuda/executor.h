@@ -25,6 +25,7 @@
 #include "runtime/cpu/executor.h"
 
 typedef struct qd_cuda_executor qd_cuda_executor_t;
+typedef struct qd_cuda_host_weights qd_cuda_host_weights_t; /* runtime/cuda/host_weights.h */
 
 typedef struct qd_cuda_executor_options {
   int device;          /* ordinal */
@@ -39,6 +40,16 @@ typedef struct qd_cuda_executor_options {
    * whole program. */
   const char* hoist_state_input;
   const char* hoist_step_input;
+  /* The component's weight section in pinned host memory (borrowed; must outlive the executor): uploads run at
+   * the bus's speed. NULL: uploads read the mapped plan. */
+  const qd_cuda_host_weights_t* host_weights;
+  /* Streamed weights (runtime/cuda/weight_stream.h): the weights of numbered blocks stay in host memory and each
+   * run copies them in, block by block, through stream_slots device buffers (2..8), on a copy stream that runs
+   * ahead of the computation. The first blocks that fit stream_keep_bytes stay on the device. Without
+   * host_weights the executor pins its own copy of the section. */
+  bool stream_weights;
+  int stream_slots;
+  uint64_t stream_keep_bytes;
 } qd_cuda_executor_options_t;
 
 void qd_cuda_executor_options_default(qd_cuda_executor_options_t* options);
@@ -94,6 +105,9 @@ qd_status_t qd_cuda_executor_time(qd_cuda_executor_t* executor, int iterations, 
 
 typedef struct qd_cuda_memory {
   uint64_t weights, arena, scratch, workspace, inputs;
+  uint64_t slots;           /* streamed weights: the ring's device buffers */
+  uint64_t streamed;        /* streamed weights: bytes copied in per step */
+  int32_t streamed_groups;  /* and in how many groups */
   uint64_t device_used_before, device_used_after; /* cuMemGetInfo around creation */
 } qd_cuda_memory_t;
 void qd_cuda_executor_memory(const qd_cuda_executor_t* executor, qd_cuda_memory_t* out_memory);
