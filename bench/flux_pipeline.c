@@ -1,7 +1,7 @@
 /* Benchmark: the whole text-to-image pipeline of a plan on the GPU (qd_generator_generate with the CUDA device).
  *
- * usage: flux_pipeline PLAN [--runs N] [--steps N] [--size WxH] [--offload none|model] [--prompt TEXT]
- *                      [--jsonl FILE]
+ * usage: flux_pipeline PLAN [--runs N] [--steps N] [--size WxH] [--offload none|model|group] [--keep SIZE]
+ *                      [--vram-budget SIZE] [--prompt TEXT] [--jsonl FILE]
  *
  * Creates one CUDA generator and generates N + 1 images from the same prompt and seed: the first (cold) one
  * prepares the executors (weights uploaded, kernels loaded, CUDA graphs captured); the others are what an
@@ -21,6 +21,7 @@
 #include "qd/generator.h"
 #include "qd/progress.h"
 #include "runtime/cuda_driver.h"
+#include "runtime/pipeline/schedule.h"
 
 typedef struct sampler {
   const qd_cuda_driver_t* cu;
@@ -54,6 +55,7 @@ int main(int argc, char** argv) {
   const char *plan_path = NULL, *jsonl = NULL, *offload_name = "none";
   const char* prompt = "a lighthouse on a cliff at sunset, oil painting";
   int runs = 3, steps = 0, width = 0, height = 0;
+  uint64_t keep = 0, budget = 0;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--runs") == 0 && i + 1 < argc) {
       runs = atoi(argv[++i]);
@@ -66,6 +68,13 @@ int main(int argc, char** argv) {
       }
     } else if (strcmp(argv[i], "--offload") == 0 && i + 1 < argc) {
       offload_name = argv[++i];
+    } else if ((strcmp(argv[i], "--keep") == 0 || strcmp(argv[i], "--vram-budget") == 0) && i + 1 < argc) {
+      uint64_t* dst = argv[i][2] == 'k' ? &keep : &budget;
+      if (!qd_parse_bytes(argv[i + 1], dst)) {
+        fprintf(stderr, "flux_pipeline: %s takes a size like 2G, not '%s'\n", argv[i], argv[i + 1]);
+        return 2;
+      }
+      i++;
     } else if (strcmp(argv[i], "--prompt") == 0 && i + 1 < argc) {
       prompt = argv[++i];
     } else if (strcmp(argv[i], "--jsonl") == 0 && i + 1 < argc) {
@@ -78,8 +87,8 @@ int main(int argc, char** argv) {
     }
   }
   if (!plan_path || runs < 1 || runs > 100) {
-    fprintf(stderr, "usage: flux_pipeline PLAN [--runs 1..100] [--steps N] [--size WxH] [--offload none|model] "
-                    "[--prompt TEXT] [--jsonl FILE]\n");
+    fprintf(stderr, "usage: flux_pipeline PLAN [--runs 1..100] [--steps N] [--size WxH] [--offload none|model|group] "
+                    "[--keep SIZE] [--vram-budget SIZE] [--prompt TEXT] [--jsonl FILE]\n");
     return 2;
   }
   qd_offload_mode_t offload;
@@ -87,8 +96,10 @@ int main(int argc, char** argv) {
     offload = QD_OFFLOAD_NONE;
   } else if (strcmp(offload_name, "model") == 0) {
     offload = QD_OFFLOAD_MODEL;
+  } else if (strcmp(offload_name, "group") == 0) {
+    offload = QD_OFFLOAD_GROUP;
   } else {
-    fprintf(stderr, "flux_pipeline: --offload takes none or model, not '%s'\n", offload_name);
+    fprintf(stderr, "flux_pipeline: --offload takes none, model or group, not '%s'\n", offload_name);
     return 2;
   }
   sampler_t smp = {0};
@@ -116,10 +127,27 @@ int main(int argc, char** argv) {
   qd_generator_options_init(&go);
   go.device = QD_GENERATOR_DEVICE_CUDA;
   go.offload = offload;
+  go.keep_bytes = keep;
+  go.vram_budget = budget;
   double t0 = qd_now_seconds();
   s = qd_plan_open(plan_path, a, 0, &plan);
   if (!s) s = qd_generator_create(plan, &go, a, &gen);
   double open_s = qd_now_seconds() - t0;
+  /* The schedule in use (a budget picks one) and what the plan says it needs, beside what is measured. */
+  static const char* const names[] = {"none", "model", "group", "sequential"};
+  qd_schedule_estimate_t est = {0};
+  if (!s) {
+    offload = qd_generator_offload(gen, &keep);
+    offload_name = names[offload];
+    int32_t w0 = width, h0 = height, b0 = 1;
+    if (!w0) qd_generator_resolution(gen, 0, &w0, &h0, &b0);
+    qd_status_t es = qd_schedule_estimate(plan, w0, h0, 1, offload, keep, &est);
+    if (es) qd_status_free(es);
+    char k1[32], k2[32], k3[32];
+    printf("offload %s%s%s: the plan's estimate %s at the peak (%s), %s streamed per step\n", offload_name,
+           keep ? ", keeping " : "", keep ? qd_format_bytes(keep, k1, sizeof k1) : "",
+           qd_format_bytes(est.peak, k2, sizeof k2), est.peak_phase, qd_format_bytes(est.streamed_per_step, k3, sizeof k3));
+  }
   printf("%-5s %8s %9s %9s %9s %10s %8s %9s %10s\n", "image", "load", "tokenize", "encode", "denoise", "per step",
          "decode", "total", "peak GiB");
   double totals[101], per_step[101];
@@ -157,10 +185,10 @@ int main(int argc, char** argv) {
                 "{\"bench\": \"flux_pipeline\", \"plan\": \"%s\", \"image\": \"%s\", \"width\": %d, \"height\": %d, "
                 "\"steps\": %d, \"offload\": \"%s\", \"load_s\": %.3f, \"tokenize_s\": %.4f, \"encode_s\": %.4f, "
                 "\"denoise_s\": %.4f, \"step_ms\": %.2f, \"decode_s\": %.4f, \"total_s\": %.4f, \"peak_gib\": %.3f, "
-                "\"open_s\": %.3f}\n",
+                "\"open_s\": %.3f, \"keep_gib\": %.3f, \"estimate_peak_gib\": %.3f, \"streamed_step_gib\": %.3f}\n",
                 plan_path, i == 0 ? "cold" : "warm", r.width, r.height, r.steps, offload_name, r.seconds_load,
                 r.seconds_tokenize, r.seconds_encode, r.seconds_denoise, step_s * 1e3, r.seconds_decode, total, peak,
-                open_s);
+                open_s, keep / 1073741824.0, est.peak / 1073741824.0, est.streamed_per_step / 1073741824.0);
         fclose(f);
       }
     }

@@ -4,10 +4,14 @@
 # optionally the diffusers peer's step in the same run. Binaries and shared libraries come prebuilt in $QD_CARRY
 # (bin/, lib/); the peer's packages in $QD_CARRY/peer. Results (JSON lines) go to $OUT.
 #   usage: bench/run_h200.sh [tests] [nf4] [bf16] [peer] [kernel-tests] [pipeline-tests] [pipeline] [pipeline-peer]
+#                            [stream-tests] [offload] [offload-peer]
 # pipeline: the full-size FLUX.1-dev pipeline (random weights from qdc synth, the real FLUX tokenizers from
 # tests/data/tokenizers/flux_full, carried) compiled with qdc's defaults and timed with bench/flux_pipeline;
 # pipeline-peer: the same with diffusers' FluxPipeline (NF4 transformer and T5, torch.compile; the anchors' bench)
 # in the same run; pipeline-tests: the GPU pipeline against the CPU and the pipeline ops' kernels (also in tests).
+# stream-tests: the small transformer with streamed weights against the CPU; offload: the full-size pipeline plan
+# (1024x1024 and 512x512) with every offload schedule, and its transformer step resident and streamed;
+# offload-peer: the peer's model offload in the same run.
 set -u
 CARRY=${QD_CARRY:-.carry}
 B=$CARRY/bin
@@ -42,7 +46,7 @@ build_full_plan() {
     '$B/qdc' synth models/flux-vae-decoder.json --seed 4 -q -o $D/vae/diffusion_pytorch_model.safetensors; wait"
   cp -R tests/data/tokenizers/flux_full/tokenizer tests/data/tokenizers/flux_full/tokenizer_2 $D/
   cp -R tests/data/golden/pipeline_tiny/scheduler tests/data/golden/pipeline_tiny/model_index.json $D/
-  /usr/bin/time -f "compile: %e s" "$B/qdc" compile $D -o /tmp/flux_full.qplan -q
+  /usr/bin/time -f "compile: %e s" "$B/qdc" compile $D -o /tmp/flux_full.qplan -q ${QD_FULL_RESOLUTIONS:+--resolutions $QD_FULL_RESOLUTIONS}
   rm -rf $D
   "$B/qdrun" --check /tmp/flux_full.qplan | tail -4
 }
@@ -60,6 +64,26 @@ run_peer_pipeline() {
   (export PYTHONPATH=/tmp/site:$PWD/$CARRY/peer/bnb PYTHONUNBUFFERED=1 OUT PEER_BNB=$PWD/$CARRY/peer/bnb
    timeout 420 python3 "$CARRY/peer/diffusers_flux_bench.py" nf4_compile 2>&1 | tail -3)
 }
+# Every offload schedule of the full-size pipeline at 1024x1024 and 512x512, and the transformer's step with its
+# blocks streamed (runtime/cuda/weight_stream.h) beside the resident step.
+run_offload() {
+  P=/tmp/flux_full.qplan
+  echo "== the transformer step, resident and streamed (pinned host weights, copy stream)"
+  timeout 200 "$B/flux_step" $P --resolution 1024x1024,512x512 --iters 20 --jsonl "$OUT/step.jsonl"
+  for v in "--slots 2" "--slots 3" "--slots 3 --keep 1"; do
+    echo "-- streamed $v"
+    timeout 200 "$B/flux_step" $P --resolution 1024x1024,512x512 --iters 20 --stream $v --jsonl "$OUT/step.jsonl"
+  done
+  for size in 1024x1024 512x512; do
+    for mode in none model group; do
+      echo "== the pipeline at $size, offload $mode"
+      timeout 150 "$B/flux_pipeline" $P --size $size --runs 2 --offload $mode --jsonl "$OUT/pipeline.jsonl"
+    done
+  done
+  echo "== a 3 GiB budget at 1024x1024 (the schedule the plan's estimates pick)"
+  timeout 150 "$B/flux_pipeline" $P --size 1024x1024 --runs 2 --vram-budget 3G --jsonl "$OUT/pipeline.jsonl"
+}
+
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,memory.used --format=csv,noheader
 for STAGE in $STAGES; do
   case $STAGE in
@@ -92,6 +116,25 @@ for STAGE in $STAGES; do
     timeout 120 "$B/flux_step" /tmp/small_b2.qplan --resolution 256x256 --batch 2 --check-cpu --iters 5 --no-hoist
     pipeline_tests ;;
   pipeline-tests) pipeline_tests ;;
+  stream-tests)
+    echo "== the small transformer with streamed weights against the CPU run of the same plan"
+    "$B/qdc" synth models/flux-transformer.json --config small --plan /tmp/small_nf4.qplan --quant nf4 \
+      --resolutions 256x256 --seed 7 -q
+    timeout 120 "$B/flux_step" /tmp/small_nf4.qplan --resolution 256x256 --check-cpu --iters 5
+    timeout 120 "$B/flux_step" /tmp/small_nf4.qplan --resolution 256x256 --check-cpu --iters 5 --stream
+    timeout 120 "$B/flux_step" /tmp/small_nf4.qplan --resolution 256x256 --check-cpu --iters 5 --stream --slots 3 \
+      --no-graph
+    timeout 120 "$B/flux_step" /tmp/small_nf4.qplan --resolution 256x256 --check-cpu --iters 5 --stream --no-hoist ;;
+  offload)
+    QD_FULL_RESOLUTIONS=1024x1024,512x512 build_full_plan > "$OUT/full_plan.txt" 2>&1; cat "$OUT/full_plan.txt"
+    run_offload ;;
+  offload-peer)
+    echo "== the peer: diffusers FluxPipeline NF4 + torch.compile with model CPU offload, 1024x1024"
+    python3 -m pip install -q --no-index --no-deps --target /tmp/site "$CARRY"/peer/*.whl >/dev/null 2>&1
+    (export PYTHONPATH=/tmp/site:$PWD/$CARRY/peer/bnb PYTHONUNBUFFERED=1 OUT PEER_BNB=$PWD/$CARRY/peer/bnb
+     timeout 300 python3 "$CARRY/peer/diffusers_flux_bench.py" nf4_compile_offload 2>&1 | tail -3) ;;
+  probe)
+    timeout 120 python3 "$CARRY/probe/pin_probe.py" 2>&1 | tail -12 ;;
   kernel-tests)
     echo "== kernels against the CPU reference (correctness only)"
     timeout 150 "$B/test_gpu_kernels" --no-bench > "$OUT/gpu_kernels.txt" 2>&1; echo "test_gpu_kernels rc=$?"

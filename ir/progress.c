@@ -1,6 +1,9 @@
 /* Progress reporting: a redrawn bar on terminals, a line per tenth elsewhere, nothing when quiet. */
 #include "qd/progress.h"
 
+#include <ctype.h>
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -20,6 +23,29 @@ double qd_now_seconds(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+bool qd_parse_bytes(const char* text, uint64_t* out) {
+  char* end;
+  if (!text || !*text || *text == '-' || *text == ' ') return false;
+  double v = strtod(text, &end);
+  if (end == text || !isfinite(v) || v < 0) return false;
+  double unit = 1;
+  const char* units = "KMGT";
+  const char* u = *end ? strchr(units, toupper((unsigned char)*end)) : NULL;
+  if (u && *end) {
+    for (const char* k = units; k <= u; k++) unit *= 1024;
+    end++;
+    if (end[0] == 'i' && end[1] == 'B') end += 2;
+    else if (end[0] == 'B') end++;
+  } else if (*end == 'B') {
+    end++;
+  }
+  if (*end) return false;
+  double bytes = v * unit;
+  if (bytes >= 18446744073709551616.0) return false;
+  *out = (uint64_t)bytes;
+  return true;
 }
 
 char* qd_format_bytes(uint64_t bytes, char* buf, size_t size) {

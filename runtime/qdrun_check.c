@@ -14,11 +14,45 @@
 #include "runtime/cuda/executor.h"
 #include "runtime/cuda/kernel_variants.h"
 #include "runtime/cuda_nvrtc.h"
+#include "runtime/pipeline/schedule.h"
 #include "runtime/plan_internal.h"
 
 /* The CUDA context, cuBLASLt's handle and the loaded modules take memory the executor does not allocate itself;
  * about 300-500 MiB on current drivers. */
-#define QDRUN_CONTEXT_RESERVE (512ull << 20)
+#define QDRUN_CONTEXT_RESERVE QD_SCHEDULE_CONTEXT_RESERVE
+
+/* A pipeline plan's offload schedules at each of its sizes (runtime/pipeline/schedule.h). */
+enum { QDRUN_MAX_SCHEDULE_SIZES = 16 };
+typedef struct qdrun_schedules {
+  int count;
+  int64_t width[QDRUN_MAX_SCHEDULE_SIZES], height[QDRUN_MAX_SCHEDULE_SIZES], batch[QDRUN_MAX_SCHEDULE_SIZES];
+  qd_schedule_estimate_t none[QDRUN_MAX_SCHEDULE_SIZES], model[QDRUN_MAX_SCHEDULE_SIZES],
+      group[QDRUN_MAX_SCHEDULE_SIZES];
+  uint64_t least; /* the smallest peak any schedule needs at the largest size */
+} qdrun_schedules_t;
+
+/* Nothing for a plan that is not a whole pipeline (no schedules then). */
+static void qdrun_schedules_(const qd_plan_t* p, qdrun_schedules_t* out) {
+  memset(out, 0, sizeof *out);
+  int32_t tr = qd_plan_find_component(p, "transformer");
+  if (tr < 0 || qd_plan_find_component(p, "vae") < 0) return;
+  for (int32_t r = 0; r < qd_plan_resolution_count(p, tr) && out->count < QDRUN_MAX_SCHEDULE_SIZES; r++) {
+    int k = out->count;
+    qd_plan_resolution(p, tr, r, &out->width[k], &out->height[k], &out->batch[k]);
+    qd_status_t s = qd_schedule_estimate(p, out->width[k], out->height[k], out->batch[k], QD_OFFLOAD_NONE, 0,
+                                         &out->none[k]);
+    if (!s) s = qd_schedule_estimate(p, out->width[k], out->height[k], out->batch[k], QD_OFFLOAD_MODEL, 0,
+                                     &out->model[k]);
+    if (!s) s = qd_schedule_estimate(p, out->width[k], out->height[k], out->batch[k], QD_OFFLOAD_GROUP, 0,
+                                     &out->group[k]);
+    if (s) { /* a component without that size: the generator would refuse it too */
+      qd_status_free(s);
+      continue;
+    }
+    if (out->group[k].peak > out->least) out->least = out->group[k].peak;
+    out->count++;
+  }
+}
 
 typedef struct qdrun_need {
   uint64_t resident;        /* every component's weights, their bf16 copies and code tables */
@@ -157,6 +191,10 @@ int qdrun_check(const char* path, bool json) {
     return 1;
   }
   const qd_plan_kernel_targets_t* t = qd_plan_kernel_targets(p);
+  qdrun_schedules_t sched;
+  qdrun_schedules_(p, &sched);
+  /* A pipeline runs on a GPU that holds its smallest schedule; another plan needs all of its memory. */
+  uint64_t least = sched.count ? sched.least : need.total;
 
   /* The machine: devices and driver, NVRTC (only needed when the plan's images do not fit), cuBLASLt. */
   qd_device_list_t* list = NULL;
@@ -196,9 +234,10 @@ int qdrun_check(const char* path, bool json) {
     if (!v.cublaslt_library)
       qdrun_problem_(d, "cuBLASLt (libcublasLt.so.13 or .12), which runs the GEMMs, could not be loaded");
     char b1[32], b2[32], b3[32];
-    if (need.total + QDRUN_CONTEXT_RESERVE > d->info->total_memory)
-      qdrun_problem_(d, "the plan needs %s of device memory (and about %s for the CUDA context); this GPU has %s",
-                     qdrun_bytes_(need.total, b1, sizeof b1), qdrun_bytes_(QDRUN_CONTEXT_RESERVE, b2, sizeof b2),
+    if (least + QDRUN_CONTEXT_RESERVE > d->info->total_memory)
+      qdrun_problem_(d, "the plan needs %s of device memory%s (and about %s for the CUDA context); this GPU has %s",
+                     qdrun_bytes_(least, b1, sizeof b1), sched.count ? " with its smallest offload schedule" : "",
+                     qdrun_bytes_(QDRUN_CONTEXT_RESERVE, b2, sizeof b2),
                      qdrun_bytes_(d->info->total_memory, b3, sizeof b3));
     d->can_run = d->problem_count == 0;
     runnable += d->can_run;
@@ -245,6 +284,23 @@ int qdrun_check(const char* path, bool json) {
     cJSON_AddNumberToObject(m, "inputs", (double)need.working.inputs);
     cJSON_AddStringToObject(m, "largest", need.working_where);
     cJSON_AddNumberToObject(m, "context_reserve", (double)QDRUN_CONTEXT_RESERVE);
+    cJSON* sa = cJSON_AddArrayToObject(root, "schedules");
+    for (int k = 0; sa && k < sched.count; k++) {
+      cJSON* o = cJSON_CreateObject();
+      cJSON_AddItemToArray(sa, o);
+      cJSON_AddNumberToObject(o, "width", (double)sched.width[k]);
+      cJSON_AddNumberToObject(o, "height", (double)sched.height[k]);
+      cJSON_AddNumberToObject(o, "batch", (double)sched.batch[k]);
+      const qd_schedule_estimate_t* es[] = {&sched.none[k], &sched.model[k], &sched.group[k]};
+      static const char* const names[] = {"none", "model", "group"};
+      for (int j = 0; j < 3; j++) {
+        cJSON* x = cJSON_AddObjectToObject(o, names[j]);
+        cJSON_AddNumberToObject(x, "peak", (double)es[j]->peak);
+        cJSON_AddStringToObject(x, "peak_phase", es[j]->peak_phase);
+        cJSON_AddNumberToObject(x, "uploaded_per_image", (double)es[j]->uploaded_per_image);
+        cJSON_AddNumberToObject(x, "streamed_per_step", (double)es[j]->streamed_per_step);
+      }
+    }
     cJSON* drv = cJSON_AddObjectToObject(root, "driver");
     cJSON_AddItemToObject(drv, "version", qdrun_version_or_null_(v.driver));
     if (ds)
@@ -296,12 +352,23 @@ int qdrun_check(const char* path, bool json) {
       printf("kernels   none in the plan: NVRTC must compile them when it runs\n");
     }
     char m1[32], m2[32], m3[32], m4[32], m5[32], m6[32];
-    printf("memory    %s on the GPU: weights %s, and for %s: activations %s, NF4 scratch %s, cuBLASLt workspace %s, "
-           "inputs %s; plus about %s for the CUDA context\n", qdrun_bytes_(need.total, m1, sizeof m1),
-           qdrun_bytes_(need.resident, m2, sizeof m2), need.working_where,
-           qdrun_bytes_(need.working.arena, m3, sizeof m3), qdrun_bytes_(need.working.scratch, m4, sizeof m4),
-           qdrun_bytes_(need.working.workspace, m5, sizeof m5), qdrun_bytes_(need.working.inputs, m6, sizeof m6),
-           qdrun_bytes_(QDRUN_CONTEXT_RESERVE, b, sizeof b));
+    /* A pipeline's need depends on its schedule (the offload lines); another plan's is one figure. */
+    char total[96] = "";
+    if (!sched.count) snprintf(total, sizeof total, "%s on the GPU: ", qdrun_bytes_(need.total, m1, sizeof m1));
+    printf("memory    %sweights %s, and for %s: activations %s, NF4 scratch %s, cuBLASLt workspace %s, inputs %s; "
+           "plus about %s for the CUDA context\n", total, qdrun_bytes_(need.resident, m2, sizeof m2),
+           need.working_where, qdrun_bytes_(need.working.arena, m3, sizeof m3),
+           qdrun_bytes_(need.working.scratch, m4, sizeof m4), qdrun_bytes_(need.working.workspace, m5, sizeof m5),
+           qdrun_bytes_(need.working.inputs, m6, sizeof m6), qdrun_bytes_(QDRUN_CONTEXT_RESERVE, b, sizeof b));
+    for (int k = 0; k < sched.count; k++) {
+      char p1[32], p2[32], p3[32], u1[32], s1[32];
+      printf("offload   %lldx%lld: none %s; model %s (%s uploaded per image); group %s (%s streamed per step)\n",
+             (long long)sched.width[k], (long long)sched.height[k], qdrun_bytes_(sched.none[k].peak, p1, sizeof p1),
+             qdrun_bytes_(sched.model[k].peak, p2, sizeof p2),
+             qdrun_bytes_(sched.model[k].uploaded_per_image, u1, sizeof u1),
+             qdrun_bytes_(sched.group[k].peak, p3, sizeof p3),
+             qdrun_bytes_(sched.group[k].streamed_per_step, s1, sizeof s1));
+    }
     if (ds)
       printf("driver    %s\n", driver_error);
     else

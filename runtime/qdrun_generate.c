@@ -32,8 +32,12 @@ static void qdrun_generate_usage_(FILE* f) {
           "      --height H         (default: the plan's first resolution)\n"
           "      --batch N          images from the one prompt (default 1; the plan must have that batch)\n"
           "      --device cpu|cuda  where to run (default cpu)\n"
-          "      --offload MODE     CUDA: none (every component stays on the GPU) or model (each component on\n"
-          "                         the GPU only for its phase: less memory, weights uploaded every image)\n"
+          "      --offload MODE     CUDA: none (every component stays on the GPU), model (each component on\n"
+          "                         the GPU only for its phase, uploaded from pinned host memory every image)\n"
+          "                         or group (as model, and the transformer's and T5's blocks streamed while\n"
+          "                         they run: the least GPU memory)\n"
+          "      --keep SIZE        with --offload group: the transformer's first blocks kept on the GPU (e.g. 2G)\n"
+          "      --vram-budget SIZE CUDA: the fastest offload schedule whose GPU memory fits SIZE (e.g. 8G)\n"
           "      --threads N        CPU threads (default: one per core)\n"
           "      --json             print one JSON document on stdout (files, parameters, seconds per phase)\n"
           "  -q, --quiet            no progress bar, only errors\n"
@@ -77,8 +81,10 @@ static void qdrun_image_path_(const char* base, int32_t index, int32_t batch, ch
     snprintf(out, size, "%s-%d", base, index + 1);
 }
 
-static void qdrun_print_json_(const char* plan, const char* device, const qd_generate_result_t* r, char paths[][4096],
-                              double load_s, double total_s) {
+static const char* const qdrun_offload_names_[] = {"none", "model", "group", "sequential"};
+
+static void qdrun_print_json_(const char* plan, const char* device, const qd_generator_t* gen,
+                              const qd_generate_result_t* r, char paths[][4096], double load_s, double total_s) {
   cJSON* root = cJSON_CreateObject();
   if (!root) return;
   cJSON_AddStringToObject(root, "plan", plan);
@@ -96,6 +102,9 @@ static void qdrun_print_json_(const char* plan, const char* device, const qd_gen
   cJSON_AddNumberToObject(root, "height", r->height);
   cJSON_AddNumberToObject(root, "batch", r->batch);
   cJSON_AddStringToObject(root, "device", device);
+  uint64_t keep = 0;
+  cJSON_AddStringToObject(root, "offload", qdrun_offload_names_[qd_generator_offload(gen, &keep)]);
+  cJSON_AddNumberToObject(root, "keep_bytes", (double)keep);
   cJSON* images = cJSON_AddArrayToObject(root, "images");
   for (int32_t i = 0; images && i < r->batch; i++) cJSON_AddItemToArray(images, cJSON_CreateString(paths[i]));
   cJSON* sec = cJSON_AddObjectToObject(root, "seconds");
@@ -114,13 +123,20 @@ static void qdrun_print_json_(const char* plan, const char* device, const qd_gen
   cJSON_Delete(root);
 }
 
-static void qdrun_print_text_(const qd_generate_result_t* r, char paths[][4096], double load_s, double total_s) {
+static void qdrun_print_text_(const qd_generator_t* gen, bool cuda, const qd_generate_result_t* r, char paths[][4096],
+                              double load_s, double total_s) {
   char guidance[32];
   if (isnan(r->guidance))
     snprintf(guidance, sizeof guidance, "none");
   else
     snprintf(guidance, sizeof guidance, "%g", (double)r->guidance);
   printf("model       %s\n", r->model);
+  uint64_t keep = 0;
+  qd_offload_mode_t mode = qd_generator_offload(gen, &keep);
+  char kb[32];
+  if (cuda)
+    printf("offload     %s%s%s\n", qdrun_offload_names_[mode], keep ? ", keeping the transformer's first blocks: " : "",
+           keep ? qd_format_bytes(keep, kb, sizeof kb) : "");
   printf("image       %dx%d, %d image%s, seed %llu, %d steps, guidance %s\n", r->width, r->height, r->batch,
          r->batch == 1 ? "" : "s", (unsigned long long)r->seed, r->steps, guidance);
   printf("time        load %.2f s, tokenize %.3f s, encode %.2f s, denoise %.2f s (%.3f s/step), decode %.2f s; "
@@ -131,7 +147,7 @@ static void qdrun_print_text_(const qd_generate_result_t* r, char paths[][4096],
 
 int qdrun_generate_main(int argc, char** argv) {
   enum { OPT_PROMPT = 256, OPT_SEED, OPT_STEPS, OPT_GUIDANCE, OPT_WIDTH, OPT_HEIGHT, OPT_BATCH, OPT_DEVICE,
-         OPT_THREADS, OPT_JSON, OPT_OFFLOAD };
+         OPT_THREADS, OPT_JSON, OPT_OFFLOAD, OPT_KEEP, OPT_VRAM_BUDGET };
   static const struct option opts[] = {
       {"help", no_argument, NULL, 'h'},         {"quiet", no_argument, NULL, 'q'},
       {"verbose", no_argument, NULL, 'v'},      {"output", required_argument, NULL, 'o'},
@@ -140,7 +156,8 @@ int qdrun_generate_main(int argc, char** argv) {
       {"width", required_argument, NULL, OPT_WIDTH},   {"height", required_argument, NULL, OPT_HEIGHT},
       {"batch", required_argument, NULL, OPT_BATCH},   {"device", required_argument, NULL, OPT_DEVICE},
       {"threads", required_argument, NULL, OPT_THREADS}, {"json", no_argument, NULL, OPT_JSON},
-      {"offload", required_argument, NULL, OPT_OFFLOAD}, {NULL, 0, NULL, 0},
+      {"offload", required_argument, NULL, OPT_OFFLOAD}, {"keep", required_argument, NULL, OPT_KEEP},
+      {"vram-budget", required_argument, NULL, OPT_VRAM_BUDGET}, {NULL, 0, NULL, 0},
   };
   qd_generate_params_t p;
   qd_generate_params_init(&p);
@@ -215,6 +232,13 @@ int qdrun_generate_main(int argc, char** argv) {
         go.offload = (qd_offload_mode_t)m;
         break;
       }
+      case OPT_KEEP:
+        if (!qd_parse_bytes(optarg, &go.keep_bytes)) return qdrun_generate_usage_error_("--keep takes a size like 2G, not", optarg);
+        break;
+      case OPT_VRAM_BUDGET:
+        if (!qd_parse_bytes(optarg, &go.vram_budget) || go.vram_budget == 0)
+          return qdrun_generate_usage_error_("--vram-budget takes a size like 8G, not", optarg);
+        break;
       default: return qdrun_generate_usage_error_("unknown option", NULL);
     }
   }
@@ -249,9 +273,9 @@ int qdrun_generate_main(int argc, char** argv) {
     qd_status_free(s);
     rc = 1;
   } else if (json) {
-    qdrun_print_json_(plan_path, device, &r, paths, load_s, qd_now_seconds() - t0);
+    qdrun_print_json_(plan_path, device, gen, &r, paths, load_s, qd_now_seconds() - t0);
   } else if (!quiet) {
-    qdrun_print_text_(&r, paths, load_s, qd_now_seconds() - t0);
+    qdrun_print_text_(gen, go.device == QD_GENERATOR_DEVICE_CUDA, &r, paths, load_s, qd_now_seconds() - t0);
   }
   qd_generate_result_deinit(&r);
   qd_generator_destroy(gen);

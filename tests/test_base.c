@@ -151,6 +151,27 @@ START_TEST(format_bytes_units) {
 }
 END_TEST
 
+START_TEST(parse_bytes_units) {
+  static const struct {
+    const char* text;
+    uint64_t bytes;
+  } good[] = {{"1048576", 1048576}, {"8G", 8ull << 30}, {"8g", 8ull << 30}, {"7.5GiB", 15ull << 29},
+              {"512M", 512ull << 20}, {"300MB", 300ull << 20}, {"2K", 2048}, {"1T", 1ull << 40}, {"0", 0},
+              {"10B", 10}};
+  for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+    uint64_t v = 1;
+    ck_assert_msg(qd_parse_bytes(good[i].text, &v), "%s", good[i].text);
+    ck_assert_uint_eq(v, good[i].bytes);
+  }
+  static const char* const bad[] = {"", "G", "-1G", " 8G", "8 G", "8X", "8GiBs", "8Gi", "nan", "inf", "1e30", NULL};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    uint64_t v = 7;
+    ck_assert_msg(!qd_parse_bytes(bad[i], &v), "'%s' parsed", bad[i] ? bad[i] : "(null)");
+    ck_assert_uint_eq(v, 7);
+  }
+}
+END_TEST
+
 static Suite* base_suite(void) {
   Suite* s = suite_create("base");
   TCase* tc = tcase_create("core");
@@ -162,6 +183,7 @@ static Suite* base_suite(void) {
   tcase_add_test(tc, log_filters_by_level);
   tcase_add_test(tc, progress_lines_and_cancel);
   tcase_add_test(tc, format_bytes_units);
+  tcase_add_test(tc, parse_bytes_units);
   suite_add_tcase(s, tc);
   return s;
 }

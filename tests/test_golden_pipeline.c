@@ -26,6 +26,7 @@
 #include "runtime/cpu/threadpool.h"
 #include "runtime/graph_runner.h"
 #include "runtime/pipeline/generator_internal.h"
+#include "runtime/pipeline/schedule.h"
 #include "runtime/plan_internal.h"
 
 enum { W = 64, H = 48, STEPS = 4, LAT = 12 * 64, TXT = 16, JOINT = 32, POOLED = 32 };
@@ -573,10 +574,15 @@ START_TEST(bad_requests_are_named) {
     QD_ASSERT_DETAIL(qd_generator_create(plan, &o, qd_allocator_system(), &g), QD_E_PIPELINE_DEVICE);
     o.device_index = 0;
   }
-  o.offload = QD_OFFLOAD_GROUP;
+  o.offload = QD_OFFLOAD_SEQUENTIAL;
   qd_status_t gs = qd_generator_create(plan, &o, qd_allocator_system(), &g);
   ck_assert(gs != NULL);
   qd_status_free(gs);
+  /* Blocks kept on the GPU are a choice of the streamed schedule only. */
+  o.offload = QD_OFFLOAD_MODEL;
+  o.keep_bytes = 1 << 20;
+  QD_ASSERT_DETAIL(qd_generator_create(plan, &o, qd_allocator_system(), &g), QD_E_PIPELINE_OPTIONS);
+  o.keep_bytes = 0;
   o.offload = QD_OFFLOAD_NONE;
   o.device = (qd_generator_device_t)7;
   QD_ASSERT_DETAIL(qd_generator_create(plan, &o, qd_allocator_system(), &g), QD_E_PIPELINE_DEVICE);
@@ -796,10 +802,10 @@ START_TEST(qdrun_errors) {
   snprintf(args, sizeof args, "'%s/never.png'", tmp);
   ck_assert_int_eq(access(args + 1, F_OK), -1);
   /* Offload schedules not built yet are refused before anything is loaded. */
-  snprintf(args, sizeof args, "'%s' --prompt x --device cuda --offload group -o '%s/never.png'", plan_bf16, tmp);
+  snprintf(args, sizeof args, "'%s' --prompt x --device cuda --offload sequential -o '%s/never.png'", plan_bf16, tmp);
   ck_assert_int_eq(run(args, log), 1);
   text = slurp(err, NULL);
-  ck_assert_ptr_nonnull(strstr(text, "offload 'group' is not available yet"));
+  ck_assert_ptr_nonnull(strstr(text, "offload 'sequential' is not available yet"));
   free(text);
   snprintf(args, sizeof args, "'%s' --prompt x --offload model -o '%s/never.png'", plan_bf16, tmp);
   ck_assert_int_eq(run(args, log), 1);
@@ -823,6 +829,68 @@ START_TEST(qdrun_errors) {
   ck_assert_int_eq(run(args, log), 2);
   snprintf(args, sizeof args, "'%s' --prompt x --device tpu", plan_bf16);
   ck_assert_int_eq(run(args, log), 2);
+  snprintf(args, sizeof args, "'%s' --prompt x --device cuda --vram-budget lots", plan_bf16);
+  ck_assert_int_eq(run(args, log), 2);
+  snprintf(args, sizeof args, "'%s' --prompt x --device cuda --offload group --keep -1G", plan_bf16);
+  ck_assert_int_eq(run(args, log), 2);
+  /* A budget picks the schedule itself: with --offload too it is refused before anything loads. */
+  snprintf(args, sizeof args, "'%s' --prompt x --device cuda --offload model --vram-budget 8G -o '%s/never.png'",
+           plan_bf16, tmp);
+  ck_assert_int_eq(run(args, log), 1);
+  text = slurp(err, NULL);
+  ck_assert_ptr_nonnull(strstr(text, "picks the offload schedule itself"));
+  free(text);
+}
+END_TEST
+
+/* Offload schedules sized from the plan: their order, what they move, and the choice under a budget. */
+START_TEST(offload_schedules_from_the_plan) {
+  qd_plan_t* plan;
+  QD_ASSERT_OK(qd_plan_open(plan_bf16, qd_allocator_system(), 0, &plan));
+  qd_schedule_estimate_t none, model, group, kept;
+  QD_ASSERT_OK(qd_schedule_estimate(plan, W, H, 1, QD_OFFLOAD_NONE, 0, &none));
+  QD_ASSERT_OK(qd_schedule_estimate(plan, W, H, 1, QD_OFFLOAD_MODEL, 0, &model));
+  QD_ASSERT_OK(qd_schedule_estimate(plan, W, H, 1, QD_OFFLOAD_GROUP, 0, &group));
+  QD_ASSERT_OK(qd_schedule_estimate(plan, W, H, 1, QD_OFFLOAD_GROUP, 1ull << 40, &kept));
+  ck_assert_uint_gt(none.peak, model.peak);
+  ck_assert_uint_ge(model.peak, group.peak);
+  ck_assert_uint_eq(none.uploaded_per_image, 0);
+  uint64_t weights = 0;
+  for (int32_t c = 0; c < qd_plan_component_count(plan); c++) weights += qd_plan_component(plan, c)->weight_bytes;
+  ck_assert_uint_le(model.uploaded_per_image, weights + (4u << 20)); /* plus bf16 copies of f32 weights, if any */
+  ck_assert_uint_gt(group.streamed_per_step, 0);
+  ck_assert_uint_eq(kept.streamed_per_step, 0); /* every block kept: the keep is capped at what there is */
+  ck_assert_uint_eq(model.streamed_per_step, 0);
+  /* A budget picks the fastest that fits, with room for the CUDA context. */
+  qd_schedule_estimate_t e;
+  QD_ASSERT_OK(qd_schedule_for_budget(plan, W, H, 1, 1ull << 40, &e));
+  ck_assert_int_eq(e.mode, QD_OFFLOAD_NONE);
+  QD_ASSERT_OK(qd_schedule_for_budget(plan, W, H, 1, model.peak + QD_SCHEDULE_CONTEXT_RESERVE, &e));
+  ck_assert_int_eq(e.mode, QD_OFFLOAD_MODEL);
+  if (group.peak < model.peak) {
+    QD_ASSERT_OK(qd_schedule_for_budget(plan, W, H, 1, group.peak + QD_SCHEDULE_CONTEXT_RESERVE, &e));
+    ck_assert_int_eq(e.mode, QD_OFFLOAD_GROUP);
+    ck_assert_uint_le(e.peak, group.peak);
+  }
+  qd_status_t s = qd_schedule_for_budget(plan, W, H, 1, QD_SCHEDULE_CONTEXT_RESERVE + group.peak - 1, &e);
+  ck_assert(s != NULL);
+  ck_assert_int_eq(qd_status_detail(s), QD_E_PIPELINE_VRAM_BUDGET);
+  char want[64];
+  qd_format_bytes(group.peak + QD_SCHEDULE_CONTEXT_RESERVE, want, sizeof want);
+  ck_assert_msg(strstr(qd_status_message(s), want), "%s lacks %s", qd_status_message(s), want);
+  qd_status_free(s);
+  /* A size the plan lacks is named as the generator names it. */
+  QD_ASSERT_DETAIL(qd_schedule_estimate(plan, 4096, 4096, 1, QD_OFFLOAD_MODEL, 0, &e), QD_E_PLAN_NO_RESOLUTION);
+  /* The generator takes a budget for CUDA without an offload mode only. */
+  qd_generator_options_t o;
+  qd_generator_options_init(&o);
+  o.vram_budget = 8ull << 30;
+  qd_generator_t* g = NULL;
+  QD_ASSERT_DETAIL(qd_generator_create(plan, &o, qd_allocator_system(), &g), QD_E_PIPELINE_OPTIONS);
+  o.device = QD_GENERATOR_DEVICE_CUDA;
+  o.offload = QD_OFFLOAD_MODEL;
+  QD_ASSERT_DETAIL(qd_generator_create(plan, &o, qd_allocator_system(), &g), QD_E_PIPELINE_OPTIONS);
+  qd_plan_close(plan);
 }
 END_TEST
 
@@ -842,6 +910,7 @@ static Suite* golden_pipeline_suite(void) {
   tcase_add_test(tc, allocation_failure_sweep);
   tcase_add_test(tc, qdrun_generates_pngs);
   tcase_add_test(tc, qdrun_errors);
+  tcase_add_test(tc, offload_schedules_from_the_plan);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -52,12 +52,14 @@ typedef enum qd_generator_device {
   QD_GENERATOR_DEVICE_CUDA = 1, /* runtime/cuda/executor.h: bf16 activations, NF4 weights dequantized per layer */
 } qd_generator_device_t;
 
-/* Where weights live while a CUDA generation runs (docs/architecture.md). NONE and MODEL are implemented; GROUP and
- * SEQUENTIAL are refused (UNSUPPORTED) until they are. The CPU keeps every weight in host memory and takes NONE only. */
+/* Where weights live while a CUDA generation runs (docs/architecture.md, "Offload"). NONE, MODEL and GROUP are
+ * implemented; SEQUENTIAL is refused (UNSUPPORTED). The CPU keeps every weight in host memory and takes NONE only.
+ * MODEL and GROUP copy each component's weights into pinned host memory at its first use (host memory as large as
+ * the plan's weights), from where uploads run at the bus's speed. */
 typedef enum qd_offload_mode {
   QD_OFFLOAD_NONE = 0,       /* everything resident */
   QD_OFFLOAD_MODEL = 1,      /* each component on the device only while it runs */
-  QD_OFFLOAD_GROUP = 2,      /* transformer blocks streamed from pinned host memory */
+  QD_OFFLOAD_GROUP = 2,      /* as MODEL, and the transformer's and T5's blocks streamed while they run */
   QD_OFFLOAD_SEQUENTIAL = 3, /* one layer at a time */
 } qd_offload_mode_t;
 
@@ -65,11 +67,19 @@ typedef struct qd_generator_options {
   qd_generator_device_t device;
   int32_t device_index;      /* CUDA device ordinal */
   qd_offload_mode_t offload;
+  uint64_t keep_bytes;       /* GROUP: bytes of the transformer's first blocks that stay on the GPU (0: none) */
+  uint64_t vram_budget;      /* CUDA, with offload NONE: pick the fastest schedule whose estimated peak (with the
+                                CUDA context's share) fits this many bytes at every size the plan has
+                                (runtime/pipeline/schedule.h); 0: no budget */
   int32_t threads;           /* CPU threads, 1 to 1024; 0: one per core */
 } qd_generator_options_t;
 
 /* CPU, device 0, no offload, one thread per core. */
 void qd_generator_options_init(qd_generator_options_t* options);
+
+/* The offload schedule in use (options.offload, or what options.vram_budget chose) and the transformer's block
+ * bytes it keeps on the GPU. */
+qd_offload_mode_t qd_generator_offload(const qd_generator_t* generator, uint64_t* out_keep_bytes);
 
 /* Checks the plan has every pipeline piece and that they fit together (for its first resolution), loads the
  * tokenizers and each component's weights (dequantized to float32 for the CPU), and starts the threads.
@@ -77,7 +87,7 @@ void qd_generator_options_init(qd_generator_options_t* options);
  * Errors: PLAN_NO_COMPONENT (naming the missing component and the ones the plan has), PIPELINE_NO_TOKENIZER,
  * PIPELINE_SCHEDULER, PIPELINE_COMPONENTS_DISAGREE, PIPELINE_DEVICE (unknown device or CUDA device index) and
  * the CUDA driver's errors (no driver, no GPU),
- * PIPELINE_OPTIONS, TOK_BLOB_* (a damaged tokenizer), PLAN_* from instantiating the programs, OUT_OF_MEMORY. */
+ * PIPELINE_OPTIONS, PIPELINE_VRAM_BUDGET (no schedule fits; the message states the least), TOK_BLOB_* (a damaged tokenizer), PLAN_* from instantiating the programs, OUT_OF_MEMORY. */
 qd_status_t qd_generator_create(const qd_plan_t* plan, const qd_generator_options_t* options,
                                 qd_allocator_t allocator, qd_generator_t** out_generator);
 void qd_generator_destroy(qd_generator_t* generator); /* NULL-safe */

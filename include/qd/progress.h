@@ -69,6 +69,10 @@ void qd_progress_end(qd_progress_t* p);
 double qd_now_seconds(void);
 /* Formats a byte count as "512 B", "1.5 KiB", "6.7 GiB" into buf; returns buf. */
 char* qd_format_bytes(uint64_t bytes, char* buf, size_t size);
+/* Parses a size as people write them: "8G", "7.5GiB", "512M", "300MB", "1048576" (bytes). Units are binary
+ * (K, M, G, T = 1024^1..4) with an optional "iB" or "B". False for anything else, a negative value or one past
+ * 2^64. */
+bool qd_parse_bytes(const char* text, uint64_t* out_bytes);
 
 #ifdef __cplusplus
 }

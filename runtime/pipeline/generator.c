@@ -14,7 +14,10 @@
  *   decode    "vae" (which unpacks and de-normalizes the latents itself), then 8-bit postprocessing (png.c).
  * Each component's program (and on CUDA its executor) is instantiated for the resolution a generation needs and
  * kept until another is asked for; with QD_OFFLOAD_MODEL a CUDA executor is destroyed after its phase, so only one
- * component's weights are on the GPU at a time (each generation uploads them again). */
+ * component's weights are on the GPU at a time (each generation uploads them again, from a copy of the weights in
+ * pinned host memory made at the first: runtime/cuda/host_weights.h). QD_OFFLOAD_GROUP does the same, and the
+ * transformer's and T5's executors also stream their blocks' weights from that copy while they run
+ * (runtime/cuda/weight_stream.h), keeping on the GPU only what options.keep_bytes allows. */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -26,11 +29,13 @@
 #include "qd/version.h"
 #include "runtime/cpu/executor.h"
 #include "runtime/cuda/executor.h"
+#include "runtime/cuda/host_weights.h"
 #include "runtime/cuda_driver.h"
 #include "runtime/pipeline/generator_internal.h"
 #include "runtime/pipeline/latents.h"
 #include "runtime/pipeline/png.h"
 #include "runtime/pipeline/sampler.h"
+#include "runtime/pipeline/schedule.h"
 #include "runtime/plan_internal.h"
 
 enum { QD_GEN_CLIP = 0, QD_GEN_T5, QD_GEN_TRANSFORMER, QD_GEN_VAE, QD_GEN_COUNT };
@@ -46,6 +51,8 @@ typedef struct qd_gen_component {
   qd_graph_t* graph;       /* instantiated for `resolution` */
   int32_t resolution;      /* -1: none yet */
   qd_cuda_executor_t* exec; /* CUDA: for `resolution`; NULL until a generation needs it */
+  qd_cuda_host_weights_t* host; /* CUDA with offload: the weights in pinned host memory, from the first use */
+  bool host_failed;             /* pinning failed once: uploads read the mapped plan (model offload only) */
 } qd_gen_component_t;
 
 struct qd_generator {
@@ -249,30 +256,78 @@ typedef struct qd_gen_input {
   const void* data;
 } qd_gen_input_t;
 
-/* The component's CUDA executor for its current resolution, created on first use (weights uploaded, kernels loaded;
- * the time goes to *load_seconds). The transformer's hoists its conditioning out of the step. */
-static qd_status_t qd_gen_executor_(qd_generator_t* g, int c, double* load_seconds, qd_cuda_executor_t** out) {
+/* Creates component c's CUDA executor under the current offload mode. */
+static qd_status_t qd_gen_executor_create_(qd_generator_t* g, int c) {
   qd_gen_component_t* comp = &g->comps[c];
-  if (!comp->exec) {
-    double t0 = qd_now_seconds();
-    qd_cuda_executor_options_t o;
-    qd_cuda_executor_options_default(&o);
-    o.device = g->options.device_index;
-    if (c == QD_GEN_TRANSFORMER) {
-      o.hoist_state_input = "hidden_states";
-      o.hoist_step_input = "timestep";
-    }
-    QD_TRY_CTX(qd_cuda_executor_create(g->plan, comp->index, comp->resolution, &o, g->allocator, &comp->exec),
-               "preparing '%s' (%s) on the GPU", qd_gen_names_[c], qd_gen_roles_[c]);
-    *load_seconds += qd_now_seconds() - t0;
+  qd_offload_mode_t mode = g->options.offload;
+  qd_cuda_executor_options_t o;
+  qd_cuda_executor_options_default(&o);
+  o.device = g->options.device_index;
+  if (c == QD_GEN_TRANSFORMER) {
+    o.hoist_state_input = "hidden_states";
+    o.hoist_step_input = "timestep";
   }
+  if (mode != QD_OFFLOAD_NONE && !comp->host && !comp->host_failed) {
+    const qd_plan_component_t* pc = qd_plan_component(g->plan, comp->index);
+    qd_status_t hs = qd_cuda_host_weights_create(o.device, pc->weight_data, pc->weight_bytes, qd_gen_names_[c],
+                                                 g->allocator, &comp->host);
+    if (hs && mode == QD_OFFLOAD_GROUP)
+      return qd_status_annotate(hs, "streaming the weights of '%s' (%s) needs them in pinned host memory; "
+                                "--offload model uploads from pageable memory", qd_gen_names_[c], qd_gen_roles_[c]);
+    if (hs) {
+      char why[256];
+      qd_status_format(hs, why, sizeof why);
+      QD_LOG_WARN("%s: %s; its uploads read the plan's pages (slower)", qd_plan_path(g->plan), why);
+      qd_status_free(hs);
+      comp->host_failed = true;
+    }
+  }
+  o.host_weights = comp->host;
+  /* Offloaded, the transformer streams the weights only its hoisted conditioning reads (once per image) and keeps
+   * the step's: all of them with MODEL, those options.keep_bytes holds with GROUP, which streams T5's blocks too. */
+  if (comp->host && ((mode == QD_OFFLOAD_GROUP && (c == QD_GEN_TRANSFORMER || c == QD_GEN_T5)) ||
+                     (mode == QD_OFFLOAD_MODEL && c == QD_GEN_TRANSFORMER))) {
+    o.stream_weights = true;
+    o.stream_keep_bytes = c != QD_GEN_TRANSFORMER ? 0 : mode == QD_OFFLOAD_MODEL ? UINT64_MAX : g->options.keep_bytes;
+  }
+  return qd_cuda_executor_create(g->plan, comp->index, comp->resolution, &o, g->allocator, &comp->exec);
+}
+
+/* The component's CUDA executor for its current resolution, created on first use (weights uploaded, kernels loaded;
+ * the time goes to *load_seconds). The transformer's hoists its conditioning out of the step. Out of GPU memory,
+ * the generator falls back to the next smaller schedule (none -> model -> group) with a warning, releasing every
+ * other executor first; out of memory with group is an error. */
+static qd_status_t qd_gen_executor_(qd_generator_t* g, int c, double* load_seconds, qd_cuda_executor_t** out) {
+  static const char* const names[] = {"none", "model", "group", "sequential"};
+  qd_gen_component_t* comp = &g->comps[c];
+  double t0 = qd_now_seconds();
+  while (!comp->exec) {
+    qd_status_t s = qd_gen_executor_create_(g, c);
+    if (!s) break;
+    qd_offload_mode_t mode = g->options.offload;
+    if (qd_status_code(s) != QD_CODE_DEVICE_OUT_OF_MEMORY || mode >= QD_OFFLOAD_GROUP)
+      return qd_status_annotate(s, "preparing '%s' (%s) on the GPU with offload '%s'", qd_gen_names_[c],
+                                qd_gen_roles_[c], names[mode]);
+    char why[512];
+    qd_status_format(s, why, sizeof why);
+    qd_status_free(s);
+    QD_LOG_WARN("%s: out of GPU memory preparing '%s' with offload '%s' (%s); falling back to '%s'",
+                qd_plan_path(g->plan), qd_gen_names_[c], names[mode], why, names[mode + 1]);
+    for (int k = 0; k < QD_GEN_COUNT; k++) {
+      qd_cuda_executor_destroy(g->comps[k].exec);
+      g->comps[k].exec = NULL;
+    }
+    g->options.offload = mode + 1;
+    g->options.keep_bytes = 0;
+  }
+  *load_seconds += qd_now_seconds() - t0;
   *out = comp->exec;
   return QD_OK;
 }
 
 /* After a component's phase: with model offload its executor goes (weights and activations leave the GPU). */
 static void qd_gen_phase_done_(qd_generator_t* g, int c) {
-  if (g->options.offload != QD_OFFLOAD_MODEL) return;
+  if (g->options.offload == QD_OFFLOAD_NONE) return;
   qd_cuda_executor_destroy(g->comps[c].exec);
   g->comps[c].exec = NULL;
 }
@@ -332,6 +387,7 @@ void qd_generator_destroy(qd_generator_t* g) {
   if (!g) return;
   for (int c = 0; c < QD_GEN_COUNT; c++) {
     qd_cuda_executor_destroy(g->comps[c].exec);
+    qd_cuda_host_weights_destroy(g->comps[c].host);
     qd_graph_destroy(g->comps[c].graph);
     if (g->comps[c].weights) qd_plan_weights_f32_free(g->plan, g->comps[c].index, g->allocator, g->comps[c].weights);
   }
@@ -397,6 +453,34 @@ static qd_status_t qd_gen_scheduler_(qd_generator_t* g) {
   return s;
 }
 
+/* A VRAM budget: the fastest schedule that fits at every size the plan has (the largest size decides). */
+static qd_status_t qd_gen_apply_budget_(qd_generator_t* g) {
+  static const char* const names[] = {"none", "model", "group", "sequential"};
+  qd_offload_mode_t mode = QD_OFFLOAD_NONE;
+  uint64_t keep = UINT64_MAX;
+  for (int32_t i = 0; i < qd_generator_resolution_count(g); i++) {
+    int32_t w, h, b;
+    qd_generator_resolution(g, i, &w, &h, &b);
+    qd_schedule_estimate_t e;
+    QD_TRY(qd_schedule_for_budget(g->plan, w, h, b, g->options.vram_budget, &e));
+    if (e.mode > mode) mode = e.mode;
+    if (e.mode == QD_OFFLOAD_GROUP && e.keep < keep) keep = e.keep;
+  }
+  g->options.offload = mode;
+  g->options.keep_bytes = mode == QD_OFFLOAD_GROUP ? keep : 0;
+  char b1[32], b2[32];
+  QD_LOG_INFO("%s: a GPU memory budget of %s: offload '%s'%s%s", qd_plan_path(g->plan),
+              qd_format_bytes(g->options.vram_budget, b1, sizeof b1), names[mode],
+              mode == QD_OFFLOAD_GROUP ? ", keeping the transformer's first blocks up to " : "",
+              mode == QD_OFFLOAD_GROUP ? qd_format_bytes(keep, b2, sizeof b2) : "");
+  return QD_OK;
+}
+
+qd_offload_mode_t qd_generator_offload(const qd_generator_t* g, uint64_t* keep) {
+  if (keep) *keep = g->options.keep_bytes;
+  return g->options.offload;
+}
+
 qd_status_t qd_generator_create(const qd_plan_t* plan, const qd_generator_options_t* options, qd_allocator_t a,
                                 qd_generator_t** out) {
   *out = NULL;
@@ -414,9 +498,15 @@ qd_status_t qd_generator_create(const qd_plan_t* plan, const qd_generator_option
   if (o.device == QD_GENERATOR_DEVICE_CPU && o.offload != QD_OFFLOAD_NONE)
     return QD_ERR(INVALID_ARGUMENT, PIPELINE_OPTIONS, "offload '%s' applies to CUDA generation; the CPU keeps every "
                   "weight in host memory", offload_names[o.offload]);
-  if (o.device == QD_GENERATOR_DEVICE_CUDA && o.offload > QD_OFFLOAD_MODEL)
-    return QD_ERR(UNSUPPORTED, PIPELINE_OPTIONS, "offload '%s' is not available yet; 'none' and 'model' are",
-                  offload_names[o.offload]);
+  if (o.device == QD_GENERATOR_DEVICE_CUDA && o.offload > QD_OFFLOAD_GROUP)
+    return QD_ERR(UNSUPPORTED, PIPELINE_OPTIONS, "offload '%s' is not available yet; 'none', 'model' and 'group' "
+                  "are", offload_names[o.offload]);
+  if (o.vram_budget && (o.device != QD_GENERATOR_DEVICE_CUDA || o.offload != QD_OFFLOAD_NONE || o.keep_bytes))
+    return QD_ERR(INVALID_ARGUMENT, PIPELINE_OPTIONS, "a GPU memory budget picks the offload schedule itself: give it "
+                  "for CUDA generation, without an offload mode or kept bytes");
+  if (o.keep_bytes && o.offload != QD_OFFLOAD_GROUP)
+    return QD_ERR(INVALID_ARGUMENT, PIPELINE_OPTIONS, "keep_bytes applies to offload 'group' (streamed blocks), not "
+                  "'%s'", offload_names[o.offload]);
   if (o.device == QD_GENERATOR_DEVICE_CUDA) {
     /* Fail here, not at the first generation, on a machine without a usable GPU. */
     const qd_cuda_driver_t* cu;
@@ -448,6 +538,7 @@ qd_status_t qd_generator_create(const qd_plan_t* plan, const qd_generator_option
   }
   if (!s) g->guidance = qd_gen_input_(g->comps[QD_GEN_TRANSFORMER].graph, "guidance") != NULL;
   if (!s) s = qd_gen_scheduler_(g);
+  if (!s && o.vram_budget) s = qd_gen_apply_budget_(g);
   for (int c = 0; c < QD_GEN_COUNT && !s && o.device == QD_GENERATOR_DEVICE_CPU; c++) {
     s = qd_plan_weights_f32(plan, g->comps[c].index, a, &g->comps[c].weights);
     if (s) s = qd_status_annotate(s, "reading the weights of '%s'", qd_gen_names_[c]);

@@ -7,7 +7,16 @@
  * image. bf16 activations against the fp32 reference: rel L2 within 2e-2 for the encoders and the first step,
  * 5e-2 for the last step and the image (four steps of a random-weight transformer amplify differences). Then the
  * GPU's own promises: a second generation gives the same pixels, and model offload (each component on the GPU
- * only for its phase) gives the same pixels as keeping everything resident.
+ * only for its phase) and group offload (the transformer's and T5's blocks streamed from pinned host memory while
+ * they run, with no block kept and with the first blocks kept) give the same pixels as keeping everything
+ * resident: the same kernels read the same bytes, only from other addresses.
+ *
+ * Last, out of GPU memory on the device path: the driver table's cuMemAlloc (and cuMemHostAlloc) is swapped for one
+ * that fails its n-th call, for every n a generation makes. Each generation either succeeds with the same pixels
+ * (an executor that could not be created made the generator fall back to a smaller schedule, with a warning) or
+ * stops with DEVICE_OUT_OF_MEMORY (group, the smallest, has nothing to fall back to; an allocation after creation,
+ * such as the conditioning's, stops the generation); a failed pinning of host memory makes model offload upload
+ * from pageable memory and group stop. Destroying the generator returns the device to the memory it had before.
  *
  * Exits 77 without a GPU (or without the tools to build the plan), 0 when every check passes, 1 otherwise. Not a
  * Check suite: it must run on GPU machines without Check.
@@ -18,9 +27,11 @@
 #include <string.h>
 
 #include "qd/generator.h"
+#include "qd/log.h"
 #include "qd/plan.h"
 #include "runtime/cuda_driver.h"
 #include "runtime/pipeline/generator_internal.h"
+#include "runtime/pipeline/schedule.h"
 
 enum { STEPS = 4 };
 
@@ -75,6 +86,28 @@ static double rel_l2(const float* got, const float* want, size_t n) {
 
 static int failures;
 
+/* --- injected allocation failures ------------------------------------------------------------------------------ */
+
+static CUresult (*real_mem_alloc)(CUdeviceptr*, size_t);
+static CUresult (*real_host_alloc)(void**, size_t, unsigned int);
+static int alloc_fail_at = -1, alloc_calls, host_fail_at = -1, host_calls;
+
+static CUresult CUDAAPI failing_mem_alloc(CUdeviceptr* p, size_t n) {
+  if (alloc_calls++ == alloc_fail_at) return CUDA_ERROR_OUT_OF_MEMORY;
+  return real_mem_alloc(p, n);
+}
+
+static CUresult CUDAAPI failing_host_alloc(void** p, size_t n, unsigned int flags) {
+  if (host_calls++ == host_fail_at) return CUDA_ERROR_OUT_OF_MEMORY;
+  return real_host_alloc(p, n, flags);
+}
+
+static uint64_t device_used(const qd_cuda_driver_t* cu) {
+  size_t free_b = 0, total_b = 0;
+  cu->cuMemGetInfo(&free_b, &total_b);
+  return (uint64_t)(total_b - free_b);
+}
+
 static void check(const char* what, double err, double bound) {
   bool ok = err <= bound;
   printf("%-40s rel L2 %.3e  (bound %.0e)  %s\n", what, err, bound, ok ? "PASS" : "FAIL");
@@ -83,11 +116,12 @@ static void check(const char* what, double err, double bound) {
 
 /* One generation; the trace and the pixels land in *t and *r. */
 static qd_status_t generate(const qd_plan_t* plan, qd_generator_device_t device, qd_offload_mode_t offload,
-                            trace_copy_t* t, qd_generate_result_t* r) {
+                            uint64_t keep, trace_copy_t* t, qd_generate_result_t* r) {
   qd_generator_options_t o;
   qd_generator_options_init(&o);
   o.device = device;
   o.offload = offload;
+  o.keep_bytes = keep;
   qd_generator_t* g = NULL;
   qd_status_t s = qd_generator_create(plan, &o, qd_allocator_system(), &g);
   if (s) return s;
@@ -103,6 +137,104 @@ static qd_status_t generate(const qd_plan_t* plan, qd_generator_device_t device,
   s = qd_generator_generate(g, &p, r);
   qd_generator_destroy(g);
   return s;
+}
+
+/* The sweep described at the top. `want` holds the resident generation's pixels. */
+static int allocation_failures(const qd_plan_t* plan, const qd_cuda_driver_t* cu_const, const qd_generate_result_t* want) {
+  /* The table is one process-wide object, writable underneath; the test swaps two entries and restores them. */
+  qd_cuda_driver_t* cu = (qd_cuda_driver_t*)cu_const;
+  real_mem_alloc = cu->cuMemAlloc;
+  real_host_alloc = cu->cuMemHostAlloc;
+  cu->cuMemAlloc = failing_mem_alloc;
+  cu->cuMemHostAlloc = failing_host_alloc;
+  qd_log_level_t level = qd_log_get_level();
+  qd_log_set_level(QD_LOG_ERROR); /* the fallbacks' warnings, once per case */
+  CUcontext ctx;
+  CUdevice dev;
+  cu->cuDeviceGet(&dev, 0);
+  cu->cuDevicePrimaryCtxRetain(&ctx, dev);
+  cu->cuCtxSetCurrent(ctx);
+  int bad = 0;
+  size_t bytes = want->image_bytes * (size_t)want->batch;
+  /* How many device allocations a resident and a streamed generation make; the first also warms caches. */
+  int counts[2] = {0, 0};
+  uint64_t base = 0;
+  for (int m = 0; m < 2; m++) {
+    trace_copy_t t = {0};
+    qd_generate_result_t r = {0};
+    alloc_calls = 0;
+    qd_status_t s = generate(plan, QD_GENERATOR_DEVICE_CUDA, m ? QD_OFFLOAD_GROUP : QD_OFFLOAD_NONE, 0, &t, &r);
+    counts[m] = alloc_calls;
+    if (s) qd_status_fprint(stderr, "allocation sweep, reference run", s, true), qd_status_free(s), bad++;
+    trace_free(&t);
+    qd_generate_result_deinit(&r);
+  }
+  base = device_used(cu);
+  uint64_t worst_growth = 0;
+  int fell_back = 0, stopped = 0;
+  for (int m = 0; m < 2 && !bad; m++) {
+    qd_offload_mode_t mode = m ? QD_OFFLOAD_GROUP : QD_OFFLOAD_NONE;
+    for (int k = 0; k < counts[m]; k++) {
+      trace_copy_t t = {0};
+      qd_generate_result_t r = {0};
+      alloc_calls = 0;
+      alloc_fail_at = k;
+      qd_status_t s = generate(plan, QD_GENERATOR_DEVICE_CUDA, mode, 0, &t, &r);
+      alloc_fail_at = -1;
+      if (!s) {
+        fell_back++;
+        if (memcmp(r.pixels, want->pixels, bytes) != 0) {
+          printf("allocation %d of %d failed (offload %s): the generation succeeded with other pixels\n", k,
+                 counts[m], m ? "group" : "none");
+          bad++;
+        }
+      } else {
+        stopped++;
+        bool oom = qd_status_code(s) == QD_CODE_DEVICE_OUT_OF_MEMORY;
+        if (!oom) {
+          printf("allocation %d of %d failed (offload %s): ", k, counts[m], m ? "group" : "none");
+          fflush(stdout);
+          qd_status_fprint(stdout, "unexpected", s, true);
+          bad++;
+        }
+        qd_status_free(s);
+      }
+      uint64_t used = device_used(cu);
+      if (used > base && used - base > worst_growth) worst_growth = used - base;
+      trace_free(&t);
+      qd_generate_result_deinit(&r);
+    }
+  }
+  /* Pinning fails: model offload still runs (pageable uploads), group stops. */
+  for (int m = 0; m < 2 && !bad; m++) {
+    trace_copy_t t = {0};
+    qd_generate_result_t r = {0};
+    host_calls = 0;
+    host_fail_at = 0;
+    qd_status_t s = generate(plan, QD_GENERATOR_DEVICE_CUDA, m ? QD_OFFLOAD_GROUP : QD_OFFLOAD_MODEL, 0, &t, &r);
+    host_fail_at = -1;
+    bool ok = m ? s && qd_status_code(s) == QD_CODE_DEVICE_OUT_OF_MEMORY
+                : !s && memcmp(r.pixels, want->pixels, bytes) == 0;
+    if (!ok) {
+      printf("pinning failed (offload %s): %s\n", m ? "group" : "model", s ? qd_status_message(s) : "other pixels");
+      bad++;
+    }
+    qd_status_free(s);
+    trace_free(&t);
+    qd_generate_result_deinit(&r);
+  }
+  uint64_t used = device_used(cu);
+  if (used > base && used - base > worst_growth) worst_growth = used - base;
+  /* Allocation granularity and the driver's own pools move by a few MiB at most; a leaked executor is far more. */
+  bool leak = worst_growth > (8u << 20);
+  printf("%-40s %s (%d + %d allocations failed in turn: %d fell back, %d stopped; device memory grew by at most "
+         "%.1f MiB)\n", "out of GPU memory, every allocation", !bad && !leak ? "PASS" : "FAIL", counts[0], counts[1],
+         fell_back, stopped, worst_growth / 1048576.0);
+  cu->cuMemAlloc = real_mem_alloc;
+  cu->cuMemHostAlloc = real_host_alloc;
+  cu->cuDevicePrimaryCtxRelease(dev);
+  qd_log_set_level(level);
+  return bad || leak;
 }
 
 int main(int argc, char** argv) {
@@ -133,12 +265,17 @@ int main(int argc, char** argv) {
   }
   qd_plan_t* plan = NULL;
   s = qd_plan_open(plan_path, qd_allocator_system(), 0, &plan);
-  trace_copy_t cpu = {0}, gpu = {0}, again = {0}, model = {0};
-  qd_generate_result_t rc = {0}, rg = {0}, ra = {0}, rm = {0};
-  if (!s) s = generate(plan, QD_GENERATOR_DEVICE_CPU, QD_OFFLOAD_NONE, &cpu, &rc);
-  if (!s) s = generate(plan, QD_GENERATOR_DEVICE_CUDA, QD_OFFLOAD_NONE, &gpu, &rg);
-  if (!s) s = generate(plan, QD_GENERATOR_DEVICE_CUDA, QD_OFFLOAD_NONE, &again, &ra);
-  if (!s) s = generate(plan, QD_GENERATOR_DEVICE_CUDA, QD_OFFLOAD_MODEL, &model, &rm);
+  trace_copy_t cpu = {0}, gpu = {0}, again = {0}, model = {0}, group = {0}, group_keep = {0};
+  qd_generate_result_t rc = {0}, rg = {0}, ra = {0}, rm = {0}, rs = {0}, rk = {0};
+  if (!s) s = generate(plan, QD_GENERATOR_DEVICE_CPU, QD_OFFLOAD_NONE, 0, &cpu, &rc);
+  if (!s) s = generate(plan, QD_GENERATOR_DEVICE_CUDA, QD_OFFLOAD_NONE, 0, &gpu, &rg);
+  if (!s) s = generate(plan, QD_GENERATOR_DEVICE_CUDA, QD_OFFLOAD_NONE, 0, &again, &ra);
+  if (!s) s = generate(plan, QD_GENERATOR_DEVICE_CUDA, QD_OFFLOAD_MODEL, 0, &model, &rm);
+  if (!s) s = generate(plan, QD_GENERATOR_DEVICE_CUDA, QD_OFFLOAD_GROUP, 0, &group, &rs);
+  /* Keep about half of the transformer's blocks (the first ones). */
+  qd_schedule_estimate_t est = {0};
+  if (!s) s = qd_schedule_estimate(plan, 256, 256, 1, QD_OFFLOAD_GROUP, 0, &est);
+  if (!s) s = generate(plan, QD_GENERATOR_DEVICE_CUDA, QD_OFFLOAD_GROUP, est.streamed_per_step / 2, &group_keep, &rk);
   if (s) {
     qd_status_fprint(stderr, "test_gpu_pipeline", s, true);
     qd_status_free(s);
@@ -156,17 +293,24 @@ int main(int argc, char** argv) {
   size_t bytes = rg.image_bytes * (size_t)rg.batch;
   bool same_again = ra.pixels && memcmp(rg.pixels, ra.pixels, bytes) == 0;
   bool same_model = rm.pixels && memcmp(rg.pixels, rm.pixels, bytes) == 0;
+  bool same_group = rs.pixels && memcmp(rg.pixels, rs.pixels, bytes) == 0;
+  bool same_keep = rk.pixels && memcmp(rg.pixels, rk.pixels, bytes) == 0;
   size_t differ = 0;
   for (size_t i = 0; i < bytes; i++) differ += rg.pixels[i] != rc.pixels[i];
   printf("%-40s %zu of %zu bytes differ from the CPU's (8-bit)\n", "pixels", differ, bytes);
   printf("%-40s %s\n", "second generation, same pixels", same_again ? "PASS" : "FAIL");
   printf("%-40s %s (load %.2f s in that generation)\n", "model offload, same pixels", same_model ? "PASS" : "FAIL",
          rm.seconds_load);
-  failures += !same_again + !same_model;
-  trace_free(&cpu), trace_free(&gpu), trace_free(&again), trace_free(&model);
+  printf("%-40s %s (load %.2f s, denoise %.3f s against %.3f s resident)\n", "group offload (streamed), same pixels",
+         same_group ? "PASS" : "FAIL", rs.seconds_load, rs.seconds_denoise, rg.seconds_denoise);
+  printf("%-40s %s\n", "group offload, first blocks kept", same_keep ? "PASS" : "FAIL");
+  failures += !same_again + !same_model + !same_group + !same_keep;
+  trace_free(&cpu), trace_free(&gpu), trace_free(&again), trace_free(&model), trace_free(&group);
+  trace_free(&group_keep);
   qd_generate_result_deinit(&rc), qd_generate_result_deinit(&rg), qd_generate_result_deinit(&ra);
-  qd_generate_result_deinit(&rm);
+  qd_generate_result_deinit(&rm), qd_generate_result_deinit(&rs), qd_generate_result_deinit(&rk);
   qd_plan_close(plan);
+  if (!failures) failures += allocation_failures(plan, cu, &rg);
   printf("test_gpu_pipeline: %s\n", failures ? "FAILED" : "passed");
   return failures ? 1 : 0;
 }
