@@ -2,9 +2,11 @@
  *
  * usage: flux_step PLAN [PLAN...] [--resolution WxH] [--batch N] [--iters N] [--autotune] [--no-graph] [--no-overlap]
  *                  [--no-gelu-epilogue] [--no-hoist] [--stream [--slots K] [--keep GIB]] [--check-cpu] [--jsonl FILE]
+ *                  [--gemm-profile]
  *
  * --stream: the blocks' weights stay in pinned host memory and are copied in while the step runs
  * (runtime/cuda/weight_stream.h), through K slots (default 2); the first blocks that fit GIB stay resident.
+ * --gemm-profile: the eager pass's time per GEMM shape (M x N x K, uses per step, TFLOP/s).
  *
  * For each plan: builds a CUDA executor for the compiled resolution, feeds inputs shaped as FluxPipeline makes them
  * (random latents and text states, the pipeline's position ids, t = 0.5, guidance 3.5), checks that the output is
@@ -79,7 +81,7 @@ int main(int argc, char** argv) {
   int64_t widths[8] = {1024}, heights[8] = {1024};
   int res_count = 1;
   const char* jsonl = NULL;
-  bool check_cpu = false;
+  bool check_cpu = false, gemm_profile = false;
   qd_cuda_executor_options_t opt;
   qd_cuda_executor_options_default(&opt);
   opt.hoist_state_input = "hidden_states";
@@ -110,6 +112,8 @@ int main(int argc, char** argv) {
       opt.stream_slots = atoi(argv[++i]);
     } else if (strcmp(argv[i], "--keep") == 0 && i + 1 < argc) {
       opt.stream_keep_bytes = (uint64_t)(atof(argv[++i]) * 1073741824.0);
+    } else if (strcmp(argv[i], "--gemm-profile") == 0) {
+      gemm_profile = true;
     } else if (strcmp(argv[i], "--check-cpu") == 0) {
       check_cpu = true;
     } else if (strcmp(argv[i], "--jsonl") == 0 && i + 1 < argc) {
@@ -221,6 +225,14 @@ int main(int argc, char** argv) {
       if (check_cpu) printf("  vs CPU reference of the same plan: rel L2 %.3e (output norm %.3e)\n", rel, sqrt(norm));
       if (tu.shapes) printf("  GEMM tuning: %d shapes, heuristic %.2f ms -> tuned %.2f ms per step\n", tu.shapes,
                             tu.default_ms, tu.tuned_ms);
+      if (gemm_profile)
+        for (int k = 0; k < t.gemm_count; k++) {
+          const qd_cuda_gemm_timing_t* gt = &t.gemms[k];
+          if (!gt->uses) continue;
+          double tf = 2.0 * gt->m * gt->n * gt->k * gt->uses / (gt->ms * 1e-3) / 1e12;
+          printf("  GEMM %5lld x %5lld x %5lld  x%-3d %8.2f ms  %6.1f TFLOP/s\n", (long long)gt->m, (long long)gt->n,
+                 (long long)gt->k, gt->uses, gt->ms, tf);
+        }
       printf("  launches %d, executor creation %.1f s (kernels: %s; weights uploaded)\n", t.launches, t_create,
              qd_cuda_executor_kernel_source(e));
       if (opt.stream_weights)

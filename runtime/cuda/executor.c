@@ -1162,7 +1162,16 @@ qd_status_t qd_cuda_executor_time(qd_cuda_executor_t* e, int iterations, bool pe
     for (int32_t i = 0; i < e->prog.step_count && !s; i++) {
       float f = 0;
       s = QD_CU_STATUS(cu->cuEventElapsedTime(&f, ev[i], ev[i + 1]));
-      t->class_ms[e->prog.steps[i].op_class] += f;
+      const qd_step_t* st = &e->prog.steps[i];
+      t->class_ms[st->op_class] += f;
+      if (st->kind == QD_STEP_GEMM && st->gemm < QD_CUDA_TIMING_MAX_GEMMS) {
+        const qd_gemm_t* gm = &e->gemms[st->gemm];
+        qd_cuda_gemm_timing_t* gt = &t->gemms[st->gemm];
+        gt->m = gm->m, gt->n = gm->n, gt->k = gm->k;
+        gt->uses++;
+        gt->ms += f;
+        if (st->gemm >= t->gemm_count) t->gemm_count = st->gemm + 1;
+      }
     }
     for (int32_t i = 0; ev && i <= e->prog.step_count; i++)
       if (ev[i]) cu->cuEventDestroy(ev[i]);

@@ -93,11 +93,20 @@ qd_status_t qd_cuda_executor_get_output(qd_cuda_executor_t* executor, int32_t in
 
 /* Timing: `iterations` runs after warm-up, each timed with CUDA events; the median in milliseconds. With
  * per_class, also runs the launch list eagerly once more with an event around every launch and reports the sum
- * per op class (linear, dequantize, attention, norm, elementwise, other). */
+ * per op class (linear, dequantize, attention, norm, elementwise, other) and per GEMM shape. */
+enum { QD_CUDA_TIMING_MAX_GEMMS = 64 };
+typedef struct qd_cuda_gemm_timing {
+  int64_t m, n, k;
+  int uses;
+  double ms; /* all uses together */
+} qd_cuda_gemm_timing_t;
 typedef struct qd_cuda_timing {
   double median_ms, min_ms;
   double class_ms[6];
   int launches;
+  /* per_class also times each GEMM shape (the step's), indexed by shape; uses 0 for the conditioning's */
+  int gemm_count;
+  qd_cuda_gemm_timing_t gemms[QD_CUDA_TIMING_MAX_GEMMS];
 } qd_cuda_timing_t;
 const char* qd_cuda_op_class_name(int op_class);
 qd_status_t qd_cuda_executor_time(qd_cuda_executor_t* executor, int iterations, bool per_class,
