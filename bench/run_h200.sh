@@ -66,22 +66,34 @@ run_peer_pipeline() {
 }
 # Every offload schedule of the full-size pipeline at 1024x1024 and 512x512, and the transformer's step with its
 # blocks streamed (runtime/cuda/weight_stream.h) beside the resident step.
-run_offload() {
+run_offload_steps() {
   P=/tmp/flux_full.qplan
-  echo "== the transformer step, resident and streamed (pinned host weights, copy stream)"
-  timeout 200 "$B/flux_step" $P --resolution 1024x1024,512x512 --iters 20 --jsonl "$OUT/step.jsonl"
+  echo "== the transformer step, resident (time per GEMM shape) and streamed (pinned host weights, copy stream)"
+  timeout 200 "$B/flux_step" $P --resolution 1024x1024,512x512 --iters 20 --gemm-profile --jsonl "$OUT/step.jsonl"
+  [ -n "${QD_NO_STREAM_STEPS:-}" ] && return
   for v in "--slots 2" "--slots 3" "--slots 3 --keep 1"; do
     echo "-- streamed $v"
     timeout 200 "$B/flux_step" $P --resolution 1024x1024,512x512 --iters 20 --stream $v --jsonl "$OUT/step.jsonl"
   done
+}
+run_offload_pipelines() {
+  P=/tmp/flux_full.qplan
   for size in 1024x1024 512x512; do
-    for mode in none model group; do
+    for mode in ${QD_OFFLOAD_MODES:-none model group}; do
       echo "== the pipeline at $size, offload $mode"
       timeout 150 "$B/flux_pipeline" $P --size $size --runs 2 --offload $mode --jsonl "$OUT/pipeline.jsonl"
     done
+    for budget in ${QD_BUDGETS:-3G}; do
+      echo "== a $budget budget at $size (the schedule the plan's estimates pick)"
+      timeout 150 "$B/flux_pipeline" $P --size $size --runs 2 --vram-budget $budget --jsonl "$OUT/pipeline.jsonl"
+    done
   done
-  echo "== a 3 GiB budget at 1024x1024 (the schedule the plan's estimates pick)"
-  timeout 150 "$B/flux_pipeline" $P --size 1024x1024 --runs 2 --vram-budget 3G --jsonl "$OUT/pipeline.jsonl"
+}
+run_peer_offload() {
+  echo "== the peer: diffusers FluxPipeline NF4 + torch.compile with model CPU offload, 1024x1024"
+  python3 -m pip install -q --no-index --no-deps --target /tmp/site "$CARRY"/peer/*.whl >/dev/null 2>&1
+  (export PYTHONPATH=/tmp/site:$PWD/$CARRY/peer/bnb PYTHONUNBUFFERED=1 OUT PEER_BNB=$PWD/$CARRY/peer/bnb
+   timeout 300 python3 "$CARRY/peer/diffusers_flux_bench.py" nf4_compile_offload 2>&1 | tail -3)
 }
 
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,memory.used --format=csv,noheader
@@ -127,12 +139,14 @@ for STAGE in $STAGES; do
     timeout 120 "$B/flux_step" /tmp/small_nf4.qplan --resolution 256x256 --check-cpu --iters 5 --stream --no-hoist ;;
   offload)
     QD_FULL_RESOLUTIONS=1024x1024,512x512 build_full_plan > "$OUT/full_plan.txt" 2>&1; cat "$OUT/full_plan.txt"
-    run_offload ;;
+    run_offload_steps; run_offload_pipelines ;;
   offload-peer)
-    echo "== the peer: diffusers FluxPipeline NF4 + torch.compile with model CPU offload, 1024x1024"
-    python3 -m pip install -q --no-index --no-deps --target /tmp/site "$CARRY"/peer/*.whl >/dev/null 2>&1
-    (export PYTHONPATH=/tmp/site:$PWD/$CARRY/peer/bnb PYTHONUNBUFFERED=1 OUT PEER_BNB=$PWD/$CARRY/peer/bnb
-     timeout 300 python3 "$CARRY/peer/diffusers_flux_bench.py" nf4_compile_offload 2>&1 | tail -3) ;;
+    # Our plan builds on the CPU while the peer's model offload runs on the GPU; then ours on the idle GPU.
+    nice -n 19 bash -c "$(declare -f build_full_plan); B=$B OUT=$OUT QD_FULL_RESOLUTIONS=1024x1024,512x512 \
+      build_full_plan" > "$OUT/full_plan.txt" 2>&1 &
+    run_peer_offload
+    wait; cat "$OUT/full_plan.txt"
+    run_offload_steps; run_offload_pipelines ;;
   probe)
     timeout 120 python3 "$CARRY/probe/pin_probe.py" 2>&1 | tail -12 ;;
   kernel-tests)

@@ -305,12 +305,13 @@ int main(int argc, char** argv) {
          same_group ? "PASS" : "FAIL", rs.seconds_load, rs.seconds_denoise, rg.seconds_denoise);
   printf("%-40s %s\n", "group offload, first blocks kept", same_keep ? "PASS" : "FAIL");
   failures += !same_again + !same_model + !same_group + !same_keep;
+  /* Still holding the plan and the resident pixels the sweep compares with. */
+  if (!failures) failures += allocation_failures(plan, cu, &rg);
   trace_free(&cpu), trace_free(&gpu), trace_free(&again), trace_free(&model), trace_free(&group);
   trace_free(&group_keep);
   qd_generate_result_deinit(&rc), qd_generate_result_deinit(&rg), qd_generate_result_deinit(&ra);
   qd_generate_result_deinit(&rm), qd_generate_result_deinit(&rs), qd_generate_result_deinit(&rk);
   qd_plan_close(plan);
-  if (!failures) failures += allocation_failures(plan, cu, &rg);
   printf("test_gpu_pipeline: %s\n", failures ? "FAILED" : "passed");
   return failures ? 1 : 0;
 }
