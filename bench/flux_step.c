@@ -2,11 +2,12 @@
  *
  * usage: flux_step PLAN [PLAN...] [--resolution WxH] [--batch N] [--iters N] [--autotune] [--no-graph] [--no-overlap]
  *                  [--no-gelu-epilogue] [--no-hoist] [--stream [--slots K] [--keep GIB]] [--check-cpu] [--jsonl FILE]
- *                  [--gemm-profile]
+ *                  [--gemm-profile] [--batch]
  *
  * --stream: the blocks' weights stay in pinned host memory and are copied in while the step runs
  * (runtime/cuda/weight_stream.h), through K slots (default 2); the first blocks that fit GIB stay resident.
- * --gemm-profile: the eager pass's time per GEMM shape (M x N x K, uses per step, TFLOP/s).
+ * --gemm-profile: the eager pass's time per GEMM shape (M x N x K, uses per step, TFLOP/s). --batch: q, k and v
+ * projections as one batched GEMM instead of three (runtime/cuda/lowering.h; off by default: no faster here).
  *
  * For each plan: builds a CUDA executor for the compiled resolution, feeds inputs shaped as FluxPipeline makes them
  * (random latents and text states, the pipeline's position ids, t = 0.5, guidance 3.5), checks that the output is
@@ -112,6 +113,8 @@ int main(int argc, char** argv) {
       opt.stream_slots = atoi(argv[++i]);
     } else if (strcmp(argv[i], "--keep") == 0 && i + 1 < argc) {
       opt.stream_keep_bytes = (uint64_t)(atof(argv[++i]) * 1073741824.0);
+    } else if (strcmp(argv[i], "--batch") == 0) {
+      opt.batch_linears = true;
     } else if (strcmp(argv[i], "--gemm-profile") == 0) {
       gemm_profile = true;
     } else if (strcmp(argv[i], "--check-cpu") == 0) {
@@ -229,16 +232,17 @@ int main(int argc, char** argv) {
         for (int k = 0; k < t.gemm_count; k++) {
           const qd_cuda_gemm_timing_t* gt = &t.gemms[k];
           if (!gt->uses) continue;
-          double tf = 2.0 * gt->m * gt->n * gt->k * gt->uses / (gt->ms * 1e-3) / 1e12;
-          printf("  GEMM %5lld x %5lld x %5lld  x%-3d %8.2f ms  %6.1f TFLOP/s\n", (long long)gt->m, (long long)gt->n,
-                 (long long)gt->k, gt->uses, gt->ms, tf);
+          double tf = 2.0 * gt->m * gt->n * gt->k * gt->batch * gt->uses / (gt->ms * 1e-3) / 1e12;
+          printf("  GEMM %5lld x %5lld x %5lld (batch %d) x%-3d %8.2f ms  %6.1f TFLOP/s\n", (long long)gt->m,
+                 (long long)gt->n, (long long)gt->k, gt->batch, gt->uses, gt->ms, tf);
         }
       printf("  launches %d, executor creation %.1f s (kernels: %s; weights uploaded)\n", t.launches, t_create,
              qd_cuda_executor_kernel_source(e));
       if (opt.stream_weights)
         printf("  streamed weights: %.3f GiB per step in %d groups through %d slots (%.1f MiB in all); %.3f GiB "
                "resident; %.1f GB/s needed to hide under the step\n", m.streamed / 1073741824.0, m.streamed_groups,
-               opt.stream_slots, m.slots / 1048576.0, m.weights / 1073741824.0, m.streamed / (t.median_ms * 1e-3) / 1e9);
+               opt.stream_slots, m.slots / 1048576.0, m.weights / 1073741824.0,
+               m.streamed / (t.median_ms * 1e-3) / 1e9);
       if (ho.nodes)
         printf("  hoisted conditioning: %d nodes, %d values per step (%.1f KiB); 28 steps prepared in %.2f ms "
                "(%.3f ms per step; %.1f MiB on the device)\n", ho.nodes, ho.boundary_values, ho.block_bytes / 1024.0,
@@ -254,12 +258,13 @@ int main(int argc, char** argv) {
                   "\"scratch_gib\": %.3f, \"overlap\": %d, \"graph\": %d, \"gelu_epilogue\": %d, \"autotune\": %d, "
                   "\"tuned_ms\": %.3f, \"heuristic_ms\": %.3f, \"class_ms\": [%.3f, %.3f, %.3f, %.3f, %.3f, %.3f], "
                   "\"cpu_rel_l2\": %.4g, \"hoisted_nodes\": %d, \"prepare_28_ms\": %.3f, \"streamed_gib\": %.3f, "
-                  "\"slots_gib\": %.3f}\n",
+                  "\"slots_gib\": %.3f, \"batch_linears\": %d}\n",
                   base, res_text, t.median_ms, t.min_ms, tflops, floor_ms, m.weights / 1073741824.0,
                   (m.device_used_after - m.device_used_before) / 1073741824.0, m.arena / 1073741824.0,
                   m.scratch / 1073741824.0, opt.overlap, opt.use_graph, opt.gelu_epilogue, opt.autotune, tu.tuned_ms,
                   tu.default_ms, t.class_ms[0], t.class_ms[1], t.class_ms[2], t.class_ms[3], t.class_ms[4],
-                  t.class_ms[5], rel, ho.nodes, prepare_ms, m.streamed / 1073741824.0, m.slots / 1073741824.0);
+                  t.class_ms[5], rel, ho.nodes, prepare_ms, m.streamed / 1073741824.0, m.slots / 1073741824.0,
+                  opt.batch_linears);
           fclose(f);
         }
       }

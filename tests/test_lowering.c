@@ -1,6 +1,7 @@
 /* The CUDA executor's lowering and hoisting decisions, checked without a GPU on the real FLUX.1-dev program:
  *   views: which slices and aliases read their input's bytes in place, and that no view outlives its bytes in the
  *          memory plan (every read of a view falls inside its root's lifetime);
+ *   batches: which linears run as one batched GEMM (attention's q, k, v), their outputs in the head's bytes;
  *   hoisting: what runs once per image for all steps (runtime/cuda/hoist.h): the embedders and every adaLN
  *          modulation linear, 27.6% of the parameters (design brief 3.6), the 344 chunks the step reads, the text
  *          stream left in the step although block 0's first half does not depend on the latents (per-token tensors
@@ -47,14 +48,16 @@ static void check_view_lifetimes(const qd_graph_t* g, const qd_cuda_lowering_t* 
 START_TEST(slices_with_contiguous_bytes_are_views) {
   qd_graph_t* g = flux_graph("dev", 1, 1024, 512);
   qd_cuda_lowering_t* l;
-  QD_ASSERT_OK(qd_cuda_lowering_create(g, true, qd_allocator_system(), &l));
+  QD_ASSERT_OK(qd_cuda_lowering_create(g, true, true, qd_allocator_system(), &l));
   /* adaLN chunks of a batch-1 step: bytes [dim * k, dim * (k + 1)) of the modulation row */
   int32_t gate = value(g, "transformer_blocks.3:gate_msa"), mod = value(g, "transformer_blocks.3:mod");
-  uint64_t offset;
-  ck_assert_int_eq(qd_cuda_view_root(l, gate, &offset), mod);
-  ck_assert_uint_eq(offset, 2 * 3072 * 2);
+  uint64_t offset, mod_offset;
+  /* (the modulation row itself is in a batch with the text stream's: its bytes may be in the batch head's) */
+  int32_t mod_root = qd_cuda_view_root(l, mod, &mod_offset);
+  ck_assert_int_eq(qd_cuda_view_root(l, gate, &offset), mod_root);
+  ck_assert_uint_eq(offset, mod_offset + 2 * 3072 * 2);
   ck_assert_uint_eq(qd_cuda_value_bytes(l, g, gate), 0);
-  ck_assert_uint_gt(qd_cuda_value_bytes(l, g, mod), 0);
+  ck_assert_uint_gt(qd_cuda_value_bytes(l, g, mod_root), 0);
   /* the image half of the joint attention's output */
   int32_t img_att = value(g, "transformer_blocks.0:img_att");
   ck_assert_int_eq(qd_cuda_view_root(l, img_att, &offset), value(g, "transformer_blocks.0:att"));
@@ -62,7 +65,7 @@ START_TEST(slices_with_contiguous_bytes_are_views) {
   /* without guidance the alias of the timestep embedding is a view too */
   qd_graph_t* s = flux_graph("schnell", 1, 1024, 256);
   qd_cuda_lowering_t* sl;
-  QD_ASSERT_OK(qd_cuda_lowering_create(s, true, qd_allocator_system(), &sl));
+  QD_ASSERT_OK(qd_cuda_lowering_create(s, true, true, qd_allocator_system(), &sl));
   ck_assert_int_eq(qd_cuda_view_root(sl, value(s, "tg_emb"), NULL), value(s, "t_emb"));
   check_view_lifetimes(g, l);
   check_view_lifetimes(s, sl);
@@ -83,7 +86,7 @@ START_TEST(batched_slices_still_copy) {
   /* At batch 2 a chunk of [2, 6 * dim] is two runs of bytes: a copy, as is the image half of [2, S, C]. */
   qd_graph_t* g = flux_graph("dev", 2, 1024, 512);
   qd_cuda_lowering_t* l;
-  QD_ASSERT_OK(qd_cuda_lowering_create(g, true, qd_allocator_system(), &l));
+  QD_ASSERT_OK(qd_cuda_lowering_create(g, true, true, qd_allocator_system(), &l));
   ck_assert_int_eq(l->view_of[value(g, "transformer_blocks.3:gate_msa")], -1);
   ck_assert_int_eq(l->view_of[value(g, "transformer_blocks.0:img_att")], -1);
   check_view_lifetimes(g, l);
@@ -100,7 +103,7 @@ START_TEST(flux_conditioning_is_hoisted) {
   for (int64_t batch = 1; batch <= 2; batch++) {
     qd_graph_t* g = flux_graph("dev", batch, 4096, 512);
     qd_cuda_lowering_t* l;
-    QD_ASSERT_OK(qd_cuda_lowering_create(g, true, qd_allocator_system(), &l));
+    QD_ASSERT_OK(qd_cuda_lowering_create(g, true, true, qd_allocator_system(), &l));
     qd_cuda_hoist_t* h;
     QD_ASSERT_OK(qd_cuda_hoist_plan(g, l, "hidden_states", "timestep", qd_allocator_system(), &h));
     ck_assert_msg(h->hoisted_count > 0, "not hoisted: %s", h->why_not);
@@ -147,7 +150,7 @@ END_TEST
 START_TEST(unhoistable_programs_say_why) {
   qd_graph_t* g = flux_graph("dev", 1, 256, 512);
   qd_cuda_lowering_t* l;
-  QD_ASSERT_OK(qd_cuda_lowering_create(g, true, qd_allocator_system(), &l));
+  QD_ASSERT_OK(qd_cuda_lowering_create(g, true, true, qd_allocator_system(), &l));
   static const struct {
     const char *state, *step, *why;
   } cases[] = {
@@ -171,10 +174,48 @@ START_TEST(unhoistable_programs_say_why) {
 }
 END_TEST
 
+/* Linears reading one input with one output width run as one batched GEMM (lowering.h): attention's q, k and v in
+ * every block (image and text streams of the double blocks, the single blocks), not the adaLN modulation linears
+ * that all read one embedding from blocks apart; the outputs lie one after another in the head's bytes, and live
+ * as long as any is read. */
+START_TEST(linears_sharing_an_input_are_batched) {
+  qd_graph_t* g = flux_graph("dev", 1, 1024, 512);
+  qd_cuda_lowering_t* l;
+  QD_ASSERT_OK(qd_cuda_lowering_create(g, true, true, qd_allocator_system(), &l));
+  int32_t threes = 0, twos = 0;
+  for (int32_t i = 0; i < g->node_count; i++) {
+    int32_t members[QD_CUDA_MAX_BATCH];
+    int32_t count = qd_cuda_batch_members(l, i, members);
+    if (count == 0) continue;
+    threes += count == 3;
+    twos += count == 2;
+    ck_assert_int_eq(members[0], i);
+    const qd_value_t* out = &g->values[g->nodes[i].output];
+    uint64_t bytes = (uint64_t)qd_shape_numel(&out->shape) * 2;
+    ck_assert_uint_eq(qd_cuda_value_bytes(l, g, g->nodes[i].output), bytes * (uint64_t)count);
+    for (int32_t j = 1; j < count; j++) {
+      const qd_node_t* m = &g->nodes[members[j]];
+      ck_assert_int_eq(m->op, QD_OP_LINEAR);
+      ck_assert_int_eq(m->inputs[0], g->nodes[i].inputs[0]);
+      ck_assert_int_eq(l->role[members[j]], QD_CUDA_MEMBER);
+      uint64_t offset;
+      ck_assert_int_eq(qd_cuda_view_root(l, m->output, &offset), g->nodes[i].output);
+      ck_assert_uint_eq(offset, bytes * (uint64_t)j);
+    }
+  }
+  ck_assert_int_eq(threes, 19 * 2 + 38); /* q, k, v: double blocks' image and text streams, single blocks */
+  ck_assert_int_eq(twos, 0);             /* every block's adaLN reads the same embedding, but not side by side */
+  check_view_lifetimes(g, l);
+  qd_cuda_lowering_destroy(l);
+  qd_graph_destroy(g);
+}
+END_TEST
+
 static Suite* lowering_suite(void) {
   Suite* s = suite_create("lowering");
   TCase* tc = tcase_create("core");
   tcase_add_test(tc, slices_with_contiguous_bytes_are_views);
+  tcase_add_test(tc, linears_sharing_an_input_are_batched);
   tcase_add_test(tc, batched_slices_still_copy);
   tcase_add_test(tc, flux_conditioning_is_hoisted);
   tcase_add_test(tc, unhoistable_programs_say_why);

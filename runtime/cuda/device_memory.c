@@ -21,6 +21,21 @@ void qd_cuda_memory_needs(const qd_plan_component_t* c, const qd_graph_t* g, con
     if (c->weights[w].format == QD_WEIGHT_FORMAT_F32) out->weight_copies += n * 2;
     if (c->weights[w].format == QD_WEIGHT_FORMAT_NF4 && n * 2 > slot) slot = n * 2;
   }
+  /* A batch of NF4 linears dequantizes all its weights into one slot, one after another (lowering.h). */
+  for (int32_t i = 0; i < g->node_count; i++) {
+    int32_t members[QD_CUDA_MAX_BATCH];
+    int32_t count = qd_cuda_batch_members(l, i, members);
+    uint64_t batch = 0;
+    for (int32_t k = 0; k < count; k++) {
+      int32_t w = g->nodes[members[k]].weights[QD_WEIGHT_SLOT_MAIN];
+      if (w < 0 || w >= c->weight_count || c->weights[w].format != QD_WEIGHT_FORMAT_NF4) {
+        batch = 0;
+        break;
+      }
+      batch += qd_dm_align_((uint64_t)qd_shape_numel(&c->weights[w].shape) * 2);
+    }
+    if (batch > slot) slot = batch;
+  }
   out->scratch_slot = qd_dm_align_(slot);
   out->scratch = 2 * out->scratch_slot;
   out->arena = arena_bytes;

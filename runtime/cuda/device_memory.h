@@ -6,8 +6,9 @@
  *   weight_copies  bf16 copies of f32-format weights (the kernels read bf16)
  *   nested_map     NF4 double quantization's 256-entry code table
  *   arena          activations: the memory plan's peak
- *   scratch        two NF4 dequantization slots, each the largest NF4 weight in bf16 (256-byte aligned), so one
- *                  layer's dequantization overlaps the previous layer's GEMM
+ *   scratch        two NF4 dequantization slots, each the largest NF4 weight in bf16 (256-byte aligned), or the
+ *                  largest batch of NF4 linears' weights together (lowering.h), so one layer's dequantization
+ *                  overlaps the previous layer's GEMM
  *   workspace      cuBLASLt's (32 MiB, its recommendation on Hopper)
  *   inputs         graph inputs in their storage types, each 256-byte aligned
  * The CUDA context, cuBLASLt's own state and loaded modules come on top (a few hundred MiB; not counted). */

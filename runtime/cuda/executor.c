@@ -261,6 +261,7 @@ void qd_cuda_executor_options_default(qd_cuda_executor_options_t* o) {
   o->use_graph = true;
   o->overlap = true;
   o->gelu_epilogue = true;
+  o->batch_linears = false; /* measured: no faster on the H200 (docs/performance.md, 2026-11-29) */
   o->autotune_candidates = 8;
   o->stream_slots = 2;
 }
@@ -477,60 +478,170 @@ static qd_status_t qd_exec_unsupported_(const qd_cuda_executor_t* e, const qd_no
 }
 
 static qd_status_t qd_exec_gemm_index_(qd_cuda_executor_t* e, int64_t m, int64_t n, int64_t k, qd_gemm_epilogue_t ep,
-                                       int32_t* out) {
-  for (int32_t i = 0; i < e->gemm_count; i++)
-    if (e->gemms[i].m == m && e->gemms[i].n == n && e->gemms[i].k == k && e->gemms[i].epilogue == ep) {
+                                       const qd_gemm_batch_t* batch, int32_t* out) {
+  qd_gemm_batch_t one = {1, 0, 0, 0}, b = batch && batch->count > 1 ? *batch : one;
+  for (int32_t i = 0; i < e->gemm_count; i++) {
+    const qd_gemm_t* x = &e->gemms[i];
+    if (x->m == m && x->n == n && x->k == k && x->epilogue == ep && x->batch.count == b.count &&
+        (b.count == 1 || (x->batch.w_stride == b.w_stride && x->batch.y_stride == b.y_stride &&
+                          x->batch.bias_stride == b.bias_stride))) {
       *out = i;
       return QD_OK;
     }
+  }
   if (e->gemm_count == QD_EXEC_MAX_GEMMS)
     return QD_ERR(INTERNAL, INTERNAL, "more than %d GEMM shapes in one program", QD_EXEC_MAX_GEMMS);
-  QD_TRY(qd_gemm_init(&e->gemms[e->gemm_count], e->lt_handle, m, n, k, ep, QD_EXEC_WORKSPACE));
+  qd_status_t s = qd_gemm_init(&e->gemms[e->gemm_count], e->lt_handle, m, n, k, ep, &b, QD_EXEC_WORKSPACE);
+  if (s) {
+    qd_gemm_deinit(&e->gemms[e->gemm_count]);
+    return s;
+  }
   *out = e->gemm_count++;
   return QD_OK;
 }
 
-/* A linear node (optionally with gelu fused): a dequantize step when its weight is NF4, then the GEMM. */
+/* A dequantize step for NF4 weight wi into dst. */
+static qd_status_t qd_exec_dequant_(qd_cuda_executor_t* e, int32_t node, int32_t wi, int slot, CUdeviceptr dst) {
+  const qd_plan_weight_t* w = &e->comp->weights[wi];
+  qd_step_t* d;
+  QD_TRY(qd_exec_push_(e, QD_STEP_DEQUANT, node, QD_CLASS_DEQUANT, &d));
+  QD_TRY(qd_exec_node_kernel_(e, node, &d->kernel));
+  d->slot = slot;
+  d->u.dq.y = dst;
+  d->u.dq.packed = qd_exec_weight_at_(e, wi, w->data.offset);
+  if (w->double_quant) {
+    d->u.dq.absmax_codes = qd_exec_weight_at_(e, wi, w->absmax.offset);
+    d->u.dq.nested_absmax = qd_exec_weight_at_(e, wi, w->nested.offset);
+    d->u.dq.nested_code = e->nested_map;
+    d->u.dq.offset = w->offset;
+  } else {
+    d->u.dq.absmax = qd_exec_weight_at_(e, wi, w->absmax.offset);
+  }
+  d->u.dq.n = qd_shape_numel(&w->shape);
+  d->u.dq.blocksize = w->blocksize;
+  return QD_OK;
+}
+
+/* Whether a batch of linears (lowering.h) can run as one strided-batched GEMM: every weight NF4 of one blocksize
+ * and kind (dequantized one after another into one scratch slot, which must hold them), or every weight bf16 and
+ * evenly spaced in the weight section; biases bf16 and evenly spaced. Decided from the plan alone, so a trace
+ * build and the real one make the same launch list; qd_exec_linear_ checks that the device addresses keep the
+ * spacing. */
+static bool qd_exec_batchable_(const qd_cuda_executor_t* e, const int32_t* members, int32_t count, int64_t n,
+                               int64_t k) {
+  const qd_graph_t* g = e->cur->graph;
+  const qd_plan_weight_t* W = e->comp->weights;
+  int32_t w[QD_CUDA_MAX_BATCH], b[QD_CUDA_MAX_BATCH];
+  for (int32_t j = 0; j < count; j++) {
+    w[j] = g->nodes[members[j]].weights[QD_WEIGHT_SLOT_MAIN];
+    b[j] = g->nodes[members[j]].weights[QD_WEIGHT_SLOT_BIAS];
+  }
+  bool nf4 = W[w[0]].format == QD_WEIGHT_FORMAT_NF4;
+  uint64_t piece = ((uint64_t)n * (uint64_t)k * 2 + QD_CUDA_ALLOC_ALIGN - 1) & ~(uint64_t)(QD_CUDA_ALLOC_ALIGN - 1);
+  if (nf4 && piece * (uint64_t)count > e->scratch_bytes / 2) return false;
+  if (!nf4 && W[w[0]].format != QD_WEIGHT_FORMAT_BF16) return false;
+  for (int32_t j = 0; j < count; j++) {
+    if (W[w[j]].format != W[w[0]].format) return false;
+    if (nf4 && (W[w[j]].blocksize != W[w[0]].blocksize || W[w[j]].double_quant != W[w[0]].double_quant)) return false;
+    if (!nf4 && j > 1 && W[w[j]].data.offset - W[w[j - 1]].data.offset != W[w[1]].data.offset - W[w[0]].data.offset)
+      return false;
+    if (b[0] < 0) continue;
+    if (W[b[j]].format != QD_WEIGHT_FORMAT_BF16) return false;
+    if (j > 1 && W[b[j]].data.offset - W[b[j - 1]].data.offset != W[b[1]].data.offset - W[b[0]].data.offset)
+      return false;
+  }
+  return true;
+}
+
+/* One linear node (optionally with gelu fused) writing y: a dequantize step when its weight is NF4, then the GEMM. */
+static qd_status_t qd_exec_linear_one_(qd_cuda_executor_t* e, int32_t node, const qd_node_t* lin, CUdeviceptr y,
+                                       int64_t m, int64_t n, int64_t k, qd_gemm_epilogue_t ep) {
+  int32_t wi = lin->weights[QD_WEIGHT_SLOT_MAIN], bi = lin->weights[QD_WEIGHT_SLOT_BIAS];
+  if (bi < 0 && ep == QD_GEMM_BIAS) ep = QD_GEMM_PLAIN;
+  CUdeviceptr x = qd_exec_ptr_(e, lin->inputs[0]);
+  int slot = -1;
+  if (e->comp->weights[wi].format == QD_WEIGHT_FORMAT_NF4) {
+    slot = e->next_slot++ & 1;
+    QD_TRY(qd_exec_dequant_(e, node, wi, slot, e->scratch[slot]));
+  }
+  qd_step_t* s;
+  QD_TRY(qd_exec_push_(e, QD_STEP_GEMM, node, QD_CLASS_LINEAR, &s));
+  QD_TRY(qd_exec_gemm_index_(e, m, n, k, ep, NULL, &s->gemm));
+  s->slot = slot;
+  s->u.gemm.y = y;
+  s->u.gemm.x = x;
+  s->u.gemm.w = slot >= 0 ? e->scratch[slot] : qd_exec_weight_(e, wi);
+  s->u.gemm.bias = qd_exec_weight_(e, bi);
+  return QD_OK;
+}
+
+/* A linear node, or a batch of them at its head (lowering.h): one strided-batched GEMM when qd_exec_batchable_ says
+ * so, else one GEMM per linear, each writing its output's place in the head's allocation. */
 static qd_status_t qd_exec_linear_(qd_cuda_executor_t* e, int32_t node, const qd_node_t* lin, int32_t out_value,
                                    qd_gemm_epilogue_t ep) {
   const qd_graph_t* g = e->cur->graph;
   const qd_shape_t* xs = &g->values[lin->inputs[0]].shape;
   int64_t k = xs->dims[xs->rank - 1], n = lin->attrs[QD_LINEAR_FEATURES].i, m = qd_shape_numel(xs) / k;
-  int32_t wi = lin->weights[QD_WEIGHT_SLOT_MAIN], bi = lin->weights[QD_WEIGHT_SLOT_BIAS];
-  if (bi < 0 && ep == QD_GEMM_BIAS) ep = QD_GEMM_PLAIN;
-  const qd_plan_weight_t* w = &e->comp->weights[wi];
-  CUdeviceptr wptr;
+  int32_t members[QD_CUDA_MAX_BATCH];
+  int32_t count = lin == &g->nodes[node] ? qd_cuda_batch_members(e->cur->lowering, node, members) : 0;
+  if (count < 2) return qd_exec_linear_one_(e, node, lin, qd_exec_ptr_(e, out_value), m, n, k, ep);
+  if (!qd_exec_batchable_(e, members, count, n, k)) {
+    for (int32_t j = 0; j < count; j++)
+      QD_TRY(qd_exec_linear_one_(e, members[j], &g->nodes[members[j]], qd_exec_ptr_(e, g->nodes[members[j]].output),
+                                 m, n, k, ep));
+    return QD_OK;
+  }
+  const qd_plan_weight_t* W = e->comp->weights;
+  int32_t w0 = lin->weights[QD_WEIGHT_SLOT_MAIN], bias0 = lin->weights[QD_WEIGHT_SLOT_BIAS];
+  int32_t w1 = g->nodes[members[1]].weights[QD_WEIGHT_SLOT_MAIN];
+  int32_t bias1 = g->nodes[members[1]].weights[QD_WEIGHT_SLOT_BIAS];
+  if (bias0 < 0 && ep == QD_GEMM_BIAS) ep = QD_GEMM_PLAIN;
+  bool nf4 = W[w0].format == QD_WEIGHT_FORMAT_NF4;
+  uint64_t piece = ((uint64_t)n * (uint64_t)k * 2 + QD_CUDA_ALLOC_ALIGN - 1) & ~(uint64_t)(QD_CUDA_ALLOC_ALIGN - 1);
+  /* Strides in elements: dequantized weights one piece apart, others (and biases) as the section spaces them. */
+  qd_gemm_batch_t batch = {count, nf4 ? (int64_t)(piece / 2) : (int64_t)(W[w1].data.offset - W[w0].data.offset) / 2,
+                           m * n, bias0 >= 0 ? (int64_t)(W[bias1].data.offset - W[bias0].data.offset) / 2 : 0};
+  int32_t gemm;
+  qd_status_t gs = qd_exec_gemm_index_(e, m, n, k, ep, &batch, &gemm);
+  if (gs && qd_status_code(gs) == QD_CODE_UNSUPPORTED) {
+    /* cuBLASLt offers no algorithm for the batch (it did for every shape qd met): one GEMM per linear. */
+    char why[256];
+    qd_status_format(gs, why, sizeof why);
+    QD_LOG_INFO("%s: %s; running the batch's linears one by one", lin->origin, why);
+    qd_status_free(gs);
+    for (int32_t j = 0; j < count; j++)
+      QD_TRY(qd_exec_linear_one_(e, members[j], &g->nodes[members[j]], qd_exec_ptr_(e, g->nodes[members[j]].output),
+                                 m, n, k, ep));
+    return QD_OK;
+  }
+  QD_TRY(gs);
   int slot = -1;
-  if (w->format == QD_WEIGHT_FORMAT_NF4) {
+  if (nf4) {
     slot = e->next_slot++ & 1;
-    qd_step_t* d;
-    QD_TRY(qd_exec_push_(e, QD_STEP_DEQUANT, node, QD_CLASS_DEQUANT, &d));
-    QD_TRY(qd_exec_node_kernel_(e, node, &d->kernel));
-    d->slot = slot;
-    d->u.dq.y = e->scratch[slot];
-    d->u.dq.packed = qd_exec_weight_at_(e, wi, w->data.offset);
-    if (w->double_quant) {
-      d->u.dq.absmax_codes = qd_exec_weight_at_(e, wi, w->absmax.offset);
-      d->u.dq.nested_absmax = qd_exec_weight_at_(e, wi, w->nested.offset);
-      d->u.dq.nested_code = e->nested_map;
-      d->u.dq.offset = w->offset;
-    } else {
-      d->u.dq.absmax = qd_exec_weight_at_(e, wi, w->absmax.offset);
-    }
-    d->u.dq.n = qd_shape_numel(&w->shape);
-    d->u.dq.blocksize = w->blocksize;
-    wptr = e->scratch[slot];
-  } else {
-    wptr = qd_exec_weight_(e, wi);
+    for (int32_t j = 0; j < count; j++)
+      QD_TRY(qd_exec_dequant_(e, members[j], g->nodes[members[j]].weights[QD_WEIGHT_SLOT_MAIN], slot,
+                              e->scratch[slot] + (uint64_t)j * piece));
   }
   qd_step_t* s;
   QD_TRY(qd_exec_push_(e, QD_STEP_GEMM, node, QD_CLASS_LINEAR, &s));
-  QD_TRY(qd_exec_gemm_index_(e, m, n, k, ep, &s->gemm));
+  s->gemm = gemm;
   s->slot = slot;
+  CUdeviceptr w[QD_CUDA_MAX_BATCH], b[QD_CUDA_MAX_BATCH];
+  for (int32_t j = 0; j < count; j++) {
+    const qd_node_t* lj = &g->nodes[members[j]];
+    w[j] = nf4 ? e->scratch[slot] + (uint64_t)j * piece : qd_exec_weight_(e, lj->weights[QD_WEIGHT_SLOT_MAIN]);
+    b[j] = qd_exec_weight_(e, lj->weights[QD_WEIGHT_SLOT_BIAS]);
+  }
+  /* Outside a trace build (whose addresses are not final) the operands must lie at the strides on the device. */
+  for (int32_t j = 1; j < count && !e->trace_first; j++)
+    if (w[j] - w[0] != (CUdeviceptr)(j * batch.w_stride * 2) ||
+        (bias0 >= 0 && b[j] - b[0] != (CUdeviceptr)(j * batch.bias_stride * 2)))
+      return QD_ERR(INTERNAL, INTERNAL, "%s: the weights of a batch of linears are not evenly spaced on the device",
+                    g->nodes[members[j]].origin);
   s->u.gemm.y = qd_exec_ptr_(e, out_value);
   s->u.gemm.x = qd_exec_ptr_(e, lin->inputs[0]);
-  s->u.gemm.w = wptr;
-  s->u.gemm.bias = qd_exec_weight_(e, bi);
+  s->u.gemm.w = w[0];
+  s->u.gemm.bias = b[0];
   return QD_OK;
 }
 
@@ -1167,7 +1278,7 @@ qd_status_t qd_cuda_executor_time(qd_cuda_executor_t* e, int iterations, bool pe
       if (st->kind == QD_STEP_GEMM && st->gemm < QD_CUDA_TIMING_MAX_GEMMS) {
         const qd_gemm_t* gm = &e->gemms[st->gemm];
         qd_cuda_gemm_timing_t* gt = &t->gemms[st->gemm];
-        gt->m = gm->m, gt->n = gm->n, gt->k = gm->k;
+        gt->m = gm->m, gt->n = gm->n, gt->k = gm->k, gt->batch = gm->batch.count;
         gt->uses++;
         gt->ms += f;
         if (st->gemm >= t->gemm_count) t->gemm_count = st->gemm + 1;
@@ -1590,7 +1701,8 @@ static qd_status_t qd_exec_create_(qd_cuda_executor_t* e, int32_t component, int
    * compiler used, so the layout is right even for a plan made by another qd. */
   QD_TRY(qd_plan_instantiate(e->plan, component, resolution, e->allocator, &e->prog.graph));
   const qd_graph_t* g = e->prog.graph;
-  QD_TRY(qd_cuda_lowering_create(g, e->options.gelu_epilogue, e->allocator, &e->prog.lowering));
+  QD_TRY(qd_cuda_lowering_create(g, e->options.gelu_epilogue, e->options.batch_linears, e->allocator,
+                                 &e->prog.lowering));
   e->cur = &e->prog;
   e->selected_step = -1;
   e->pack_kernel = -1;
@@ -1743,7 +1855,7 @@ static qd_status_t qd_exec_build_conditioning_(qd_cuda_executor_t* e, int32_t st
   QD_TRY(qd_plan_instantiate_batch(e->plan, e->component, e->resolution, steps * h->batch, e->allocator, &c->graph));
   const qd_graph_t* g = c->graph;
   QD_TRY(qd_exec_check_conditioning_(e, g, steps));
-  QD_TRY(qd_cuda_lowering_create(g, e->options.gelu_epilogue, e->allocator, &c->lowering));
+  QD_TRY(qd_cuda_lowering_create(g, e->options.gelu_epilogue, e->options.batch_linears, e->allocator, &c->lowering));
   /* Boundary values live until the packing at the end. */
   int32_t* last_use;
   QD_TRY(qd_malloc(e->allocator, (size_t)g->value_count * sizeof *last_use, (void**)&last_use));

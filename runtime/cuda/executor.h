@@ -32,6 +32,7 @@ typedef struct qd_cuda_executor_options {
   bool use_graph;      /* capture the step as a CUDA graph and replay it (default on) */
   bool overlap;        /* dequantize NF4 weights on a second stream, one layer ahead */
   bool gelu_epilogue;  /* fuse linear + gelu_tanh into cuBLASLt's GELU_BIAS epilogue */
+  bool batch_linears;  /* run consecutive linears of one input (q, k, v) as one batched GEMM (default off) */
   bool autotune;       /* time cuBLASLt's candidate algorithms per GEMM shape at creation */
   int autotune_candidates;
   /* Hoisting (runtime/cuda/hoist.h): the graph inputs that are the step's state (FLUX: "hidden_states") and its
@@ -97,6 +98,7 @@ qd_status_t qd_cuda_executor_get_output(qd_cuda_executor_t* executor, int32_t in
 enum { QD_CUDA_TIMING_MAX_GEMMS = 64 };
 typedef struct qd_cuda_gemm_timing {
   int64_t m, n, k;
+  int batch; /* GEMMs per launch (batched linears) */
   int uses;
   double ms; /* all uses together */
 } qd_cuda_gemm_timing_t;

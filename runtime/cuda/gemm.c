@@ -12,8 +12,18 @@ static qd_status_t qd_gemm_layout_(const qd_cublaslt_t* lt, cublasLtMatrixLayout
   return QD_OK;
 }
 
+/* A strided batch on a layout: count matrices, `stride` elements apart (0: the same matrix for all). */
+static qd_status_t qd_gemm_layout_batch_(const qd_cublaslt_t* lt, cublasLtMatrixLayout_t layout, int32_t count,
+                                         int64_t stride) {
+  QD_CUBLASLT_TRY(lt->cublasLtMatrixLayoutSetAttribute(layout, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count,
+                                                       sizeof count));
+  QD_CUBLASLT_TRY(lt->cublasLtMatrixLayoutSetAttribute(layout, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride,
+                                                       sizeof stride));
+  return QD_OK;
+}
+
 qd_status_t qd_gemm_init(qd_gemm_t* g, cublasLtHandle_t handle, int64_t m, int64_t n, int64_t k,
-                         qd_gemm_epilogue_t epilogue, size_t workspace_bytes) {
+                         qd_gemm_epilogue_t epilogue, const qd_gemm_batch_t* batch, size_t workspace_bytes) {
   memset(g, 0, sizeof *g);
   QD_TRY(qd_cublaslt_load(&g->lt));
   const qd_cublaslt_t* lt = g->lt;
@@ -21,6 +31,7 @@ qd_status_t qd_gemm_init(qd_gemm_t* g, cublasLtHandle_t handle, int64_t m, int64
   g->n = n;
   g->k = k;
   g->epilogue = epilogue;
+  g->batch = batch && batch->count > 1 ? *batch : (qd_gemm_batch_t){1, 0, 0, 0};
   QD_CUBLASLT_TRY(lt->cublasLtMatmulDescCreate(&g->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
   cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
   QD_CUBLASLT_TRY(lt->cublasLtMatmulDescSetAttribute(g->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
@@ -37,6 +48,14 @@ qd_status_t qd_gemm_init(qd_gemm_t* g, cublasLtHandle_t handle, int64_t m, int64
   QD_TRY(qd_gemm_layout_(lt, &g->a, (uint64_t)k, (uint64_t)n, k));
   QD_TRY(qd_gemm_layout_(lt, &g->b, (uint64_t)k, (uint64_t)m, k));
   QD_TRY(qd_gemm_layout_(lt, &g->d, (uint64_t)n, (uint64_t)m, n));
+  if (g->batch.count > 1) {
+    QD_TRY(qd_gemm_layout_batch_(lt, g->a, g->batch.count, g->batch.w_stride));
+    QD_TRY(qd_gemm_layout_batch_(lt, g->b, g->batch.count, 0)); /* every GEMM reads the same x */
+    QD_TRY(qd_gemm_layout_batch_(lt, g->d, g->batch.count, g->batch.y_stride));
+    if (epilogue != QD_GEMM_PLAIN)
+      QD_CUBLASLT_TRY(lt->cublasLtMatmulDescSetAttribute(g->desc, CUBLASLT_MATMUL_DESC_BIAS_BATCH_STRIDE,
+                                                         &g->batch.bias_stride, sizeof g->batch.bias_stride));
+  }
   cublasLtMatmulPreference_t pref;
   QD_CUBLASLT_TRY(lt->cublasLtMatmulPreferenceCreate(&pref));
   qd_status_t s = QD_CUBLASLT_STATUS(lt->cublasLtMatmulPreferenceSetAttribute(
@@ -49,8 +68,8 @@ qd_status_t qd_gemm_init(qd_gemm_t* g, cublasLtHandle_t handle, int64_t m, int64
   lt->cublasLtMatmulPreferenceDestroy(pref);
   QD_TRY(s);
   if (found < 1)
-    return QD_ERR(UNSUPPORTED, CUBLASLT_ERROR, "cuBLASLt has no algorithm for a %lldx%lldx%lld bf16 GEMM",
-                  (long long)m, (long long)n, (long long)k);
+    return QD_ERR(UNSUPPORTED, CUBLASLT_ERROR, "cuBLASLt has no algorithm for a %lldx%lldx%lld bf16 GEMM (batch %d)",
+                  (long long)m, (long long)n, (long long)k, g->batch.count);
   g->algo = results[0].algo;
   g->workspace_needed = results[0].workspaceSize;
   g->candidates = found;

@@ -5,7 +5,11 @@
  * D[N, M] = op(A)[N, K] B[K, M] with A = W (row-major [N, K] read transposed) and B = x: no data is transposed.
  * The bias epilogue adds bias to every column of D, i.e. per output feature. One qd_gemm_t per shape holds the
  * descriptors and the chosen algorithm; choosing is either cuBLASLt's heuristic (its first answer) or timing its
- * candidates (autotuning, qd_gemm_tune). */
+ * candidates (autotuning, qd_gemm_tune).
+ *
+ * Batched (lowering.h's batched linears): `count` GEMMs of one shape in one call, all reading the same x, weight
+ * and bias i at w + i * w_stride and bias + i * bias_stride, output i at y + i * y_stride (strides in elements).
+ * cuBLASLt's strided batch: one launch whose tiles cover every GEMM of the batch. */
 #ifndef QD_RUNTIME_CUDA_GEMM_H
 #define QD_RUNTIME_CUDA_GEMM_H
 
@@ -21,10 +25,16 @@ typedef enum qd_gemm_epilogue {
   QD_GEMM_BIAS_GELU,
 } qd_gemm_epilogue_t;
 
+typedef struct qd_gemm_batch {
+  int32_t count;                         /* 1: a plain GEMM (strides unused) */
+  int64_t w_stride, y_stride, bias_stride; /* elements */
+} qd_gemm_batch_t;
+
 typedef struct qd_gemm {
   const qd_cublaslt_t* lt;
   int64_t m, n, k;
   qd_gemm_epilogue_t epilogue;
+  qd_gemm_batch_t batch;
   cublasLtMatmulDesc_t desc;
   cublasLtMatrixLayout_t a, b, d;
   cublasLtMatmulAlgo_t algo;
@@ -32,12 +42,14 @@ typedef struct qd_gemm {
   int candidates; /* how many algorithms the heuristic offered */
 } qd_gemm_t;
 
-/* Creates descriptors and picks cuBLASLt's first heuristic algorithm fitting `workspace_bytes`. */
+/* Creates descriptors and picks cuBLASLt's first heuristic algorithm fitting `workspace_bytes`. batch NULL: one
+ * GEMM. */
 qd_status_t qd_gemm_init(qd_gemm_t* g, cublasLtHandle_t handle, int64_t m, int64_t n, int64_t k,
-                         qd_gemm_epilogue_t epilogue, size_t workspace_bytes);
+                         qd_gemm_epilogue_t epilogue, const qd_gemm_batch_t* batch, size_t workspace_bytes);
 void qd_gemm_deinit(qd_gemm_t* g);
 
-/* Enqueues y = x W^T (+ bias) on stream. bias is read only with a bias epilogue. */
+/* Enqueues y = x W^T (+ bias) on stream (every GEMM of a batch: the pointers are the first's). bias is read only
+ * with a bias epilogue. */
 qd_status_t qd_gemm_run(const qd_gemm_t* g, cublasLtHandle_t handle, CUdeviceptr y, CUdeviceptr x, CUdeviceptr w,
                         CUdeviceptr bias, CUdeviceptr workspace, size_t workspace_bytes, CUstream stream);
 

@@ -102,7 +102,11 @@ static void qd_hoist_classify_(qd_cuda_hoist_t* h, const qd_graph_t* g, const qd
   /* A fusion group runs as one kernel: a member's output (read by the group's next node alone) must stay on its
    * member's side. */
   for (int32_t i = 0; i < g->node_count; i++) {
-    if (l->role[i] != QD_CUDA_MEMBER) continue;
+    if (l->batch_head[i] >= 0 && h->hoisted[i] != h->hoisted[l->batch_head[i]]) {
+      qd_hoist_refuse_(h, "%s: a batch of linears would be split", g->nodes[i].origin);
+      return;
+    }
+    if (l->role[i] != QD_CUDA_MEMBER || l->batch_head[i] >= 0) continue; /* a batch's outputs are stored */
     if (dep[g->nodes[i].output] & (h->hoisted[i] ? READ_STEP : READ_HOISTED)) {
       qd_hoist_refuse_(h, "%s: a fused group would be split", g->nodes[i].origin);
       return;

@@ -37,6 +37,8 @@ void qd_cuda_lowering_destroy(qd_cuda_lowering_t* l) {
   qd_free(l->allocator, l->last_use, nv * sizeof *l->last_use);
   qd_free(l->allocator, l->view_of, nv * sizeof *l->view_of);
   qd_free(l->allocator, l->view_offset, nv * sizeof *l->view_offset);
+  qd_free(l->allocator, l->batch_head, nn * sizeof *l->batch_head);
+  qd_free(l->allocator, l->batch_size, nn);
   qd_free(l->allocator, l, sizeof *l);
 }
 
@@ -56,6 +58,52 @@ static void qd_group_(qd_cuda_lowering_t* l, const qd_graph_t* g, const int32_t*
       if (!l->virtual_value[v] && l->last_use[v] < end) l->last_use[v] = end;
     }
   }
+}
+
+/* Batched linears (see lowering.h): runs after the fusion groups (a linear fused with its GELU stays there) and
+ * before the views, whose lifetime pass then keeps the head's output alive while any member's is read. */
+static void qd_find_batches_(qd_cuda_lowering_t* l, const qd_graph_t* g) {
+  for (int32_t i = 0; i < g->node_count; i++) {
+    const qd_node_t* h = &g->nodes[i];
+    if (h->op != QD_OP_LINEAR || l->role[i] != QD_CUDA_SINGLE || l->batch_head[i] >= 0) continue;
+    /* A graph output must stay where it is; outputs read several times are fine (they are stored). */
+    bool is_output = false;
+    for (int32_t o = 0; o < g->output_count; o++) is_output = is_output || g->outputs[o].value == h->output;
+    if (is_output) continue;
+    int32_t members[QD_CUDA_MAX_BATCH] = {i};
+    int32_t count = 1;
+    /* Consecutive nodes only: the projections of one attention, whose weights are stored together; linears of
+     * one input further apart (every block's adaLN reads the same embedding) would make batches across blocks. */
+    for (int32_t j = i + 1; j < g->node_count && count < QD_CUDA_MAX_BATCH; j++) {
+      const qd_node_t* m = &g->nodes[j];
+      bool out = false;
+      for (int32_t o = 0; o < g->output_count; o++) out = out || g->outputs[o].value == m->output;
+      if (m->op != QD_OP_LINEAR || l->role[j] != QD_CUDA_SINGLE || l->batch_head[j] >= 0 || out ||
+          m->inputs[0] != h->inputs[0] || m->attrs[QD_LINEAR_FEATURES].i != h->attrs[QD_LINEAR_FEATURES].i ||
+          (m->weights[QD_WEIGHT_SLOT_BIAS] >= 0) != (h->weights[QD_WEIGHT_SLOT_BIAS] >= 0) ||
+          l->storage[m->output] != l->storage[h->output])
+        break;
+      members[count++] = j;
+    }
+    if (count < 2) continue;
+    uint64_t bytes = (uint64_t)qd_shape_numel(&g->values[h->output].shape) * qd_dtype_size(l->storage[h->output]);
+    l->batch_size[i] = (uint8_t)count;
+    for (int32_t k = 0; k < count; k++) {
+      l->batch_head[members[k]] = i;
+      if (k == 0) continue;
+      l->role[members[k]] = QD_CUDA_MEMBER;
+      l->view_of[g->nodes[members[k]].output] = h->output;
+      l->view_offset[g->nodes[members[k]].output] = (uint64_t)k * bytes;
+    }
+  }
+}
+
+int32_t qd_cuda_batch_members(const qd_cuda_lowering_t* l, int32_t head, int32_t out[QD_CUDA_MAX_BATCH]) {
+  if (head < 0 || head >= l->node_count || l->batch_size[head] < 2) return 0;
+  int32_t count = 0;
+  for (int32_t j = head; j < l->node_count && count < l->batch_size[head]; j++)
+    if (l->batch_head[j] == head) out[count++] = j;
+  return count;
 }
 
 /* Slices with contiguous bytes and aliases become views (see lowering.h). Runs after the fusion groups, whose
@@ -87,7 +135,7 @@ static void qd_find_views_(qd_cuda_lowering_t* l, const qd_graph_t* g) {
   }
 }
 
-qd_status_t qd_cuda_lowering_create(const qd_graph_t* g, bool gelu_epilogue, qd_allocator_t a,
+qd_status_t qd_cuda_lowering_create(const qd_graph_t* g, bool gelu_epilogue, bool batch_linears, qd_allocator_t a,
                                     qd_cuda_lowering_t** out) {
   *out = NULL;
   qd_cuda_lowering_t* l;
@@ -103,11 +151,14 @@ qd_status_t qd_cuda_lowering_create(const qd_graph_t* g, bool gelu_epilogue, qd_
   if (!s) s = qd_calloc(a, nv, sizeof *l->last_use, (void**)&l->last_use);
   if (!s) s = qd_calloc(a, nv, sizeof *l->view_of, (void**)&l->view_of);
   if (!s) s = qd_calloc(a, nv, sizeof *l->view_offset, (void**)&l->view_offset);
+  if (!s) s = qd_calloc(a, nn, sizeof *l->batch_head, (void**)&l->batch_head);
+  if (!s) s = qd_calloc(a, nn, 1, (void**)&l->batch_size);
   if (s) {
     qd_cuda_lowering_destroy(l);
     return s;
   }
   /* Storage: walk backwards so that what feeds rope_freqs / timestep_embedding stays fp32 through data moves. */
+  for (int32_t i = 0; i < g->node_count; i++) l->batch_head[i] = -1;
   for (int32_t v = 0; v < g->value_count; v++) {
     l->view_of[v] = -1;
     l->storage[v] = g->values[v].dtype == QD_DTYPE_F32 ? QD_DTYPE_BF16 : g->values[v].dtype;
@@ -163,6 +214,7 @@ qd_status_t qd_cuda_lowering_create(const qd_graph_t* g, bool gelu_epilogue, qd_
       }
     }
   }
+  if (batch_linears) qd_find_batches_(l, g);
   qd_find_views_(l, g);
   *out = l;
   return QD_OK;
@@ -171,7 +223,8 @@ qd_status_t qd_cuda_lowering_create(const qd_graph_t* g, bool gelu_epilogue, qd_
 uint64_t qd_cuda_value_bytes(const qd_cuda_lowering_t* l, const qd_graph_t* g, int32_t v) {
   const qd_value_t* val = &g->values[v];
   if (val->producer < 0 || l->virtual_value[v] || l->view_of[v] >= 0) return 0;
-  return (uint64_t)qd_shape_numel(&val->shape) * qd_dtype_size(l->storage[v]);
+  uint64_t copies = l->batch_size[val->producer] > 1 ? l->batch_size[val->producer] : 1;
+  return copies * (uint64_t)qd_shape_numel(&val->shape) * qd_dtype_size(l->storage[v]);
 }
 
 int32_t qd_cuda_view_root(const qd_cuda_lowering_t* l, int32_t v, uint64_t* offset) {

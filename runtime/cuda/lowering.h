@@ -13,6 +13,15 @@
  * graph output. Values inside a group are never materialized (no arena bytes); the group's inputs must stay alive
  * until the group's last node, where the fused kernel reads them.
  *
+ * Batched linears: consecutive linears that read the same input with the same output width and bias presence
+ * (attention's q, k and v projections: FLUX's image, text and single-block ones, T5's, CLIP's) run as one
+ * strided-batched GEMM at the first of them, the batch's head; the others become members (emitted by the head).
+ * Their outputs lie one after another in the head's output allocation (the members' outputs are views of it), so
+ * the batch writes them all: one GEMM of 3x the tiles, to fill the GPU's last wave where three do not. Up to
+ * QD_CUDA_MAX_BATCH. Measured on the H200 for FLUX.1-dev it is no faster (cuBLASLt's batched kernels ran the image
+ * q/k/v at the same rate, the text and single-block ones faster, the step within noise), so the executor leaves
+ * it off unless asked (qd_cuda_executor_options_t.batch_linears).
+ *
  * Views: a slice whose bytes are contiguous in its input (every axis before the sliced one has extent 1, as the
  * adaLN chunks and the text/image halves of a batch-1 step), an alias and a reshape are views: they name bytes of their input
  * at an offset, take no arena bytes and launch nothing, and their input lives as long as the view is read. A view
@@ -53,17 +62,28 @@ typedef struct qd_cuda_lowering {
                         * read of every view of it */
   int32_t* view_of;    /* per value: the value a view reads (its node's input), or -1 */
   uint64_t* view_offset; /* per value: a view's first byte in view_of's bytes */
+  int32_t* batch_head;   /* per node: for a batched linear, its batch's head node (the head's is itself); else -1 */
+  uint8_t* batch_size;   /* per node: for a batch's head, how many linears the batch has; else 0 */
 } qd_cuda_lowering_t;
 
-/* gelu_epilogue: whether linear -> gelu_tanh may fuse (cuBLASLt's GELU epilogue is the tanh form). */
-qd_status_t qd_cuda_lowering_create(const qd_graph_t* graph, bool gelu_epilogue, qd_allocator_t allocator,
+enum { QD_CUDA_MAX_BATCH = 4 };
+
+/* gelu_epilogue: whether linear -> gelu_tanh may fuse (cuBLASLt's GELU epilogue is the tanh form); batch_linears:
+ * whether consecutive linears of one input become batches. */
+qd_status_t qd_cuda_lowering_create(const qd_graph_t* graph, bool gelu_epilogue, bool batch_linears,
+                                    qd_allocator_t allocator,
                                     qd_cuda_lowering_t** out_lowering);
 void qd_cuda_lowering_destroy(qd_cuda_lowering_t* lowering);
 
-/* Bytes a value takes in the arena (0 for graph inputs, which live outside it, virtual values and views). */
+/* Bytes a value takes in the arena (0 for graph inputs, which live outside it, virtual values and views; a batch
+ * head's output holds the whole batch's outputs). */
 uint64_t qd_cuda_value_bytes(const qd_cuda_lowering_t* lowering, const qd_graph_t* graph, int32_t value);
 
 /* The value whose storage a value's bytes are in (itself unless it is a view), and the byte offset there. */
 int32_t qd_cuda_view_root(const qd_cuda_lowering_t* lowering, int32_t value, uint64_t* out_offset);
+
+/* The linear nodes of the batch headed by node `head`, in node order (the head first); returns how many (0 when
+ * `head` heads no batch). */
+int32_t qd_cuda_batch_members(const qd_cuda_lowering_t* lowering, int32_t head, int32_t out_nodes[QD_CUDA_MAX_BATCH]);
 
 #endif
