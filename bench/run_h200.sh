@@ -4,7 +4,7 @@
 # optionally the diffusers peer's step in the same run. Binaries and shared libraries come prebuilt in $QD_CARRY
 # (bin/, lib/); the peer's packages in $QD_CARRY/peer. Results (JSON lines) go to $OUT.
 #   usage: bench/run_h200.sh [tests] [nf4] [bf16] [peer] [kernel-tests] [pipeline-tests] [pipeline] [pipeline-peer]
-#                            [stream-tests] [offload] [offload-peer]
+#                            [stream-tests] [offload] [offload-peer] [batch] [probe]
 # pipeline: the full-size FLUX.1-dev pipeline (random weights from qdc synth, the real FLUX tokenizers from
 # tests/data/tokenizers/flux_full, carried) compiled with qdc's defaults and timed with bench/flux_pipeline;
 # pipeline-peer: the same with diffusers' FluxPipeline (NF4 transformer and T5, torch.compile; the anchors' bench)
@@ -136,7 +136,17 @@ for STAGE in $STAGES; do
     timeout 120 "$B/flux_step" /tmp/small_nf4.qplan --resolution 256x256 --check-cpu --iters 5 --stream
     timeout 120 "$B/flux_step" /tmp/small_nf4.qplan --resolution 256x256 --check-cpu --iters 5 --stream --slots 3 \
       --no-graph
-    timeout 120 "$B/flux_step" /tmp/small_nf4.qplan --resolution 256x256 --check-cpu --iters 5 --stream --no-hoist ;;
+    timeout 120 "$B/flux_step" /tmp/small_nf4.qplan --resolution 256x256 --check-cpu --iters 5 --stream --no-hoist
+    echo "-- q, k and v as one batched GEMM"
+    timeout 120 "$B/flux_step" /tmp/small_nf4.qplan --resolution 256x256 --check-cpu --iters 5 --batch ;;
+  batch)
+    echo "== full-size FLUX.1-dev NF4 step: q, k, v as three GEMMs (default) against one batched GEMM, per GEMM shape"
+    /usr/bin/time -f "synth: %e s" "$B/qdc" synth models/flux-transformer.json --plan /tmp/dev_nf4.qplan \
+      --quant nf4 --resolutions 1024x1024,512x512 --seed 1 -q
+    for flags in "" "--batch"; do
+      timeout 200 "$B/flux_step" /tmp/dev_nf4.qplan --resolution 1024x1024,512x512 --iters 20 --gemm-profile $flags \
+        --jsonl "$OUT/step.jsonl"
+    done ;;
   offload)
     QD_FULL_RESOLUTIONS=1024x1024,512x512 build_full_plan > "$OUT/full_plan.txt" 2>&1; cat "$OUT/full_plan.txt"
     run_offload_steps; run_offload_pipelines ;;

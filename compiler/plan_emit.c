@@ -13,6 +13,7 @@
 #include "qd/progress.h"
 #include "qd/version.h"
 #include "runtime/cpu/threadpool.h"
+#include "runtime/pipeline/schedule.h"
 
 static uint64_t qdc_align_(uint64_t v) { return (v + QD_PLAN_WEIGHT_ALIGN - 1) & ~(uint64_t)(QD_PLAN_WEIGHT_ALIGN - 1); }
 
@@ -293,6 +294,65 @@ static qd_status_t qdc_write_weights_(qd_plan_writer_t* w, qdc_component_t* c, u
   return s;
 }
 
+/* The result of component c a pipeline runs beside the transformer's size res: the same size for the VAE, batch 1
+ * (else the same batch) for the text encoders, as the generator picks them (runtime/pipeline/schedule.c). */
+static int32_t qdc_schedule_result_(const qdc_component_t* c, int which, qdc_resolution_t res) {
+  if (which == QD_SCHEDULE_TRANSFORMER || which == QD_SCHEDULE_VAE) {
+    for (int32_t k = 0; k < c->result_count; k++)
+      if (c->results[k].res.width == res.width && c->results[k].res.height == res.height &&
+          c->results[k].res.batch == res.batch)
+        return k;
+    return -1;
+  }
+  for (int pass = 0; pass < 2; pass++)
+    for (int32_t k = 0; k < c->result_count; k++)
+      for (int32_t j = 0; j < c->results[k].binding_count; j++)
+        if (strcmp(c->results[k].bindings[j].name, "batch") == 0 &&
+            c->results[k].bindings[j].value == (pass == 0 ? 1 : res.batch))
+          return k;
+  return -1;
+}
+
+/* A whole pipeline's offload-schedule sizes at each of the transformer's sizes (runtime/pipeline/schedule.h), as
+ * the SCHD section: qdrun sizes its schedules from them without instantiating every program. Nothing for a plan
+ * that is not a whole pipeline. */
+static qd_status_t qdc_write_schedules_(qd_plan_writer_t* w, qdc_component_t* const* cs, int32_t count,
+                                        const uint64_t* wght_bytes) {
+  int32_t idx[QD_SCHEDULE_COMPONENTS];
+  for (int c = 0; c < QD_SCHEDULE_COMPONENTS; c++) {
+    idx[c] = -1;
+    for (int32_t i = 0; i < count; i++)
+      if (strcmp(cs[i]->name, qd_schedule_component_names[c]) == 0) idx[c] = i;
+    if (idx[c] < 0) return QD_OK;
+  }
+  const qdc_component_t* tr = cs[idx[QD_SCHEDULE_TRANSFORMER]];
+  qd_schedule_sizes_t sizes[QDC_MAX_RESOLUTIONS * QD_SCHEDULE_COMPONENTS];
+  int64_t widths[QDC_MAX_RESOLUTIONS], heights[QDC_MAX_RESOLUTIONS], batches[QDC_MAX_RESOLUTIONS];
+  int32_t rows = 0;
+  for (int32_t r = 0; r < tr->result_count; r++) {
+    qdc_resolution_t res = tr->results[r].res;
+    bool all = true;
+    for (int c = 0; c < QD_SCHEDULE_COMPONENTS && all; c++) {
+      const qdc_component_t* comp = cs[idx[c]];
+      int32_t k = qdc_schedule_result_(comp, c, res);
+      if (k < 0) {
+        all = false;
+        break;
+      }
+      const qd_graph_t* g = comp->results[k].graph;
+      QD_TRY(qd_schedule_component_sizes(comp->weights, g->weight_count, wght_bytes[idx[c]], g,
+                                         comp->results[k].memory->arena_bytes, c == QD_SCHEDULE_TRANSFORMER,
+                                         &sizes[rows * QD_SCHEDULE_COMPONENTS + c]));
+    }
+    if (!all) continue;
+    widths[rows] = res.width, heights[rows] = res.height, batches[rows] = res.batch;
+    rows++;
+  }
+  if (!rows) return QD_OK;
+  cJSON* doc = qd_schedule_record_json(widths, heights, batches, sizes, rows);
+  return qdc_write_json_section_(w, QD_PLAN_KIND_SCHD, "offload schedules", doc);
+}
+
 qd_status_t qdc_emit_plan_multi(const qdc_compile_options_t* o, qdc_component_t* const* cs, int32_t count,
                                 const qdc_plan_extras_t* extras, void* pool) {
   if (count < 1 || count > QDC_MAX_COMPONENTS)
@@ -323,6 +383,7 @@ qd_status_t qdc_emit_plan_multi(const qdc_compile_options_t* o, qdc_component_t*
     if (!s) s = qd_plan_writer_write(w, extras->tokenizers[t].data, extras->tokenizers[t].size);
     if (!s) s = qd_plan_writer_end_section(w);
   }
+  if (!s) s = qdc_write_schedules_(w, cs, count, wght_bytes);
   if (!s) {
     cJSON* meta = qdc_meta_json_(o, cs, count, wght_bytes, extras);
     if (meta && !qdc_kernels_add_meta(&kernels, meta)) {

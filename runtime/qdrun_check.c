@@ -29,6 +29,8 @@ typedef struct qdrun_schedules {
   qd_schedule_estimate_t none[QDRUN_MAX_SCHEDULE_SIZES], model[QDRUN_MAX_SCHEDULE_SIZES],
       group[QDRUN_MAX_SCHEDULE_SIZES];
   uint64_t least; /* the smallest peak any schedule needs at the largest size */
+  int recorded;   /* sizes read from the plan's SCHD section (the others computed) */
+  char problem[512];
 } qdrun_schedules_t;
 
 /* Nothing for a plan that is not a whole pipeline (no schedules then). */
@@ -39,16 +41,20 @@ static void qdrun_schedules_(const qd_plan_t* p, qdrun_schedules_t* out) {
   for (int32_t r = 0; r < qd_plan_resolution_count(p, tr) && out->count < QDRUN_MAX_SCHEDULE_SIZES; r++) {
     int k = out->count;
     qd_plan_resolution(p, tr, r, &out->width[k], &out->height[k], &out->batch[k]);
-    qd_status_t s = qd_schedule_estimate(p, out->width[k], out->height[k], out->batch[k], QD_OFFLOAD_NONE, 0,
-                                         &out->none[k]);
-    if (!s) s = qd_schedule_estimate(p, out->width[k], out->height[k], out->batch[k], QD_OFFLOAD_MODEL, 0,
-                                     &out->model[k]);
-    if (!s) s = qd_schedule_estimate(p, out->width[k], out->height[k], out->batch[k], QD_OFFLOAD_GROUP, 0,
-                                     &out->group[k]);
-    if (s) { /* a component without that size: the generator would refuse it too */
+    qd_schedule_sizes_t sizes[QD_SCHEDULE_COMPONENTS];
+    bool recorded = false;
+    qd_status_t s = qd_schedule_plan_sizes(p, out->width[k], out->height[k], out->batch[k], sizes, &recorded);
+    if (s) { /* a component without that size (the generator would refuse it too), or a damaged record */
+      char why[512];
+      qd_status_format(s, why, sizeof why);
+      snprintf(out->problem, sizeof out->problem, "%s", why);
       qd_status_free(s);
       continue;
     }
+    out->recorded += recorded;
+    qd_schedule_combine(sizes, QD_OFFLOAD_NONE, 0, &out->none[k]);
+    qd_schedule_combine(sizes, QD_OFFLOAD_MODEL, 0, &out->model[k]);
+    qd_schedule_combine(sizes, QD_OFFLOAD_GROUP, 0, &out->group[k]);
     if (out->group[k].peak > out->least) out->least = out->group[k].peak;
     out->count++;
   }
@@ -94,7 +100,7 @@ static qd_status_t qdrun_plan_needs_(const qd_plan_t* p, qdrun_need_t* out) {
       qd_graph_t* g;
       qd_cuda_lowering_t* l;
       QD_TRY(qd_plan_instantiate(p, c, r, qd_allocator_system(), &g));
-      qd_status_t s = qd_cuda_lowering_create(g, eo.gelu_epilogue, qd_allocator_system(), &l);
+      qd_status_t s = qd_cuda_lowering_create(g, eo.gelu_epilogue, eo.batch_linears, qd_allocator_system(), &l);
       if (s) {
         qd_graph_destroy(g);
         return s;
@@ -132,7 +138,7 @@ static qd_status_t qdrun_check_kernels_(const qd_plan_t* p, bool nvrtc, qdrun_de
       qd_graph_t* g = NULL;
       qd_cuda_lowering_t* l = NULL;
       s = qd_plan_instantiate(p, c, r, qd_allocator_system(), &g);
-      if (!s) s = qd_cuda_lowering_create(g, eo.gelu_epilogue, qd_allocator_system(), &l);
+      if (!s) s = qd_cuda_lowering_create(g, eo.gelu_epilogue, eo.batch_linears, qd_allocator_system(), &l);
       if (!s) s = qd_cuda_kernel_list_add(&list, g, l, comp->weights);
       qd_cuda_lowering_destroy(l);
       qd_graph_destroy(g);
@@ -360,14 +366,16 @@ int qdrun_check(const char* path, bool json) {
            need.working_where, qdrun_bytes_(need.working.arena, m3, sizeof m3),
            qdrun_bytes_(need.working.scratch, m4, sizeof m4), qdrun_bytes_(need.working.workspace, m5, sizeof m5),
            qdrun_bytes_(need.working.inputs, m6, sizeof m6), qdrun_bytes_(QDRUN_CONTEXT_RESERVE, b, sizeof b));
+    if (sched.problem[0]) printf("offload   %s\n", sched.problem);
     for (int k = 0; k < sched.count; k++) {
       char p1[32], p2[32], p3[32], u1[32], s1[32];
-      printf("offload   %lldx%lld: none %s; model %s (%s uploaded per image); group %s (%s streamed per step)\n",
+      printf("offload   %lldx%lld: none %s; model %s (%s uploaded per image); group %s (%s streamed per step)%s\n",
              (long long)sched.width[k], (long long)sched.height[k], qdrun_bytes_(sched.none[k].peak, p1, sizeof p1),
              qdrun_bytes_(sched.model[k].peak, p2, sizeof p2),
              qdrun_bytes_(sched.model[k].uploaded_per_image, u1, sizeof u1),
              qdrun_bytes_(sched.group[k].peak, p3, sizeof p3),
-             qdrun_bytes_(sched.group[k].streamed_per_step, s1, sizeof s1));
+             qdrun_bytes_(sched.group[k].streamed_per_step, s1, sizeof s1),
+             sched.recorded ? "" : " (computed: the plan records no schedules)");
     }
     if (ds)
       printf("driver    %s\n", driver_error);

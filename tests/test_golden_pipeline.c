@@ -847,6 +847,14 @@ END_TEST
 START_TEST(offload_schedules_from_the_plan) {
   qd_plan_t* plan;
   QD_ASSERT_OK(qd_plan_open(plan_bf16, qd_allocator_system(), 0, &plan));
+  /* qdc recorded the sizes (SCHD); they are what the programs give. */
+  qd_schedule_sizes_t recorded[QD_SCHEDULE_COMPONENTS], computed[QD_SCHEDULE_COMPONENTS];
+  bool was_recorded = false;
+  QD_ASSERT_OK(qd_schedule_plan_sizes(plan, W, H, 1, recorded, &was_recorded));
+  ck_assert(was_recorded);
+  QD_ASSERT_OK(qd_schedule_plan_sizes_computed(plan, W, H, 1, computed));
+  ck_assert(memcmp(recorded, computed, sizeof recorded) == 0);
+  ck_assert_uint_gt(computed[QD_SCHEDULE_TRANSFORMER].conditioning, 0);
   qd_schedule_estimate_t none, model, group, kept;
   QD_ASSERT_OK(qd_schedule_estimate(plan, W, H, 1, QD_OFFLOAD_NONE, 0, &none));
   QD_ASSERT_OK(qd_schedule_estimate(plan, W, H, 1, QD_OFFLOAD_MODEL, 0, &model));

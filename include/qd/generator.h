@@ -70,7 +70,8 @@ typedef struct qd_generator_options {
   uint64_t keep_bytes;       /* GROUP: bytes of the transformer's first blocks that stay on the GPU (0: none) */
   uint64_t vram_budget;      /* CUDA, with offload NONE: pick the fastest schedule whose estimated peak (with the
                                 CUDA context's share) fits this many bytes at every size the plan has
-                                (runtime/pipeline/schedule.h); 0: no budget */
+                                (runtime/pipeline/schedule.h); with group, the transformer keeps as many blocks as
+                                fit at each size (more at 512x512 than at 1024x1024); 0: no budget */
   int32_t threads;           /* CPU threads, 1 to 1024; 0: one per core */
 } qd_generator_options_t;
 

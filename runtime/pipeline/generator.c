@@ -289,6 +289,16 @@ static qd_status_t qd_gen_executor_create_(qd_generator_t* g, int c) {
                      (mode == QD_OFFLOAD_MODEL && c == QD_GEN_TRANSFORMER))) {
     o.stream_weights = true;
     o.stream_keep_bytes = c != QD_GEN_TRANSFORMER ? 0 : mode == QD_OFFLOAD_MODEL ? UINT64_MAX : g->options.keep_bytes;
+    /* Under a budget the kept blocks are sized for this resolution: a smaller image leaves room for more. */
+    if (c == QD_GEN_TRANSFORMER && mode == QD_OFFLOAD_GROUP && g->options.vram_budget) {
+      int64_t w, h, b;
+      qd_plan_resolution(g->plan, comp->index, comp->resolution, &w, &h, &b);
+      qd_schedule_estimate_t est;
+      qd_status_t bs = qd_schedule_for_budget(g->plan, w, h, b, g->options.vram_budget, &est);
+      if (!bs && est.mode == QD_OFFLOAD_GROUP && est.keep > o.stream_keep_bytes) o.stream_keep_bytes = est.keep;
+      if (!bs && est.mode != QD_OFFLOAD_GROUP) o.stream_keep_bytes = UINT64_MAX; /* everything fits here */
+      qd_status_free(bs);
+    }
   }
   return qd_cuda_executor_create(g->plan, comp->index, comp->resolution, &o, g->allocator, &comp->exec);
 }

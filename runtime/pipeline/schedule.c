@@ -1,9 +1,11 @@
 /* Offload schedules sized from the plan (schedule.h). */
 #include "runtime/pipeline/schedule.h"
 
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "qd/plan_file.h"
 #include "qd/progress.h"
 #include "runtime/cuda/device_memory.h"
 #include "runtime/cuda/executor.h"
@@ -11,40 +13,17 @@
 #include "runtime/cuda/weight_stream.h"
 #include "runtime/plan_internal.h"
 
-enum { QD_SCHED_CLIP = 0, QD_SCHED_T5, QD_SCHED_TRANSFORMER, QD_SCHED_VAE, QD_SCHED_COUNT };
-static const char* const qd_sched_names_[QD_SCHED_COUNT] = {"text_encoder", "text_encoder_2", "transformer", "vae"};
+const char* const qd_schedule_component_names[QD_SCHEDULE_COMPONENTS] = {"text_encoder", "text_encoder_2",
+                                                                          "transformer", "vae"};
 
-typedef struct qd_sched_component {
-  uint64_t resident;  /* weights as uploaded, their bf16 copies, code tables */
-  uint64_t working;   /* arena, NF4 scratch, cuBLASLt workspace, inputs */
-  uint64_t largest_block, unblocked, blocked; /* weight_stream.h's bounds */
-  /* The transformer's weights in blocks that only its hoisted conditioning reads (runtime/cuda/hoist.h: the adaLN
-   * modulation linears), read once per image: their bytes and the largest block of them. The conditioning's
-   * weights outside blocks (the embedders) stay resident like every weight outside blocks. */
-  uint64_t conditioning, largest_conditioning_block;
-} qd_sched_component_t;
-
-/* The resolution the generator runs a component at: the image's for the transformer and the VAE; for the text
- * encoders batch 1 when the plan has it (their rows are repeated), else the batch's. */
-static qd_status_t qd_sched_resolution_(const qd_plan_t* p, int c, int32_t index, int64_t w, int64_t h, int64_t b,
-                                        int32_t* out) {
-  if (c == QD_SCHED_TRANSFORMER || c == QD_SCHED_VAE) return qd_plan_find_resolution(p, index, w, h, b, out);
-  qd_size_binding_t one = {"batch", 1};
-  qd_status_t s = qd_plan_find_resolution_by_bindings(p, index, &one, 1, out);
-  if (!s || b == 1) return s;
-  qd_status_free(s);
-  one.value = b;
-  return qd_plan_find_resolution_by_bindings(p, index, &one, 1, out);
-}
-
-/* Which weights only the hoisted conditioning reads: the generator hoists the transformer's (the same inputs). */
-static qd_status_t qd_sched_conditioning_(const qd_plan_component_t* comp, const qd_graph_t* g,
-                                          const qd_cuda_lowering_t* l, qd_sched_component_t* out) {
+/* The block weights only the hoisted conditioning reads: the generator hoists the transformer's (these inputs). */
+static qd_status_t qd_sched_conditioning_(const qd_plan_weight_t* weights, const qd_graph_t* g,
+                                          const qd_cuda_lowering_t* l, qd_schedule_sizes_t* out) {
   qd_cuda_hoist_t* h = NULL;
   QD_TRY(qd_cuda_hoist_plan(g, l, "hidden_states", "timestep", qd_allocator_system(), &h));
   bool* only = NULL;
-  qd_status_t s = qd_calloc(qd_allocator_system(), (size_t)(g->weight_count ? g->weight_count : 1) * 2,
-                            sizeof *only, (void**)&only);
+  size_t n = (size_t)(g->weight_count ? g->weight_count : 1) * 2;
+  qd_status_t s = qd_calloc(qd_allocator_system(), n, sizeof *only, (void**)&only);
   if (!s && h->hoisted_count) {
     bool* step_reads = only + g->weight_count;
     for (int32_t i = 0; i < g->node_count; i++)
@@ -58,73 +37,62 @@ static qd_status_t qd_sched_conditioning_(const qd_plan_component_t* comp, const
       }
     for (int32_t w = 0; w < g->weight_count; w++) only[w] = only[w] && !step_reads[w];
     uint64_t unblocked;
-    qd_weight_stream_bounds(comp->weights, g->weight_count, only, &out->largest_conditioning_block, &unblocked,
+    qd_weight_stream_bounds(weights, g->weight_count, only, &out->largest_conditioning_block, &unblocked,
                             &out->conditioning);
   }
-  qd_free(qd_allocator_system(), only, (size_t)(g->weight_count ? g->weight_count : 1) * 2 * sizeof *only);
+  qd_free(qd_allocator_system(), only, n * sizeof *only);
   qd_cuda_hoist_destroy(h);
   return s;
 }
 
-static qd_status_t qd_sched_component_(const qd_plan_t* p, int c, int64_t w, int64_t h, int64_t b,
-                                       qd_sched_component_t* out) {
+qd_status_t qd_schedule_component_sizes(const qd_plan_weight_t* weights, int32_t weight_count, uint64_t weight_bytes,
+                                        const qd_graph_t* g, uint64_t arena_bytes, bool transformer,
+                                        qd_schedule_sizes_t* out) {
   memset(out, 0, sizeof *out);
-  int32_t index = qd_plan_find_component(p, qd_sched_names_[c]);
-  if (index < 0)
-    return QD_ERR(BAD_INPUT, PLAN_NO_COMPONENT, "%s has no component '%s'; offload schedules are for pipeline plans",
-                  qd_plan_path(p), qd_sched_names_[c]);
-  const qd_plan_component_t* comp = qd_plan_component(p, index);
-  int32_t r;
-  QD_TRY(qd_sched_resolution_(p, c, index, w, h, b, &r));
   qd_cuda_executor_options_t eo;
   qd_cuda_executor_options_default(&eo);
-  qd_graph_t* g = NULL;
   qd_cuda_lowering_t* l = NULL;
-  qd_status_t s = qd_plan_instantiate(p, index, r, qd_allocator_system(), &g);
-  if (!s) s = qd_cuda_lowering_create(g, eo.gelu_epilogue, qd_allocator_system(), &l);
-  if (!s) {
-    qd_cuda_memory_needs_t n;
-    qd_cuda_memory_needs(comp, g, l, comp->resolutions[r].arena_bytes, &n);
-    out->resident = n.weights + n.weight_copies + n.nested_map;
-    out->working = n.arena + n.scratch + n.workspace + n.inputs;
-    qd_weight_stream_bounds(comp->weights, g->weight_count, NULL, &out->largest_block, &out->unblocked,
-                            &out->blocked);
-  }
-  if (!s && c == QD_SCHED_TRANSFORMER) s = qd_sched_conditioning_(comp, g, l, out);
+  QD_TRY(qd_cuda_lowering_create(g, eo.gelu_epilogue, eo.batch_linears, qd_allocator_system(), &l));
+  /* qd_cuda_memory_needs reads the component's weight table and section size only. */
+  qd_plan_component_t comp;
+  memset(&comp, 0, sizeof comp);
+  comp.weights = (qd_plan_weight_t*)weights;
+  comp.weight_count = weight_count;
+  comp.weight_bytes = weight_bytes;
+  qd_cuda_memory_needs_t n;
+  qd_cuda_memory_needs(&comp, g, l, arena_bytes, &n);
+  out->resident = n.weights + n.weight_copies + n.nested_map;
+  out->working = n.arena + n.scratch + n.workspace + n.inputs;
+  qd_weight_stream_bounds(weights, g->weight_count, NULL, &out->largest_block, &out->unblocked, &out->blocked);
+  qd_status_t s = transformer ? qd_sched_conditioning_(weights, g, l, out) : QD_OK;
   qd_cuda_lowering_destroy(l);
-  qd_graph_destroy(g);
   return s;
 }
 
 static void qd_sched_peak_(qd_schedule_estimate_t* e, int c, uint64_t bytes) {
   if (bytes <= e->peak) return;
   e->peak = bytes;
-  snprintf(e->peak_phase, sizeof e->peak_phase, "%s", qd_sched_names_[c]);
+  snprintf(e->peak_phase, sizeof e->peak_phase, "%s", qd_schedule_component_names[c]);
 }
 
-qd_status_t qd_schedule_estimate(const qd_plan_t* p, int64_t w, int64_t h, int64_t b, qd_offload_mode_t mode,
-                                 uint64_t keep, qd_schedule_estimate_t* out) {
+void qd_schedule_combine(const qd_schedule_sizes_t sizes[QD_SCHEDULE_COMPONENTS], qd_offload_mode_t mode,
+                         uint64_t keep, qd_schedule_estimate_t* out) {
   memset(out, 0, sizeof *out);
   out->mode = mode;
-  if (mode != QD_OFFLOAD_NONE && mode != QD_OFFLOAD_MODEL && mode != QD_OFFLOAD_GROUP)
-    return QD_ERR(UNSUPPORTED, PIPELINE_OPTIONS, "offload mode %d has no estimate", (int)mode);
-  qd_sched_component_t comps[QD_SCHED_COUNT];
-  for (int c = 0; c < QD_SCHED_COUNT; c++) QD_TRY(qd_sched_component_(p, c, w, h, b, &comps[c]));
-  const qd_sched_component_t* tr = &comps[QD_SCHED_TRANSFORMER];
-  if (mode == QD_OFFLOAD_GROUP && keep > tr->blocked - tr->conditioning) keep = tr->blocked - tr->conditioning;
-  out->keep = mode == QD_OFFLOAD_GROUP ? keep : 0;
-  for (int c = 0; c < QD_SCHED_COUNT; c++) {
-    const qd_sched_component_t* k = &comps[c];
+  const qd_schedule_sizes_t* tr = &sizes[QD_SCHEDULE_TRANSFORMER];
+  uint64_t step_blocked = tr->blocked > tr->conditioning ? tr->blocked - tr->conditioning : 0;
+  out->keep = mode == QD_OFFLOAD_GROUP ? (keep < step_blocked ? keep : step_blocked) : 0;
+  for (int c = 0; c < QD_SCHEDULE_COMPONENTS; c++) {
+    const qd_schedule_sizes_t* k = &sizes[c];
     uint64_t held = k->resident + k->working, uploaded = k->resident;
-    if (c == QD_SCHED_TRANSFORMER && mode == QD_OFFLOAD_MODEL) {
-      /* The conditioning-only weights in blocks stream once per image through two slots instead of staying. */
+    if (c == QD_SCHEDULE_TRANSFORMER && mode == QD_OFFLOAD_MODEL) {
+      /* The conditioning-only block weights stream once per image through two slots instead of staying. */
       held = k->resident - k->conditioning + 2 * k->largest_conditioning_block + k->working;
-    } else if (c == QD_SCHED_TRANSFORMER && mode == QD_OFFLOAD_GROUP) {
-      uint64_t step_blocked = k->blocked - k->conditioning;
+    } else if (c == QD_SCHEDULE_TRANSFORMER && mode == QD_OFFLOAD_GROUP) {
       held = k->resident - k->blocked + out->keep + 2 * k->largest_block + k->working;
-      out->streamed_per_step = step_blocked > out->keep ? step_blocked - out->keep : 0;
+      out->streamed_per_step = step_blocked - out->keep;
       uploaded = k->resident - out->streamed_per_step;
-    } else if (c == QD_SCHED_T5 && mode == QD_OFFLOAD_GROUP) {
+    } else if (c == QD_SCHEDULE_T5 && mode == QD_OFFLOAD_GROUP) {
       held = k->resident - k->blocked + 2 * k->largest_block + k->working;
     }
     if (mode == QD_OFFLOAD_NONE) {
@@ -135,18 +103,171 @@ qd_status_t qd_schedule_estimate(const qd_plan_t* p, int64_t w, int64_t h, int64
       qd_sched_peak_(out, c, held);
     }
   }
+}
+
+/* The resolution the generator runs a component at: the image's for the transformer and the VAE; for the text
+ * encoders batch 1 when the plan has it (their rows are repeated), else the batch's. */
+static qd_status_t qd_sched_resolution_(const qd_plan_t* p, int c, int32_t index, int64_t w, int64_t h, int64_t b,
+                                        int32_t* out) {
+  if (c == QD_SCHEDULE_TRANSFORMER || c == QD_SCHEDULE_VAE) return qd_plan_find_resolution(p, index, w, h, b, out);
+  qd_size_binding_t one = {"batch", 1};
+  qd_status_t s = qd_plan_find_resolution_by_bindings(p, index, &one, 1, out);
+  if (!s || b == 1) return s;
+  qd_status_free(s);
+  one.value = b;
+  return qd_plan_find_resolution_by_bindings(p, index, &one, 1, out);
+}
+
+qd_status_t qd_schedule_plan_sizes_computed(const qd_plan_t* p, int64_t w, int64_t h, int64_t b,
+                                            qd_schedule_sizes_t out[QD_SCHEDULE_COMPONENTS]) {
+  for (int c = 0; c < QD_SCHEDULE_COMPONENTS; c++) {
+    int32_t index = qd_plan_find_component(p, qd_schedule_component_names[c]);
+    if (index < 0)
+      return QD_ERR(BAD_INPUT, PLAN_NO_COMPONENT, "%s has no component '%s'; offload schedules are for pipeline "
+                    "plans", qd_plan_path(p), qd_schedule_component_names[c]);
+    const qd_plan_component_t* comp = qd_plan_component(p, index);
+    int32_t r;
+    QD_TRY(qd_sched_resolution_(p, c, index, w, h, b, &r));
+    qd_graph_t* g = NULL;
+    QD_TRY(qd_plan_instantiate(p, index, r, qd_allocator_system(), &g));
+    qd_status_t s = qd_schedule_component_sizes(comp->weights, comp->weight_count, comp->weight_bytes, g,
+                                                comp->resolutions[r].arena_bytes, c == QD_SCHEDULE_TRANSFORMER,
+                                                &out[c]);
+    qd_graph_destroy(g);
+    QD_TRY(s);
+  }
+  return QD_OK;
+}
+
+/* --- the SCHD record ----------------------------------------------------------------------------------------- */
+
+static const char* const qd_sched_fields_[] = {"resident", "working", "largest_block", "unblocked", "blocked",
+                                               "conditioning", "largest_conditioning_block"};
+enum { QD_SCHED_FIELDS = 7 };
+
+static uint64_t* qd_sched_field_(qd_schedule_sizes_t* s, int f) {
+  uint64_t* fields[QD_SCHED_FIELDS] = {&s->resident,     &s->working,      &s->largest_block,
+                                       &s->unblocked,    &s->blocked,      &s->conditioning,
+                                       &s->largest_conditioning_block};
+  return fields[f];
+}
+
+cJSON* qd_schedule_record_json(const int64_t* w, const int64_t* h, const int64_t* b, const qd_schedule_sizes_t* sizes,
+                               int32_t count) {
+  cJSON* root = cJSON_CreateObject();
+  cJSON* list = root ? cJSON_AddArrayToObject(root, "sizes") : NULL;
+  if (!list) {
+    cJSON_Delete(root);
+    return NULL;
+  }
+  cJSON_AddNumberToObject(root, "schedules_version", 1);
+  for (int32_t r = 0; r < count; r++) {
+    cJSON* e = cJSON_CreateObject();
+    cJSON_AddItemToArray(list, e);
+    cJSON_AddNumberToObject(e, "width", (double)w[r]);
+    cJSON_AddNumberToObject(e, "height", (double)h[r]);
+    cJSON_AddNumberToObject(e, "batch", (double)b[r]);
+    cJSON* comps = cJSON_AddObjectToObject(e, "components");
+    for (int c = 0; c < QD_SCHEDULE_COMPONENTS && comps; c++) {
+      cJSON* x = cJSON_AddObjectToObject(comps, qd_schedule_component_names[c]);
+      qd_schedule_sizes_t s = sizes[r * QD_SCHEDULE_COMPONENTS + c];
+      for (int f = 0; f < QD_SCHED_FIELDS && x; f++)
+        cJSON_AddNumberToObject(x, qd_sched_fields_[f], (double)*qd_sched_field_(&s, f));
+    }
+    /* For readers: what the three schedules come to (qdrun recomputes them from the sizes). */
+    static const char* const names[] = {"none", "model", "group"};
+    for (int m = 0; m < 3; m++) {
+      qd_schedule_estimate_t est;
+      qd_schedule_combine(&sizes[r * QD_SCHEDULE_COMPONENTS], (qd_offload_mode_t)m, 0, &est);
+      cJSON* x = cJSON_AddObjectToObject(e, names[m]);
+      cJSON_AddNumberToObject(x, "peak", (double)est.peak);
+      cJSON_AddNumberToObject(x, "uploaded_per_image", (double)est.uploaded_per_image);
+      cJSON_AddNumberToObject(x, "streamed_per_step", (double)est.streamed_per_step);
+    }
+  }
+  return root;
+}
+
+/* The record's sizes for one image size; false when the plan has no record for it. */
+static qd_status_t qd_sched_recorded_(const qd_plan_t* p, int64_t w, int64_t h, int64_t b,
+                                      qd_schedule_sizes_t out[QD_SCHEDULE_COMPONENTS], bool* found) {
+  *found = false;
+  const qd_plan_section_t* sec = qd_plan_file_find(qd_plan_container(p), QD_PLAN_KIND_SCHD, "offload schedules");
+  if (!sec) return QD_OK;
+  cJSON* root = cJSON_ParseWithLength((const char*)sec->data, (size_t)sec->size);
+  if (!root)
+    return QD_ERR(BAD_INPUT, PLAN_CONTENT_JSON, "%s: the offload schedules (SCHD) are not valid JSON", qd_plan_path(p));
+  qd_status_t s = QD_OK;
+  const cJSON* version = cJSON_GetObjectItemCaseSensitive(root, "schedules_version");
+  const cJSON* list = cJSON_GetObjectItemCaseSensitive(root, "sizes");
+  if (!cJSON_IsNumber(version) || version->valuedouble != 1 || !cJSON_IsArray(list))
+    s = QD_ERR(BAD_INPUT, PLAN_CONTENT_FIELD, "%s: the offload schedules (SCHD) lack 'schedules_version': 1 or "
+               "'sizes'", qd_plan_path(p));
+  const cJSON* e;
+  cJSON_ArrayForEach(e, list) {
+    if (s || *found) break;
+    const cJSON* ew = cJSON_GetObjectItemCaseSensitive(e, "width");
+    const cJSON* eh = cJSON_GetObjectItemCaseSensitive(e, "height");
+    const cJSON* eb = cJSON_GetObjectItemCaseSensitive(e, "batch");
+    if (!cJSON_IsNumber(ew) || !cJSON_IsNumber(eh) || !cJSON_IsNumber(eb) || ew->valuedouble != (double)w ||
+        eh->valuedouble != (double)h || eb->valuedouble != (double)b)
+      continue;
+    const cJSON* comps = cJSON_GetObjectItemCaseSensitive(e, "components");
+    for (int c = 0; c < QD_SCHEDULE_COMPONENTS && !s; c++) {
+      const cJSON* x = cJSON_GetObjectItemCaseSensitive(comps, qd_schedule_component_names[c]);
+      memset(&out[c], 0, sizeof out[c]);
+      for (int f = 0; f < QD_SCHED_FIELDS && !s; f++) {
+        const cJSON* v = cJSON_GetObjectItemCaseSensitive(x, qd_sched_fields_[f]);
+        if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0) || v->valuedouble > 9007199254740992.0)
+          s = QD_ERR(BAD_INPUT, PLAN_CONTENT_FIELD, "%s: the offload schedules (SCHD) at %lldx%lld: '%s' has no "
+                     "byte count '%s'", qd_plan_path(p), (long long)w, (long long)h, qd_schedule_component_names[c],
+                     qd_sched_fields_[f]);
+        else
+          *qd_sched_field_(&out[c], f) = (uint64_t)v->valuedouble;
+      }
+      /* Parts never exceed their wholes in what qdc writes; anything else would underflow the arithmetic. */
+      if (!s && (out[c].blocked > out[c].resident || out[c].conditioning > out[c].blocked))
+        s = QD_ERR(BAD_INPUT, PLAN_CONTENT_FIELD, "%s: the offload schedules (SCHD) at %lldx%lld: '%s' has more bytes "
+                   "in blocks than it holds", qd_plan_path(p), (long long)w, (long long)h,
+                   qd_schedule_component_names[c]);
+    }
+    *found = !s;
+  }
+  cJSON_Delete(root);
+  return s;
+}
+
+qd_status_t qd_schedule_plan_sizes(const qd_plan_t* p, int64_t w, int64_t h, int64_t b,
+                                   qd_schedule_sizes_t out[QD_SCHEDULE_COMPONENTS], bool* recorded) {
+  QD_TRY(qd_sched_recorded_(p, w, h, b, out, recorded));
+  if (*recorded) return QD_OK;
+  return qd_schedule_plan_sizes_computed(p, w, h, b, out);
+}
+
+qd_status_t qd_schedule_estimate(const qd_plan_t* p, int64_t w, int64_t h, int64_t b, qd_offload_mode_t mode,
+                                 uint64_t keep, qd_schedule_estimate_t* out) {
+  memset(out, 0, sizeof *out);
+  if (mode != QD_OFFLOAD_NONE && mode != QD_OFFLOAD_MODEL && mode != QD_OFFLOAD_GROUP)
+    return QD_ERR(UNSUPPORTED, PIPELINE_OPTIONS, "offload mode %d has no estimate", (int)mode);
+  qd_schedule_sizes_t sizes[QD_SCHEDULE_COMPONENTS];
+  bool recorded;
+  QD_TRY(qd_schedule_plan_sizes(p, w, h, b, sizes, &recorded));
+  qd_schedule_combine(sizes, mode, keep, out);
   return QD_OK;
 }
 
 qd_status_t qd_schedule_for_budget(const qd_plan_t* p, int64_t w, int64_t h, int64_t b, uint64_t budget,
                                    qd_schedule_estimate_t* out) {
   uint64_t room = budget > QD_SCHEDULE_CONTEXT_RESERVE ? budget - QD_SCHEDULE_CONTEXT_RESERVE : 0;
-  QD_TRY(qd_schedule_estimate(p, w, h, b, QD_OFFLOAD_NONE, 0, out));
+  qd_schedule_sizes_t sizes[QD_SCHEDULE_COMPONENTS];
+  bool recorded;
+  QD_TRY(qd_schedule_plan_sizes(p, w, h, b, sizes, &recorded));
+  qd_schedule_combine(sizes, QD_OFFLOAD_NONE, 0, out);
   if (out->peak <= room) return QD_OK;
-  QD_TRY(qd_schedule_estimate(p, w, h, b, QD_OFFLOAD_MODEL, 0, out));
+  qd_schedule_combine(sizes, QD_OFFLOAD_MODEL, 0, out);
   if (out->peak <= room) return QD_OK;
   qd_schedule_estimate_t least;
-  QD_TRY(qd_schedule_estimate(p, w, h, b, QD_OFFLOAD_GROUP, 0, &least));
+  qd_schedule_combine(sizes, QD_OFFLOAD_GROUP, 0, &least);
   if (least.peak > room) {
     char b1[32], b2[32], b3[32];
     return QD_ERR(BAD_INPUT, PIPELINE_VRAM_BUDGET, "%s: a GPU memory budget of %s does not fit any offload schedule "
@@ -156,9 +277,8 @@ qd_status_t qd_schedule_for_budget(const qd_plan_t* p, int64_t w, int64_t h, int
                   least.peak_phase, qd_format_bytes(QD_SCHEDULE_CONTEXT_RESERVE, b3, sizeof b3));
   }
   /* Keep as many of the transformer's blocks as its phase has room for (it grows by exactly the kept bytes). */
-  qd_sched_component_t t;
-  QD_TRY(qd_sched_component_(p, QD_SCHED_TRANSFORMER, w, h, b, &t));
-  uint64_t phase = t.resident + t.working - t.blocked + 2 * t.largest_block;
-  uint64_t keep = room > phase ? room - phase : 0;
-  return qd_schedule_estimate(p, w, h, b, QD_OFFLOAD_GROUP, keep, out);
+  const qd_schedule_sizes_t* t = &sizes[QD_SCHEDULE_TRANSFORMER];
+  uint64_t phase = t->resident + t->working - t->blocked + 2 * t->largest_block;
+  qd_schedule_combine(sizes, QD_OFFLOAD_GROUP, room > phase ? room - phase : 0, out);
+  return QD_OK;
 }
