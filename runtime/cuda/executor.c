@@ -452,7 +452,8 @@ static CUdeviceptr qd_exec_ptr_(const qd_cuda_executor_t* e, int32_t v) {
  * the resident weights. A trace run records the use instead (addresses are not final then). */
 static CUdeviceptr qd_exec_weight_at_(qd_cuda_executor_t* e, int32_t w, uint64_t offset) {
   qd_exec_program_t* p = e->cur;
-  int32_t launch = p->step_count - 1;
+  int32_t launch = p->step_count - 1; /* every weight is read by a launch pushed before its address is asked */
+  if (launch < 0) return 0;
   if (e->trace_first) {
     if (e->trace_first[w] < 0) e->trace_first[w] = launch;
     if (launch > e->trace_last[w]) e->trace_last[w] = launch;
