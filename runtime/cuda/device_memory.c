@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "runtime/cuda/kernels_image.h"
+
 static uint64_t qd_dm_align_(uint64_t v) { return (v + QD_CUDA_ALLOC_ALIGN - 1) & ~(uint64_t)(QD_CUDA_ALLOC_ALIGN - 1); }
 
 uint64_t qd_cuda_input_bytes(const qd_graph_t* g, const qd_cuda_lowering_t* l, int32_t index) {
@@ -35,6 +37,19 @@ void qd_cuda_memory_needs(const qd_plan_component_t* c, const qd_graph_t* g, con
       batch += qd_dm_align_((uint64_t)qd_shape_numel(&c->weights[w].shape) * 2);
     }
     if (batch > slot) slot = batch;
+  }
+  /* Convolutions read their weight repacked (kernels_image.h), one copy per weight however often it is read. */
+  for (int32_t i = 0; i < g->node_count; i++) {
+    const qd_node_t* n = &g->nodes[i];
+    int32_t w = n->weights[QD_WEIGHT_SLOT_MAIN];
+    if (n->op != QD_OP_CONV2D || w < 0) continue;
+    bool first = true;
+    for (int32_t j = 0; j < i && first; j++)
+      first = !(g->nodes[j].op == QD_OP_CONV2D && g->nodes[j].weights[QD_WEIGHT_SLOT_MAIN] == w);
+    if (first)
+      out->weight_copies += qd_dm_align_((uint64_t)qd_conv2d_packed_weight_elems(
+                                             n->attrs[QD_CONV_FEATURES].i, g->values[n->inputs[0]].shape.dims[1],
+                                             n->attrs[QD_CONV_KERNEL].i) * 2);
   }
   out->scratch_slot = qd_dm_align_(slot);
   out->scratch = 2 * out->scratch_slot;

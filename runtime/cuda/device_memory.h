@@ -3,7 +3,8 @@
  * drift apart.
  *
  *   weights        the component's WGHT section, uploaded as stored (NF4 codes and scales, bf16 values)
- *   weight_copies  bf16 copies of f32-format weights (the kernels read bf16)
+ *   weight_copies  bf16 copies of f32-format weights (the kernels read bf16) and convolutions' weights repacked
+ *                  for the conv2d kernel
  *   nested_map     NF4 double quantization's 256-entry code table
  *   arena          activations: the memory plan's peak
  *   scratch        two NF4 dequantization slots, each the largest NF4 weight in bf16 (256-byte aligned), or the
