@@ -843,6 +843,70 @@ START_TEST(qdrun_errors) {
 }
 END_TEST
 
+/* A copy of plan `src` at `dst` whose SCHD section holds `text` instead. */
+static void rewrite_schedules(const char* src, const char* dst, const char* text) {
+  qd_plan_file_t* pf;
+  QD_ASSERT_OK(qd_plan_file_open(src, qd_allocator_system(), 0, &pf));
+  qd_plan_writer_t* w;
+  QD_ASSERT_OK(qd_plan_writer_create(dst, qd_allocator_system(), &w));
+  for (size_t i = 0; i < qd_plan_file_section_count(pf); i++) {
+    const qd_plan_section_t* sec = qd_plan_file_section(pf, i);
+    bool schd = sec->kind == QD_PLAN_KIND_SCHD;
+    QD_ASSERT_OK(qd_plan_writer_begin_section(w, sec->kind, sec->name, 0, (size_t)1 << sec->align_log2));
+    QD_ASSERT_OK(qd_plan_writer_write(w, schd ? text : sec->data, schd ? strlen(text) : (size_t)sec->size));
+    QD_ASSERT_OK(qd_plan_writer_end_section(w));
+  }
+  QD_ASSERT_OK(qd_plan_writer_finish(w));
+  qd_plan_writer_destroy(w);
+  qd_plan_file_close(pf);
+}
+
+/* A damaged schedule record is refused by name, never read as sizes. */
+START_TEST(damaged_schedule_records_are_named) {
+  char path[600];
+  snprintf(path, sizeof path, "%s/schd.qplan", tmp);
+  static const struct {
+    const char* text;
+    qd_error_detail_t detail;
+    const char* says;
+  } cases[] = {
+      {"{\"schedules_version\": 1, \"sizes\": [", QD_E_PLAN_CONTENT_JSON, "not valid JSON"},
+      {"{\"schedules_version\": 2, \"sizes\": []}", QD_E_PLAN_CONTENT_FIELD, "schedules_version"},
+      {"{\"schedules_version\": 1, \"sizes\": [{\"width\": 64, \"height\": 48, \"batch\": 1, \"components\": {}}]}",
+       QD_E_PLAN_CONTENT_FIELD, "'text_encoder' has no byte count 'resident'"},
+      {"{\"schedules_version\": 1, \"sizes\": [{\"width\": 64, \"height\": 48, \"batch\": 1, \"components\": "
+       "{\"text_encoder\": {\"resident\": 1, \"working\": 1, \"largest_block\": 0, \"unblocked\": 0, "
+       "\"blocked\": 5, \"conditioning\": 0, \"largest_conditioning_block\": 0}}}]}",
+       QD_E_PLAN_CONTENT_FIELD, "more bytes in blocks than it holds"},
+      {"{\"schedules_version\": 1, \"sizes\": [{\"width\": 64, \"height\": 48, \"batch\": 1, \"components\": "
+       "{\"text_encoder\": {\"resident\": -1}}}]}",
+       QD_E_PLAN_CONTENT_FIELD, "byte count 'resident'"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    rewrite_schedules(plan_bf16, path, cases[i].text);
+    qd_plan_t* plan;
+    QD_ASSERT_OK(qd_plan_open(path, qd_allocator_system(), 0, &plan));
+    qd_schedule_estimate_t e;
+    qd_status_t s = qd_schedule_estimate(plan, W, H, 1, QD_OFFLOAD_GROUP, 0, &e);
+    ck_assert_msg(s != NULL, "case %zu read", i);
+    ck_assert_int_eq(qd_status_detail(s), cases[i].detail);
+    ck_assert_msg(strstr(qd_status_message(s), cases[i].says) && strstr(qd_status_message(s), "schd.qplan"),
+                  "case %zu: %s", i, qd_status_message(s));
+    qd_status_free(s);
+    qd_plan_close(plan);
+  }
+  /* A record for other sizes only: this size is computed. */
+  rewrite_schedules(plan_bf16, path, "{\"schedules_version\": 1, \"sizes\": []}");
+  qd_plan_t* plan;
+  QD_ASSERT_OK(qd_plan_open(path, qd_allocator_system(), 0, &plan));
+  qd_schedule_sizes_t sizes[QD_SCHEDULE_COMPONENTS];
+  bool recorded = true;
+  QD_ASSERT_OK(qd_schedule_plan_sizes(plan, W, H, 1, sizes, &recorded));
+  ck_assert(!recorded);
+  qd_plan_close(plan);
+}
+END_TEST
+
 /* Offload schedules sized from the plan: their order, what they move, and the choice under a budget. */
 START_TEST(offload_schedules_from_the_plan) {
   qd_plan_t* plan;
@@ -919,6 +983,7 @@ static Suite* golden_pipeline_suite(void) {
   tcase_add_test(tc, qdrun_generates_pngs);
   tcase_add_test(tc, qdrun_errors);
   tcase_add_test(tc, offload_schedules_from_the_plan);
+  tcase_add_test(tc, damaged_schedule_records_are_named);
   suite_add_tcase(s, tc);
   return s;
 }
