@@ -461,7 +461,8 @@ static CUdeviceptr qd_exec_weight_at_(qd_cuda_executor_t* e, int32_t w, uint64_t
   if (p->stream && p->stream->group_of[w] >= 0) {
     int32_t g = p->stream->group_of[w];
     p->steps[launch].wgroup = g; /* groups are merged so that no launch reads two */
-    return p->slots + (uint64_t)(g % e->slot_count) * p->slot_bytes + (uint64_t)((int64_t)offset + p->stream->shift[w]);
+    CUdeviceptr slot = p->slots + (uint64_t)(g % e->slot_count) * p->slot_bytes;
+    return slot + (uint64_t)((int64_t)offset + p->stream->shift[w]);
   }
   return e->weights + (uint64_t)((int64_t)offset + (e->resident_shift ? e->resident_shift[w] : 0));
 }
@@ -542,6 +543,10 @@ static bool qd_exec_batchable_(const qd_cuda_executor_t* e, const int32_t* membe
   if (nf4 && piece * (uint64_t)count > e->scratch_bytes / 2) return false;
   if (!nf4 && W[w[0]].format != QD_WEIGHT_FORMAT_BF16) return false;
   for (int32_t j = 0; j < count; j++) {
+    /* in section order (the strides below are positive) */
+    if (j > 0 && (W[w[j]].data.offset <= W[w[j - 1]].data.offset ||
+                  (b[0] >= 0 && W[b[j]].data.offset <= W[b[j - 1]].data.offset)))
+      return false;
     if (W[w[j]].format != W[w[0]].format) return false;
     if (nf4 && (W[w[j]].blocksize != W[w[0]].blocksize || W[w[j]].double_quant != W[w[0]].double_quant)) return false;
     if (!nf4 && j > 1 && W[w[j]].data.offset - W[w[j - 1]].data.offset != W[w[1]].data.offset - W[w[0]].data.offset)
@@ -576,6 +581,16 @@ static qd_status_t qd_exec_linear_one_(qd_cuda_executor_t* e, int32_t node, cons
   return QD_OK;
 }
 
+/* A batch's linears one by one, each writing its output's place in the head's allocation. */
+static qd_status_t qd_exec_linear_each_(qd_cuda_executor_t* e, const int32_t* members, int32_t count, int64_t m,
+                                        int64_t n, int64_t k, qd_gemm_epilogue_t ep) {
+  const qd_graph_t* g = e->cur->graph;
+  for (int32_t j = 0; j < count; j++)
+    QD_TRY(qd_exec_linear_one_(e, members[j], &g->nodes[members[j]], qd_exec_ptr_(e, g->nodes[members[j]].output), m,
+                               n, k, ep));
+  return QD_OK;
+}
+
 /* A linear node, or a batch of them at its head (lowering.h): one strided-batched GEMM when qd_exec_batchable_ says
  * so, else one GEMM per linear, each writing its output's place in the head's allocation. */
 static qd_status_t qd_exec_linear_(qd_cuda_executor_t* e, int32_t node, const qd_node_t* lin, int32_t out_value,
@@ -587,10 +602,7 @@ static qd_status_t qd_exec_linear_(qd_cuda_executor_t* e, int32_t node, const qd
   int32_t count = lin == &g->nodes[node] ? qd_cuda_batch_members(e->cur->lowering, node, members) : 0;
   if (count < 2) return qd_exec_linear_one_(e, node, lin, qd_exec_ptr_(e, out_value), m, n, k, ep);
   if (!qd_exec_batchable_(e, members, count, n, k)) {
-    for (int32_t j = 0; j < count; j++)
-      QD_TRY(qd_exec_linear_one_(e, members[j], &g->nodes[members[j]], qd_exec_ptr_(e, g->nodes[members[j]].output),
-                                 m, n, k, ep));
-    return QD_OK;
+    return qd_exec_linear_each_(e, members, count, m, n, k, ep);
   }
   const qd_plan_weight_t* W = e->comp->weights;
   int32_t w0 = lin->weights[QD_WEIGHT_SLOT_MAIN], bias0 = lin->weights[QD_WEIGHT_SLOT_BIAS];
@@ -610,10 +622,7 @@ static qd_status_t qd_exec_linear_(qd_cuda_executor_t* e, int32_t node, const qd
     qd_status_format(gs, why, sizeof why);
     QD_LOG_INFO("%s: %s; running the batch's linears one by one", lin->origin, why);
     qd_status_free(gs);
-    for (int32_t j = 0; j < count; j++)
-      QD_TRY(qd_exec_linear_one_(e, members[j], &g->nodes[members[j]], qd_exec_ptr_(e, g->nodes[members[j]].output),
-                                 m, n, k, ep));
-    return QD_OK;
+    return qd_exec_linear_each_(e, members, count, m, n, k, ep);
   }
   QD_TRY(gs);
   int slot = -1;
