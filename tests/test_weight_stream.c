@@ -218,6 +218,31 @@ START_TEST(nothing_to_stream) {
 }
 END_TEST
 
+/* Every allocation the planner makes, failed in turn: OUT_OF_MEMORY and nothing left allocated (sizes match). */
+START_TEST(allocation_failures_leave_nothing) {
+  table_t t = flux_like();
+  for (int n = 1;; n++) {
+    qd_test_allocator_t ta;
+    qd_test_allocator_init(&ta, qd_allocator_system(), n);
+    qd_weight_stream_t* s = NULL;
+    qd_status_t st = qd_weight_stream_plan(t.w, t.n, first_use, last_use, NULL, qd_test_allocator_as_allocator(&ta), &s);
+    if (!st) {
+      ck_assert_uint_eq(ta.failures, 0);
+      qd_weight_stream_destroy(s);
+      ck_assert_int_eq(ta.live_count, 0);
+      ck_assert_int_eq(ta.live_bytes, 0);
+      ck_assert_int_gt(n, 3);
+      break;
+    }
+    ck_assert_int_eq(qd_status_detail(st), QD_E_OUT_OF_MEMORY);
+    ck_assert_ptr_null(s);
+    qd_status_free(st);
+    ck_assert_int_eq(ta.live_count, 0);
+    ck_assert_int_eq(ta.live_bytes, 0);
+  }
+}
+END_TEST
+
 static Suite* weight_stream_suite(void) {
   Suite* s = suite_create("weight_stream");
   TCase* tc = tcase_create("planning");
@@ -227,6 +252,7 @@ static Suite* weight_stream_suite(void) {
   tcase_add_test(tc, keep_budget_keeps_the_first_groups);
   tcase_add_test(tc, bounds_without_a_launch_list);
   tcase_add_test(tc, nothing_to_stream);
+  tcase_add_test(tc, allocation_failures_leave_nothing);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -40,7 +40,7 @@ void qd_weight_stream_destroy(qd_weight_stream_t* s) {
   if (!s) return;
   size_t wc = (size_t)(s->weight_count ? s->weight_count : 1);
   qd_free(s->allocator, s->groups, (size_t)(s->group_count ? s->group_count : 1) * sizeof *s->groups);
-  qd_free(s->allocator, s->runs, (size_t)(s->run_count ? s->run_count : 1) * sizeof *s->runs);
+  qd_free(s->allocator, s->runs, (size_t)(s->run_capacity ? s->run_capacity : 1) * sizeof *s->runs);
   qd_free(s->allocator, s->group_of, wc * sizeof *s->group_of);
   qd_free(s->allocator, s->shift, wc * sizeof *s->shift);
   qd_free(s->allocator, s, sizeof *s);
@@ -107,8 +107,14 @@ static qd_status_t qd_weight_stream_plan_(qd_weight_stream_t* s, const qd_plan_w
     if (blocks[b].last > last) last = blocks[b].last;
     order_of_block[original] = groups - 1;
   }
+  if (groups) {
+    qd_status_t st = qd_calloc(s->allocator, (size_t)groups, sizeof *s->groups, (void**)&s->groups);
+    if (st) {
+      qd_free(s->allocator, order_of_block, (size_t)(nb ? nb : 1) * sizeof *order_of_block);
+      return st;
+    }
+  }
   s->group_count = groups;
-  if (groups) QD_TRY(qd_calloc(s->allocator, (size_t)groups, sizeof *s->groups, (void**)&s->groups));
   for (int32_t g = 0; g < groups; g++) s->groups[g].first_launch = -1;
   for (int32_t b = 0; b < nb; b++) {
     qd_weight_group_t* g = &s->groups[order_of_block[blocks[b].merged_into]];
@@ -120,7 +126,10 @@ static qd_status_t qd_weight_stream_plan_(qd_weight_stream_t* s, const qd_plan_w
   /* Runs: a group's weights in section order, neighbours (up to the section's alignment padding) in one copy;
    * each run starts aligned in its slot. */
   qsort(items, (size_t)ni, sizeof *items, qd_ws_item_cmp_);
-  if (ni) QD_TRY(qd_calloc(s->allocator, (size_t)ni, sizeof *s->runs, (void**)&s->runs));
+  if (ni) {
+    QD_TRY(qd_calloc(s->allocator, (size_t)ni, sizeof *s->runs, (void**)&s->runs));
+    s->run_capacity = ni;
+  }
   for (int32_t i = 0; i < ni; i++) {
     qd_plan_range_t span = qd_weight_span(&weights[items[i].weight]);
     qd_weight_group_t* g = &s->groups[items[i].group];
@@ -164,16 +173,15 @@ qd_status_t qd_weight_stream_plan(const qd_plan_weight_t* weights, int32_t count
                                        &item_cap);
   qd_free(allocator, blocks, (size_t)block_cap * sizeof *blocks);
   qd_free(allocator, items, (size_t)item_cap * sizeof *items);
-  /* run_count may be below the capacity allocated (one per streamed weight): free with the capacity. */
-  if (!st && s->runs) {
-    int32_t streamed = 0;
-    for (int32_t w = 0; w < count; w++) streamed += s->group_of[w] >= 0;
+  /* One run per streamed weight was allocated; keep only those used. */
+  if (!st && s->runs && s->run_count < s->run_capacity) {
     qd_weight_run_t* runs;
-    st = qd_malloc(allocator, (size_t)(s->run_count ? s->run_count : 1) * sizeof *runs, (void**)&runs);
+    st = qd_malloc(allocator, (size_t)s->run_count * sizeof *runs, (void**)&runs);
     if (!st) {
       memcpy(runs, s->runs, (size_t)s->run_count * sizeof *runs);
-      qd_free(allocator, s->runs, (size_t)streamed * sizeof *s->runs);
+      qd_free(allocator, s->runs, (size_t)s->run_capacity * sizeof *s->runs);
       s->runs = runs;
+      s->run_capacity = s->run_count;
     }
   }
   if (st) {

@@ -41,7 +41,7 @@ typedef struct qd_weight_group {
 
 typedef struct qd_weight_stream {
   qd_allocator_t allocator;
-  int32_t weight_count, group_count, run_count;
+  int32_t weight_count, group_count, run_count, run_capacity;
   qd_weight_group_t* groups;
   qd_weight_run_t* runs;
   /* Per weight: its group (-1: not streamed by this program) and where its bytes are: device address of section
