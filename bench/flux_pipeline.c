@@ -98,8 +98,10 @@ int main(int argc, char** argv) {
     offload = QD_OFFLOAD_MODEL;
   } else if (strcmp(offload_name, "group") == 0) {
     offload = QD_OFFLOAD_GROUP;
+  } else if (strcmp(offload_name, "sequential") == 0) {
+    offload = QD_OFFLOAD_SEQUENTIAL;
   } else {
-    fprintf(stderr, "flux_pipeline: --offload takes none, model or group, not '%s'\n", offload_name);
+    fprintf(stderr, "flux_pipeline: --offload takes none, model, group or sequential, not '%s'\n", offload_name);
     return 2;
   }
   sampler_t smp = {0};

@@ -1,12 +1,13 @@
 /* Benchmark: one denoising step (a forward pass of a plan's transformer) on the GPU.
  *
  * usage: flux_step PLAN [PLAN...] [--resolution WxH] [--batch N] [--iters N] [--autotune] [--no-graph] [--no-overlap]
- *                  [--no-gelu-epilogue] [--no-hoist] [--stream [--slots K] [--keep GIB]] [--check-cpu] [--jsonl FILE]
- *                  [--gemm-profile] [--batch]
+ *                  [--no-gelu-epilogue] [--no-hoist] [--stream [--layers] [--slots K] [--keep GIB]] [--check-cpu]
+ *                  [--jsonl FILE] [--gemm-profile] [--batch-linears]
  *
  * --stream: the blocks' weights stay in pinned host memory and are copied in while the step runs
  * (runtime/cuda/weight_stream.h), through K slots (default 2); the first blocks that fit GIB stay resident.
- * --gemm-profile: the eager pass's time per GEMM shape (M x N x K, uses per step, TFLOP/s). --batch: q, k and v
+ * --layers: streamed layer by layer instead of block by block (the sequential schedule).
+ * --gemm-profile: the eager pass's time per GEMM shape (M x N x K, uses per step, TFLOP/s). --batch-linears: q, k, v
  * projections as one batched GEMM instead of three (runtime/cuda/lowering.h; off by default: no faster here).
  *
  * For each plan: builds a CUDA executor for the compiled resolution, feeds inputs shaped as FluxPipeline makes them
@@ -109,11 +110,13 @@ int main(int argc, char** argv) {
       opt.hoist_state_input = opt.hoist_step_input = NULL;
     } else if (strcmp(argv[i], "--stream") == 0) {
       opt.stream_weights = true;
+    } else if (strcmp(argv[i], "--layers") == 0) {
+      opt.stream_weights = opt.stream_layers = true;
     } else if (strcmp(argv[i], "--slots") == 0 && i + 1 < argc) {
       opt.stream_slots = atoi(argv[++i]);
     } else if (strcmp(argv[i], "--keep") == 0 && i + 1 < argc) {
       opt.stream_keep_bytes = (uint64_t)(atof(argv[++i]) * 1073741824.0);
-    } else if (strcmp(argv[i], "--batch") == 0) {
+    } else if (strcmp(argv[i], "--batch-linears") == 0) {
       opt.batch_linears = true;
     } else if (strcmp(argv[i], "--gemm-profile") == 0) {
       gemm_profile = true;

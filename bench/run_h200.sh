@@ -4,7 +4,7 @@
 # optionally the diffusers peer's step in the same run. Binaries and shared libraries come prebuilt in $QD_CARRY
 # (bin/, lib/); the peer's packages in $QD_CARRY/peer. Results (JSON lines) go to $OUT.
 #   usage: bench/run_h200.sh [tests] [nf4] [bf16] [peer] [kernel-tests] [pipeline-tests] [pipeline] [pipeline-peer]
-#                            [stream-tests] [offload] [offload-peer] [batch] [probe]
+#                            [stream-tests] [offload] [offload-peer] [batch] [sequential] [probe]
 # pipeline: the full-size FLUX.1-dev pipeline (random weights from qdc synth, the real FLUX tokenizers from
 # tests/data/tokenizers/flux_full, carried) compiled with qdc's defaults and timed with bench/flux_pipeline;
 # pipeline-peer: the same with diffusers' FluxPipeline (NF4 transformer and T5, torch.compile; the anchors' bench)
@@ -138,12 +138,12 @@ for STAGE in $STAGES; do
       --no-graph
     timeout 120 "$B/flux_step" /tmp/small_nf4.qplan --resolution 256x256 --check-cpu --iters 5 --stream --no-hoist
     echo "-- q, k and v as one batched GEMM"
-    timeout 120 "$B/flux_step" /tmp/small_nf4.qplan --resolution 256x256 --check-cpu --iters 5 --batch ;;
+    timeout 120 "$B/flux_step" /tmp/small_nf4.qplan --resolution 256x256 --check-cpu --iters 5 --batch-linears ;;
   batch)
     echo "== full-size FLUX.1-dev NF4 step: q, k, v as three GEMMs (default) against one batched GEMM, per GEMM shape"
     /usr/bin/time -f "synth: %e s" "$B/qdc" synth models/flux-transformer.json --plan /tmp/dev_nf4.qplan \
       --quant nf4 --resolutions 1024x1024,512x512 --seed 1 -q
-    for flags in "" "--batch"; do
+    for flags in "" "--batch-linears"; do
       timeout 200 "$B/flux_step" /tmp/dev_nf4.qplan --resolution 1024x1024,512x512 --iters 20 --gemm-profile $flags \
         --jsonl "$OUT/step.jsonl"
     done ;;
@@ -157,6 +157,16 @@ for STAGE in $STAGES; do
     run_peer_offload
     wait; cat "$OUT/full_plan.txt"
     run_offload_steps; run_offload_pipelines ;;
+  sequential)
+    echo "== the small pipeline (every schedule, sequential too) on CUDA against the CPU"
+    QD_QDC=$B/qdc timeout 200 "$B/test_gpu_pipeline" 2>&1 | grep -a -v "PASS$" | tail -8
+    echo "== full-size FLUX.1-dev NF4 step: resident, streamed by block, streamed layer by layer"
+    "$B/qdc" synth models/flux-transformer.json --plan /tmp/dev_nf4.qplan --quant nf4 \
+      --resolutions 1024x1024,512x512 --seed 1 -q
+    for flags in "" "--stream" "--stream --layers"; do
+      timeout 120 "$B/flux_step" /tmp/dev_nf4.qplan --resolution 1024x1024,512x512 --iters 20 $flags \
+        --jsonl "$OUT/step.jsonl"
+    done ;;
   probe)
     timeout 120 python3 "$CARRY/probe/pin_probe.py" 2>&1 | tail -12 ;;
   kernel-tests)

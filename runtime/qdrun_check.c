@@ -27,7 +27,7 @@ typedef struct qdrun_schedules {
   int count;
   int64_t width[QDRUN_MAX_SCHEDULE_SIZES], height[QDRUN_MAX_SCHEDULE_SIZES], batch[QDRUN_MAX_SCHEDULE_SIZES];
   qd_schedule_estimate_t none[QDRUN_MAX_SCHEDULE_SIZES], model[QDRUN_MAX_SCHEDULE_SIZES],
-      group[QDRUN_MAX_SCHEDULE_SIZES];
+      group[QDRUN_MAX_SCHEDULE_SIZES], sequential[QDRUN_MAX_SCHEDULE_SIZES];
   uint64_t least; /* the smallest peak any schedule needs at the largest size */
   int recorded;   /* sizes read from the plan's SCHD section (the others computed) */
   char problem[512];
@@ -55,7 +55,8 @@ static void qdrun_schedules_(const qd_plan_t* p, qdrun_schedules_t* out) {
     qd_schedule_combine(sizes, QD_OFFLOAD_NONE, 0, &out->none[k]);
     qd_schedule_combine(sizes, QD_OFFLOAD_MODEL, 0, &out->model[k]);
     qd_schedule_combine(sizes, QD_OFFLOAD_GROUP, 0, &out->group[k]);
-    if (out->group[k].peak > out->least) out->least = out->group[k].peak;
+    qd_schedule_combine(sizes, QD_OFFLOAD_SEQUENTIAL, 0, &out->sequential[k]);
+    if (out->sequential[k].peak > out->least) out->least = out->sequential[k].peak;
     out->count++;
   }
 }
@@ -297,9 +298,9 @@ int qdrun_check(const char* path, bool json) {
       cJSON_AddNumberToObject(o, "width", (double)sched.width[k]);
       cJSON_AddNumberToObject(o, "height", (double)sched.height[k]);
       cJSON_AddNumberToObject(o, "batch", (double)sched.batch[k]);
-      const qd_schedule_estimate_t* es[] = {&sched.none[k], &sched.model[k], &sched.group[k]};
-      static const char* const names[] = {"none", "model", "group"};
-      for (int j = 0; j < 3; j++) {
+      const qd_schedule_estimate_t* es[] = {&sched.none[k], &sched.model[k], &sched.group[k], &sched.sequential[k]};
+      static const char* const names[] = {"none", "model", "group", "sequential"};
+      for (int j = 0; j < 4; j++) {
         cJSON* x = cJSON_AddObjectToObject(o, names[j]);
         cJSON_AddNumberToObject(x, "peak", (double)es[j]->peak);
         cJSON_AddStringToObject(x, "peak_phase", es[j]->peak_phase);
@@ -368,12 +369,12 @@ int qdrun_check(const char* path, bool json) {
            qdrun_bytes_(need.working.inputs, m6, sizeof m6), qdrun_bytes_(QDRUN_CONTEXT_RESERVE, b, sizeof b));
     if (sched.problem[0]) printf("offload   %s\n", sched.problem);
     for (int k = 0; k < sched.count; k++) {
-      char p1[32], p2[32], p3[32], u1[32], s1[32];
-      printf("offload   %lldx%lld: none %s; model %s (%s uploaded per image); group %s (%s streamed per step)%s\n",
-             (long long)sched.width[k], (long long)sched.height[k], qdrun_bytes_(sched.none[k].peak, p1, sizeof p1),
-             qdrun_bytes_(sched.model[k].peak, p2, sizeof p2),
+      char p1[32], p2[32], p3[32], p4[32], u1[32], s1[32];
+      printf("offload   %lldx%lld: none %s; model %s (%s uploaded per image); group %s, sequential %s (%s streamed "
+             "per step)%s\n", (long long)sched.width[k], (long long)sched.height[k],
+             qdrun_bytes_(sched.none[k].peak, p1, sizeof p1), qdrun_bytes_(sched.model[k].peak, p2, sizeof p2),
              qdrun_bytes_(sched.model[k].uploaded_per_image, u1, sizeof u1),
-             qdrun_bytes_(sched.group[k].peak, p3, sizeof p3),
+             qdrun_bytes_(sched.group[k].peak, p3, sizeof p3), qdrun_bytes_(sched.sequential[k].peak, p4, sizeof p4),
              qdrun_bytes_(sched.group[k].streamed_per_step, s1, sizeof s1),
              sched.recorded ? "" : " (computed: the plan records no schedules)");
     }

@@ -574,11 +574,7 @@ START_TEST(bad_requests_are_named) {
     QD_ASSERT_DETAIL(qd_generator_create(plan, &o, qd_allocator_system(), &g), QD_E_PIPELINE_DEVICE);
     o.device_index = 0;
   }
-  o.offload = QD_OFFLOAD_SEQUENTIAL;
-  qd_status_t gs = qd_generator_create(plan, &o, qd_allocator_system(), &g);
-  ck_assert(gs != NULL);
-  qd_status_free(gs);
-  /* Blocks kept on the GPU are a choice of the streamed schedule only. */
+  /* Blocks kept on the GPU are a choice of the streamed schedules only. */
   o.offload = QD_OFFLOAD_MODEL;
   o.keep_bytes = 1 << 20;
   QD_ASSERT_DETAIL(qd_generator_create(plan, &o, qd_allocator_system(), &g), QD_E_PIPELINE_OPTIONS);
@@ -801,12 +797,6 @@ START_TEST(qdrun_errors) {
   free(text);
   snprintf(args, sizeof args, "'%s/never.png'", tmp);
   ck_assert_int_eq(access(args + 1, F_OK), -1);
-  /* Offload schedules not built yet are refused before anything is loaded. */
-  snprintf(args, sizeof args, "'%s' --prompt x --device cuda --offload sequential -o '%s/never.png'", plan_bf16, tmp);
-  ck_assert_int_eq(run(args, log), 1);
-  text = slurp(err, NULL);
-  ck_assert_ptr_nonnull(strstr(text, "offload 'sequential' is not available yet"));
-  free(text);
   snprintf(args, sizeof args, "'%s' --prompt x --offload model -o '%s/never.png'", plan_bf16, tmp);
   ck_assert_int_eq(run(args, log), 1);
   text = slurp(err, NULL);
@@ -875,8 +865,8 @@ START_TEST(damaged_schedule_records_are_named) {
       {"{\"schedules_version\": 1, \"sizes\": [{\"width\": 64, \"height\": 48, \"batch\": 1, \"components\": {}}]}",
        QD_E_PLAN_CONTENT_FIELD, "'text_encoder' has no byte count 'resident'"},
       {"{\"schedules_version\": 1, \"sizes\": [{\"width\": 64, \"height\": 48, \"batch\": 1, \"components\": "
-       "{\"text_encoder\": {\"resident\": 1, \"working\": 1, \"largest_block\": 0, \"unblocked\": 0, "
-       "\"blocked\": 5, \"conditioning\": 0, \"largest_conditioning_block\": 0}}}]}",
+       "{\"text_encoder\": {\"resident\": 1, \"working\": 1, \"largest_block\": 0, \"largest_layer\": 0, "
+       "\"unblocked\": 0, \"blocked\": 5, \"conditioning\": 0, \"largest_conditioning_block\": 0}}}]}",
        QD_E_PLAN_CONTENT_FIELD, "more bytes in blocks than it holds"},
       {"{\"schedules_version\": 1, \"sizes\": [{\"width\": 64, \"height\": 48, \"batch\": 1, \"components\": "
        "{\"text_encoder\": {\"resident\": -1}}}]}",
@@ -919,13 +909,18 @@ START_TEST(offload_schedules_from_the_plan) {
   QD_ASSERT_OK(qd_schedule_plan_sizes_computed(plan, W, H, 1, computed));
   ck_assert(memcmp(recorded, computed, sizeof recorded) == 0);
   ck_assert_uint_gt(computed[QD_SCHEDULE_TRANSFORMER].conditioning, 0);
-  qd_schedule_estimate_t none, model, group, kept;
+  qd_schedule_estimate_t none, model, group, kept, sequential;
+  QD_ASSERT_OK(qd_schedule_estimate(plan, W, H, 1, QD_OFFLOAD_SEQUENTIAL, 0, &sequential));
   QD_ASSERT_OK(qd_schedule_estimate(plan, W, H, 1, QD_OFFLOAD_NONE, 0, &none));
   QD_ASSERT_OK(qd_schedule_estimate(plan, W, H, 1, QD_OFFLOAD_MODEL, 0, &model));
   QD_ASSERT_OK(qd_schedule_estimate(plan, W, H, 1, QD_OFFLOAD_GROUP, 0, &group));
   QD_ASSERT_OK(qd_schedule_estimate(plan, W, H, 1, QD_OFFLOAD_GROUP, 1ull << 40, &kept));
   ck_assert_uint_gt(none.peak, model.peak);
   ck_assert_uint_ge(model.peak, group.peak);
+  ck_assert_uint_ge(group.peak, sequential.peak);
+  ck_assert_uint_eq(group.streamed_per_step, sequential.streamed_per_step);
+  ck_assert_uint_le(computed[QD_SCHEDULE_TRANSFORMER].largest_layer, computed[QD_SCHEDULE_TRANSFORMER].largest_block);
+  ck_assert_uint_gt(computed[QD_SCHEDULE_TRANSFORMER].largest_layer, 0);
   ck_assert_uint_eq(none.uploaded_per_image, 0);
   uint64_t weights = 0;
   for (int32_t c = 0; c < qd_plan_component_count(plan); c++) weights += qd_plan_component(plan, c)->weight_bytes;
@@ -944,11 +939,11 @@ START_TEST(offload_schedules_from_the_plan) {
     ck_assert_int_eq(e.mode, QD_OFFLOAD_GROUP);
     ck_assert_uint_le(e.peak, group.peak);
   }
-  qd_status_t s = qd_schedule_for_budget(plan, W, H, 1, QD_SCHEDULE_CONTEXT_RESERVE + group.peak - 1, &e);
+  qd_status_t s = qd_schedule_for_budget(plan, W, H, 1, QD_SCHEDULE_CONTEXT_RESERVE + sequential.peak - 1, &e);
   ck_assert(s != NULL);
   ck_assert_int_eq(qd_status_detail(s), QD_E_PIPELINE_VRAM_BUDGET);
   char want[64];
-  qd_format_bytes(group.peak + QD_SCHEDULE_CONTEXT_RESERVE, want, sizeof want);
+  qd_format_bytes(sequential.peak + QD_SCHEDULE_CONTEXT_RESERVE, want, sizeof want);
   ck_assert_msg(strstr(qd_status_message(s), want), "%s lacks %s", qd_status_message(s), want);
   qd_status_free(s);
   /* A size the plan lacks is named as the generator names it. */

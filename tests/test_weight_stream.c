@@ -97,7 +97,7 @@ static void check_addresses(const table_t* t, const qd_weight_stream_t* s) {
 START_TEST(groups_in_launch_order_merged_where_they_overlap) {
   table_t t = flux_like();
   qd_weight_stream_t* s;
-  QD_ASSERT_OK(qd_weight_stream_plan(t.w, t.n, first_use, last_use, NULL, qd_allocator_system(), &s));
+  QD_ASSERT_OK(qd_weight_stream_plan(t.w, t.n, first_use, last_use, NULL, false, qd_allocator_system(), &s));
   /* blocks.0; blocks.1 + blocks.2 (their launches overlap); blocks.3. Unread weights and weights of no block are
    * not streamed. */
   ck_assert_int_eq(s->group_count, 3);
@@ -137,7 +137,7 @@ START_TEST(gaps_split_runs) {
   memcpy(last, last_use, sizeof last);
   first[3] = last[3] = -1; /* blocks.0.qkv.bias unread */
   qd_weight_stream_t* s;
-  QD_ASSERT_OK(qd_weight_stream_plan(t.w, t.n, first, last, NULL, qd_allocator_system(), &s));
+  QD_ASSERT_OK(qd_weight_stream_plan(t.w, t.n, first, last, NULL, false, qd_allocator_system(), &s));
   ck_assert_int_eq(s->groups[0].run_count, 2);
   ck_assert_int_eq(s->group_of[3], -1);
   check_addresses(&t, s);
@@ -148,7 +148,7 @@ END_TEST
 START_TEST(keep_budget_keeps_the_first_groups) {
   table_t t = flux_like();
   qd_weight_stream_t* s;
-  QD_ASSERT_OK(qd_weight_stream_plan(t.w, t.n, first_use, last_use, NULL, qd_allocator_system(), &s));
+  QD_ASSERT_OK(qd_weight_stream_plan(t.w, t.n, first_use, last_use, NULL, false, qd_allocator_system(), &s));
   bool resident[11] = {false};
   /* A budget below the first group keeps nothing; one that holds the first but not the second keeps the first. */
   ck_assert_uint_eq(qd_weight_stream_keep_first(s, s->groups[0].bytes - 1, resident), 0);
@@ -156,7 +156,7 @@ START_TEST(keep_budget_keeps_the_first_groups) {
   uint64_t budget = s->groups[0].bytes + s->groups[1].bytes - 1;
   ck_assert_uint_eq(qd_weight_stream_keep_first(s, budget, resident), s->groups[0].bytes);
   qd_weight_stream_t* kept;
-  QD_ASSERT_OK(qd_weight_stream_plan(t.w, t.n, first_use, last_use, resident, qd_allocator_system(), &kept));
+  QD_ASSERT_OK(qd_weight_stream_plan(t.w, t.n, first_use, last_use, resident, false, qd_allocator_system(), &kept));
   ck_assert_int_eq(kept->group_count, 2);
   ck_assert(resident[2] && resident[3] && resident[4] && !resident[5]);
   ck_assert_int_eq(kept->group_of[2], -1);
@@ -165,7 +165,7 @@ START_TEST(keep_budget_keeps_the_first_groups) {
   /* Everything kept: nothing streamed. */
   qd_weight_stream_keep_first(s, UINT64_MAX, resident);
   qd_weight_stream_t* none;
-  QD_ASSERT_OK(qd_weight_stream_plan(t.w, t.n, first_use, last_use, resident, qd_allocator_system(), &none));
+  QD_ASSERT_OK(qd_weight_stream_plan(t.w, t.n, first_use, last_use, resident, false, qd_allocator_system(), &none));
   ck_assert_int_eq(none->group_count, 0);
   ck_assert_uint_eq(none->slot_bytes, 0);
   qd_weight_stream_destroy(none);
@@ -177,7 +177,7 @@ END_TEST
 START_TEST(bounds_without_a_launch_list) {
   table_t t = flux_like();
   uint64_t largest, unblocked, blocked;
-  qd_weight_stream_bounds(t.w, t.n, NULL, &largest, &unblocked, &blocked);
+  qd_weight_stream_bounds(t.w, t.n, NULL, &largest, NULL, &unblocked, &blocked);
   uint64_t block0 = 0, all_blocked = 0, none = 0;
   for (int32_t w = 0; w < t.n; w++) {
     uint64_t b = (qd_weight_span(&t.w[w]).bytes + 255) / 256 * 256;
@@ -191,13 +191,13 @@ START_TEST(bounds_without_a_launch_list) {
   /* Counting only some weights: block 0 without its conditioning weight; blocks 1 and 2 alone. */
   bool only[11] = {false, false, true, true, true, true, true, true, false, false, false};
   uint64_t l2, u2, b2;
-  qd_weight_stream_bounds(t.w, t.n, only, &l2, &u2, &b2);
+  qd_weight_stream_bounds(t.w, t.n, only, &l2, NULL, &u2, &b2);
   uint64_t mod = (qd_weight_span(&t.w[1]).bytes + 255) / 256 * 256;
   ck_assert_uint_eq(l2, block0 - mod);
   ck_assert_uint_eq(u2, 0);
   /* The bound holds for any program's groups that are single blocks. */
   qd_weight_stream_t* s;
-  QD_ASSERT_OK(qd_weight_stream_plan(t.w, t.n, first_use, last_use, NULL, qd_allocator_system(), &s));
+  QD_ASSERT_OK(qd_weight_stream_plan(t.w, t.n, first_use, last_use, NULL, false, qd_allocator_system(), &s));
   ck_assert_uint_le(s->groups[0].bytes, largest);
   qd_weight_stream_destroy(s);
 }
@@ -208,38 +208,69 @@ START_TEST(nothing_to_stream) {
   add(&t, "shared.weight", 100, 0);
   int32_t first[] = {0}, last[] = {3};
   qd_weight_stream_t* s;
-  QD_ASSERT_OK(qd_weight_stream_plan(t.w, t.n, first, last, NULL, qd_allocator_system(), &s));
+  QD_ASSERT_OK(qd_weight_stream_plan(t.w, t.n, first, last, NULL, false, qd_allocator_system(), &s));
   ck_assert_int_eq(s->group_count, 0);
   ck_assert_int_eq(s->group_of[0], -1);
   qd_weight_stream_destroy(s);
-  QD_ASSERT_OK(qd_weight_stream_plan(t.w, 0, first, last, NULL, qd_allocator_system(), &s));
+  QD_ASSERT_OK(qd_weight_stream_plan(t.w, 0, first, last, NULL, false, qd_allocator_system(), &s));
   ck_assert_int_eq(s->group_count, 0);
   qd_weight_stream_destroy(s);
+}
+END_TEST
+
+/* Layer by layer (the sequential schedule): a layer's weight and bias together, layers whose launches overlap
+ * merged, then neighbours packed up to the largest layer: smaller slots than by block. */
+START_TEST(layers_make_smaller_slots) {
+  table_t t = flux_like();
+  qd_weight_stream_t *blocks, *layers;
+  QD_ASSERT_OK(qd_weight_stream_plan(t.w, t.n, first_use, last_use, NULL, false, qd_allocator_system(), &blocks));
+  QD_ASSERT_OK(qd_weight_stream_plan(t.w, t.n, first_use, last_use, NULL, true, qd_allocator_system(), &layers));
+  /* blocks.0.qkv (weight and bias); blocks.0.out; blocks.1.qkv; blocks.2.qkv with blocks.1.out (their launches
+   * overlap) packed with blocks.3.qkv: four copies, none larger than blocks.0.qkv. */
+  ck_assert_int_eq(layers->group_count, 4);
+  ck_assert_int_eq(layers->group_of[2], layers->group_of[3]);
+  ck_assert_int_ne(layers->group_of[3], layers->group_of[4]);
+  ck_assert_int_eq(layers->group_of[6], layers->group_of[7]);
+  ck_assert_int_eq(layers->group_of[7], layers->group_of[8]);
+  uint64_t qkv0 = (qd_weight_span(&t.w[2]).bytes + 255) / 256 * 256 + (qd_weight_span(&t.w[3]).bytes + 255) / 256 * 256;
+  ck_assert_uint_eq(layers->slot_bytes, qkv0);
+  ck_assert_uint_lt(layers->slot_bytes, blocks->slot_bytes);
+  ck_assert_uint_eq(layers->streamed_bytes, blocks->streamed_bytes);
+  for (int32_t g = 0; g + 1 < layers->group_count; g++)
+    ck_assert_int_lt(layers->groups[g].last_launch, layers->groups[g + 1].first_launch);
+  check_addresses(&t, layers);
+  uint64_t largest, largest_layer, unblocked, blocked;
+  qd_weight_stream_bounds(t.w, t.n, NULL, &largest, &largest_layer, &unblocked, &blocked);
+  ck_assert_uint_eq(largest_layer, qkv0);
+  qd_weight_stream_destroy(layers);
+  qd_weight_stream_destroy(blocks);
 }
 END_TEST
 
 /* Every allocation the planner makes, failed in turn: OUT_OF_MEMORY and nothing left allocated (sizes match). */
 START_TEST(allocation_failures_leave_nothing) {
   table_t t = flux_like();
-  for (int n = 1;; n++) {
-    qd_test_allocator_t ta;
-    qd_test_allocator_init(&ta, qd_allocator_system(), n);
-    qd_weight_stream_t* s = NULL;
-    qd_status_t st = qd_weight_stream_plan(t.w, t.n, first_use, last_use, NULL, qd_test_allocator_as_allocator(&ta), &s);
-    if (!st) {
-      ck_assert_uint_eq(ta.failures, 0);
-      qd_weight_stream_destroy(s);
+  for (int layers = 0; layers < 2; layers++)
+    for (int n = 1;; n++) {
+      qd_test_allocator_t ta;
+      qd_test_allocator_init(&ta, qd_allocator_system(), n);
+      qd_weight_stream_t* s = NULL;
+      qd_status_t st = qd_weight_stream_plan(t.w, t.n, first_use, last_use, NULL, layers != 0,
+                                             qd_test_allocator_as_allocator(&ta), &s);
+      if (!st) {
+        ck_assert_uint_eq(ta.failures, 0);
+        qd_weight_stream_destroy(s);
+        ck_assert_int_eq(ta.live_count, 0);
+        ck_assert_int_eq(ta.live_bytes, 0);
+        ck_assert_int_gt(n, 3);
+        break;
+      }
+      ck_assert_int_eq(qd_status_detail(st), QD_E_OUT_OF_MEMORY);
+      ck_assert_ptr_null(s);
+      qd_status_free(st);
       ck_assert_int_eq(ta.live_count, 0);
       ck_assert_int_eq(ta.live_bytes, 0);
-      ck_assert_int_gt(n, 3);
-      break;
     }
-    ck_assert_int_eq(qd_status_detail(st), QD_E_OUT_OF_MEMORY);
-    ck_assert_ptr_null(s);
-    qd_status_free(st);
-    ck_assert_int_eq(ta.live_count, 0);
-    ck_assert_int_eq(ta.live_bytes, 0);
-  }
 }
 END_TEST
 
@@ -253,6 +284,7 @@ static Suite* weight_stream_suite(void) {
   tcase_add_test(tc, bounds_without_a_launch_list);
   tcase_add_test(tc, nothing_to_stream);
   tcase_add_test(tc, allocation_failures_leave_nothing);
+  tcase_add_test(tc, layers_make_smaller_slots);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -52,22 +52,23 @@ typedef enum qd_generator_device {
   QD_GENERATOR_DEVICE_CUDA = 1, /* runtime/cuda/executor.h: bf16 activations, NF4 weights dequantized per layer */
 } qd_generator_device_t;
 
-/* Where weights live while a CUDA generation runs (docs/architecture.md, "Offload"). NONE, MODEL and GROUP are
- * implemented; SEQUENTIAL is refused (UNSUPPORTED). The CPU keeps every weight in host memory and takes NONE only.
- * MODEL and GROUP copy each component's weights into pinned host memory at its first use (host memory as large as
- * the plan's weights), from where uploads run at the bus's speed. */
+/* Where weights live while a CUDA generation runs (docs/architecture.md, "Offload"). The CPU keeps every weight in
+ * host memory and takes NONE only. MODEL, GROUP and SEQUENTIAL copy each component's weights into pinned host
+ * memory at its first use (host memory as large as the plan's weights), from where uploads run at the bus's
+ * speed. */
 typedef enum qd_offload_mode {
   QD_OFFLOAD_NONE = 0,       /* everything resident */
   QD_OFFLOAD_MODEL = 1,      /* each component on the device only while it runs */
   QD_OFFLOAD_GROUP = 2,      /* as MODEL, and the transformer's and T5's blocks streamed while they run */
-  QD_OFFLOAD_SEQUENTIAL = 3, /* one layer at a time */
+  QD_OFFLOAD_SEQUENTIAL = 3, /* as GROUP, streamed layer by layer (slots a layer large): the least memory */
 } qd_offload_mode_t;
 
 typedef struct qd_generator_options {
   qd_generator_device_t device;
   int32_t device_index;      /* CUDA device ordinal */
   qd_offload_mode_t offload;
-  uint64_t keep_bytes;       /* GROUP: bytes of the transformer's first blocks that stay on the GPU (0: none) */
+  uint64_t keep_bytes;       /* GROUP, SEQUENTIAL: bytes of the transformer's first blocks (layers) that stay on
+                                the GPU (0: none) */
   uint64_t vram_budget;      /* CUDA, with offload NONE: pick the fastest schedule whose estimated peak (with the
                                 CUDA context's share) fits this many bytes at every size the plan has
                                 (runtime/pipeline/schedule.h); with group, the transformer keeps as many blocks as

@@ -1589,11 +1589,14 @@ static qd_status_t qd_exec_plan_stream_(qd_cuda_executor_t* e, qd_exec_program_t
     char key[256];
     for (int32_t w = 0; w < n; w++) e->resident[w] = !qd_weight_block_key(e->comp->weights[w].name, key, sizeof key);
     qd_weight_stream_t* all = NULL;
-    s = qd_weight_stream_plan(e->comp->weights, n, first, last, e->resident, e->allocator, &all);
+    s = qd_weight_stream_plan(e->comp->weights, n, first, last, e->resident, e->options.stream_layers, e->allocator,
+                              &all);
     if (!s) qd_weight_stream_keep_first(all, e->options.stream_keep_bytes, e->resident);
     qd_weight_stream_destroy(all);
   }
-  if (!s) s = qd_weight_stream_plan(e->comp->weights, n, first, last, e->resident, e->allocator, &p->stream);
+  if (!s)
+    s = qd_weight_stream_plan(e->comp->weights, n, first, last, e->resident, e->options.stream_layers, e->allocator,
+                              &p->stream);
   qd_free(e->allocator, first, bytes);
   qd_free(e->allocator, last, bytes);
   return s;

@@ -51,6 +51,7 @@ typedef struct qd_cuda_executor_options {
   bool stream_weights;
   int stream_slots;
   uint64_t stream_keep_bytes;
+  bool stream_layers; /* stream layer by layer (slots a layer large: the sequential schedule) instead of by block */
 } qd_cuda_executor_options_t;
 
 void qd_cuda_executor_options_default(qd_cuda_executor_options_t* options);

@@ -18,6 +18,14 @@ static size_t qd_block_key_len_(const char* name) {
   return 0;
 }
 
+/* The layer of a weight in a block: its name without the last component ("transformer_blocks.7.attn.to_q" for
+ * its ".weight" and ".bias"); 0 for a weight in no block, which stays resident either way. */
+static size_t qd_layer_key_len_(const char* name) {
+  if (!qd_block_key_len_(name)) return 0;
+  const char* dot = strrchr(name, '.');
+  return dot ? (size_t)(dot - name) : strlen(name);
+}
+
 bool qd_weight_block_key(const char* name, char* out, size_t out_size) {
   size_t n = qd_block_key_len_(name);
   if (out_size) out[0] = '\0';
@@ -72,6 +80,7 @@ static int qd_ws_interval_cmp_(const void* a, const void* b) {
 
 static qd_status_t qd_weight_stream_plan_(qd_weight_stream_t* s, const qd_plan_weight_t* weights, int32_t count,
                                           const int32_t* first_use, const int32_t* last_use, const bool* resident,
+                                          bool layers,
                                           qd_ws_interval_t** blocks_out, int32_t* block_cap, qd_ws_item_t** items_out,
                                           int32_t* item_cap) {
   /* The blocks the program reads, each with the launches that read it. */
@@ -85,7 +94,7 @@ static qd_status_t qd_weight_stream_plan_(qd_weight_stream_t* s, const qd_plan_w
   for (int32_t w = 0; w < count; w++) {
     s->group_of[w] = -1;
     if (first_use[w] < 0 || (resident && resident[w])) continue;
-    size_t len = qd_block_key_len_(weights[w].name);
+    size_t len = layers ? qd_layer_key_len_(weights[w].name) : qd_block_key_len_(weights[w].name);
     if (!len) continue;
     int32_t b = 0;
     while (b < nb && !(blocks[b].key_len == len && memcmp(weights[blocks[b].key_weight].name, weights[w].name, len) == 0))
@@ -106,6 +115,30 @@ static qd_status_t qd_weight_stream_plan_(qd_weight_stream_t* s, const qd_plan_w
     if (groups == 0 || blocks[b].first > last) groups++;
     if (blocks[b].last > last) last = blocks[b].last;
     order_of_block[original] = groups - 1;
+  }
+  if (layers && groups > 1) {
+    /* Layers are small and many: consecutive ones share a copy up to the largest layer's size, so the slots stay
+     * one layer large and the ring moves fewer, bigger pieces. Merging neighbours keeps the groups in order. */
+    uint64_t* bytes = NULL;
+    qd_status_t st = qd_calloc(s->allocator, (size_t)groups, sizeof *bytes, (void**)&bytes);
+    if (st) {
+      qd_free(s->allocator, order_of_block, (size_t)(nb ? nb : 1) * sizeof *order_of_block);
+      return st;
+    }
+    uint64_t largest = 0;
+    for (int32_t i = 0; i < ni; i++)
+      bytes[order_of_block[items[i].group]] += qd_align_up_(qd_weight_span(&weights[items[i].weight]).bytes);
+    for (int32_t g = 0; g < groups; g++) largest = bytes[g] > largest ? bytes[g] : largest;
+    int32_t bin = 0;
+    uint64_t fill = 0;
+    for (int32_t g = 0; g < groups; g++) {
+      if (fill > 0 && fill + bytes[g] > largest) bin++, fill = 0;
+      fill += bytes[g];
+      bytes[g] = (uint64_t)bin; /* now the group's bin */
+    }
+    for (int32_t b = 0; b < nb; b++) order_of_block[b] = (int32_t)bytes[order_of_block[b]];
+    qd_free(s->allocator, bytes, (size_t)groups * sizeof *bytes);
+    groups = bin + 1;
   }
   if (groups) {
     qd_status_t st = qd_calloc(s->allocator, (size_t)groups, sizeof *s->groups, (void**)&s->groups);
@@ -156,8 +189,8 @@ static qd_status_t qd_weight_stream_plan_(qd_weight_stream_t* s, const qd_plan_w
 }
 
 qd_status_t qd_weight_stream_plan(const qd_plan_weight_t* weights, int32_t count, const int32_t* first_use,
-                                  const int32_t* last_use, const bool* resident, qd_allocator_t allocator,
-                                  qd_weight_stream_t** out) {
+                                  const int32_t* last_use, const bool* resident, bool layers,
+                                  qd_allocator_t allocator, qd_weight_stream_t** out) {
   *out = NULL;
   qd_weight_stream_t* s;
   QD_TRY(qd_calloc(allocator, 1, sizeof *s, (void**)&s));
@@ -169,8 +202,8 @@ qd_status_t qd_weight_stream_plan(const qd_plan_weight_t* weights, int32_t count
   qd_ws_interval_t* blocks = NULL;
   qd_ws_item_t* items = NULL;
   int32_t block_cap = 0, item_cap = 0;
-  if (!st) st = qd_weight_stream_plan_(s, weights, count, first_use, last_use, resident, &blocks, &block_cap, &items,
-                                       &item_cap);
+  if (!st) st = qd_weight_stream_plan_(s, weights, count, first_use, last_use, resident, layers, &blocks,
+                                       &block_cap, &items, &item_cap);
   qd_free(allocator, blocks, (size_t)block_cap * sizeof *blocks);
   qd_free(allocator, items, (size_t)item_cap * sizeof *items);
   /* One run per streamed weight was allocated; keep only those used. */
@@ -202,8 +235,22 @@ uint64_t qd_weight_stream_keep_first(const qd_weight_stream_t* s, uint64_t keep_
 }
 
 void qd_weight_stream_bounds(const qd_plan_weight_t* weights, int32_t count, const bool* only, uint64_t* largest,
-                             uint64_t* unblocked, uint64_t* blocked) {
+                             uint64_t* largest_layer, uint64_t* unblocked, uint64_t* blocked) {
   *largest = *unblocked = *blocked = 0;
+  if (largest_layer) {
+    /* A layer's weights (".weight", ".bias") are stored side by side too. */
+    *largest_layer = 0;
+    uint64_t run = 0;
+    for (int32_t w = 0; w < count; w++) {
+      size_t len = qd_layer_key_len_(weights[w].name);
+      bool same = len && w > 0 && qd_layer_key_len_(weights[w - 1].name) == len &&
+                  memcmp(weights[w].name, weights[w - 1].name, len) == 0;
+      if (!same) run = 0;
+      if (!len || (only && !only[w])) continue;
+      run += qd_align_up_(qd_weight_span(&weights[w]).bytes);
+      if (run > *largest_layer) *largest_layer = run;
+    }
+  }
   /* Weights of one block are stored together (graph order), so a block is a run of equal keys. */
   size_t run_len = 0;
   int32_t run_start = -1;

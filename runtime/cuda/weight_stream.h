@@ -54,11 +54,12 @@ typedef struct qd_weight_stream {
 
 /* Plans the streaming of one program's weights. weights/count: the component's weight table. first_use/last_use:
  * per weight, the first and last launch that reads it (-1: never read). resident: per weight, true to keep it on
- * the device (NULL: only weights of no block stay). A program that reads no streamable weight gets a plan with
- * no groups. */
+ * the device (NULL: only weights of no block stay). layers: group by layer ("transformer_blocks.7.attn.to_q")
+ * instead of by block, consecutive layers sharing a copy up to the largest layer's size (the sequential schedule:
+ * slots a layer large). A program that reads no streamable weight gets a plan with no groups. */
 qd_status_t qd_weight_stream_plan(const qd_plan_weight_t* weights, int32_t count, const int32_t* first_use,
-                                  const int32_t* last_use, const bool* resident, qd_allocator_t allocator,
-                                  qd_weight_stream_t** out_stream);
+                                  const int32_t* last_use, const bool* resident, bool layers,
+                                  qd_allocator_t allocator, qd_weight_stream_t** out_stream);
 void qd_weight_stream_destroy(qd_weight_stream_t* stream);
 
 /* Marks resident the weights of the program's first groups, in launch order, while their bytes fit `keep_bytes`
@@ -67,9 +68,11 @@ void qd_weight_stream_destroy(qd_weight_stream_t* stream);
 uint64_t qd_weight_stream_keep_first(const qd_weight_stream_t* stream, uint64_t keep_bytes, bool* resident);
 
 /* Upper bound of one group's bytes in any program of a component: the largest block's total (qdrun --check and
- * --vram-budget size the streamed schedule with it before any launch list exists); also the bytes in no block and
- * in blocks. only: NULL, or per weight whether to count it. */
+ * --vram-budget size the streamed schedule with it before any launch list exists), and with layers the largest
+ * layer's; also the bytes in no block and in blocks. only: NULL, or per weight whether to count it;
+ * out_largest_layer may be NULL. */
 void qd_weight_stream_bounds(const qd_plan_weight_t* weights, int32_t count, const bool* only,
-                             uint64_t* out_largest_block, uint64_t* out_unblocked_bytes, uint64_t* out_blocked_bytes);
+                             uint64_t* out_largest_block, uint64_t* out_largest_layer, uint64_t* out_unblocked_bytes,
+                             uint64_t* out_blocked_bytes);
 
 #endif

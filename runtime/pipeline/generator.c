@@ -17,7 +17,9 @@
  * component's weights are on the GPU at a time (each generation uploads them again, from a copy of the weights in
  * pinned host memory made at the first: runtime/cuda/host_weights.h). QD_OFFLOAD_GROUP does the same, and the
  * transformer's and T5's executors also stream their blocks' weights from that copy while they run
- * (runtime/cuda/weight_stream.h), keeping on the GPU only what options.keep_bytes allows. */
+ * (runtime/cuda/weight_stream.h), keeping on the GPU only what options.keep_bytes allows; QD_OFFLOAD_SEQUENTIAL
+ * streams them layer by layer. Out of GPU memory creating an executor, the schedule steps down (none, model, group,
+ * sequential) with a warning. */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -271,7 +273,7 @@ static qd_status_t qd_gen_executor_create_(qd_generator_t* g, int c) {
     const qd_plan_component_t* pc = qd_plan_component(g->plan, comp->index);
     qd_status_t hs = qd_cuda_host_weights_create(o.device, pc->weight_data, pc->weight_bytes, qd_gen_names_[c],
                                                  g->allocator, &comp->host);
-    if (hs && mode == QD_OFFLOAD_GROUP)
+    if (hs && mode >= QD_OFFLOAD_GROUP)
       return qd_status_annotate(hs, "streaming the weights of '%s' (%s) needs them in pinned host memory; "
                                 "--offload model uploads from pageable memory", qd_gen_names_[c], qd_gen_roles_[c]);
     if (hs) {
@@ -284,19 +286,21 @@ static qd_status_t qd_gen_executor_create_(qd_generator_t* g, int c) {
   }
   o.host_weights = comp->host;
   /* Offloaded, the transformer streams the weights only its hoisted conditioning reads (once per image) and keeps
-   * the step's: all of them with MODEL, those options.keep_bytes holds with GROUP, which streams T5's blocks too. */
-  if (comp->host && ((mode == QD_OFFLOAD_GROUP && (c == QD_GEN_TRANSFORMER || c == QD_GEN_T5)) ||
+   * the step's: all of them with MODEL, those options.keep_bytes holds with GROUP and SEQUENTIAL, which stream
+   * T5's too (by block, or layer by layer). */
+  if (comp->host && ((mode >= QD_OFFLOAD_GROUP && (c == QD_GEN_TRANSFORMER || c == QD_GEN_T5)) ||
                      (mode == QD_OFFLOAD_MODEL && c == QD_GEN_TRANSFORMER))) {
     o.stream_weights = true;
+    o.stream_layers = mode == QD_OFFLOAD_SEQUENTIAL;
     o.stream_keep_bytes = c != QD_GEN_TRANSFORMER ? 0 : mode == QD_OFFLOAD_MODEL ? UINT64_MAX : g->options.keep_bytes;
     /* Under a budget the kept blocks are sized for this resolution: a smaller image leaves room for more. */
-    if (c == QD_GEN_TRANSFORMER && mode == QD_OFFLOAD_GROUP && g->options.vram_budget) {
+    if (c == QD_GEN_TRANSFORMER && mode >= QD_OFFLOAD_GROUP && g->options.vram_budget) {
       int64_t w, h, b;
       qd_plan_resolution(g->plan, comp->index, comp->resolution, &w, &h, &b);
       qd_schedule_estimate_t est;
       qd_status_t bs = qd_schedule_for_budget(g->plan, w, h, b, g->options.vram_budget, &est);
-      if (!bs && est.mode == QD_OFFLOAD_GROUP && est.keep > o.stream_keep_bytes) o.stream_keep_bytes = est.keep;
-      if (!bs && est.mode != QD_OFFLOAD_GROUP) o.stream_keep_bytes = UINT64_MAX; /* everything fits here */
+      if (!bs && est.mode == mode && est.keep > o.stream_keep_bytes) o.stream_keep_bytes = est.keep;
+      if (!bs && est.mode < QD_OFFLOAD_GROUP) o.stream_keep_bytes = UINT64_MAX; /* everything fits here */
       qd_status_free(bs);
     }
   }
@@ -315,7 +319,7 @@ static qd_status_t qd_gen_executor_(qd_generator_t* g, int c, double* load_secon
     qd_status_t s = qd_gen_executor_create_(g, c);
     if (!s) break;
     qd_offload_mode_t mode = g->options.offload;
-    if (qd_status_code(s) != QD_CODE_DEVICE_OUT_OF_MEMORY || mode >= QD_OFFLOAD_GROUP)
+    if (qd_status_code(s) != QD_CODE_DEVICE_OUT_OF_MEMORY || mode >= QD_OFFLOAD_SEQUENTIAL)
       return qd_status_annotate(s, "preparing '%s' (%s) on the GPU with offload '%s'", qd_gen_names_[c],
                                 qd_gen_roles_[c], names[mode]);
     char why[512];
@@ -474,15 +478,15 @@ static qd_status_t qd_gen_apply_budget_(qd_generator_t* g) {
     qd_schedule_estimate_t e;
     QD_TRY(qd_schedule_for_budget(g->plan, w, h, b, g->options.vram_budget, &e));
     if (e.mode > mode) mode = e.mode;
-    if (e.mode == QD_OFFLOAD_GROUP && e.keep < keep) keep = e.keep;
+    if (e.mode >= QD_OFFLOAD_GROUP && e.keep < keep) keep = e.keep;
   }
   g->options.offload = mode;
-  g->options.keep_bytes = mode == QD_OFFLOAD_GROUP ? keep : 0;
+  g->options.keep_bytes = mode >= QD_OFFLOAD_GROUP ? keep : 0;
   char b1[32], b2[32];
   QD_LOG_INFO("%s: a GPU memory budget of %s: offload '%s'%s%s", qd_plan_path(g->plan),
               qd_format_bytes(g->options.vram_budget, b1, sizeof b1), names[mode],
-              mode == QD_OFFLOAD_GROUP ? ", keeping the transformer's first blocks up to " : "",
-              mode == QD_OFFLOAD_GROUP ? qd_format_bytes(keep, b2, sizeof b2) : "");
+              mode >= QD_OFFLOAD_GROUP ? ", keeping the transformer's first blocks up to " : "",
+              mode >= QD_OFFLOAD_GROUP ? qd_format_bytes(keep, b2, sizeof b2) : "");
   return QD_OK;
 }
 
@@ -508,15 +512,12 @@ qd_status_t qd_generator_create(const qd_plan_t* plan, const qd_generator_option
   if (o.device == QD_GENERATOR_DEVICE_CPU && o.offload != QD_OFFLOAD_NONE)
     return QD_ERR(INVALID_ARGUMENT, PIPELINE_OPTIONS, "offload '%s' applies to CUDA generation; the CPU keeps every "
                   "weight in host memory", offload_names[o.offload]);
-  if (o.device == QD_GENERATOR_DEVICE_CUDA && o.offload > QD_OFFLOAD_GROUP)
-    return QD_ERR(UNSUPPORTED, PIPELINE_OPTIONS, "offload '%s' is not available yet; 'none', 'model' and 'group' "
-                  "are", offload_names[o.offload]);
   if (o.vram_budget && (o.device != QD_GENERATOR_DEVICE_CUDA || o.offload != QD_OFFLOAD_NONE || o.keep_bytes))
     return QD_ERR(INVALID_ARGUMENT, PIPELINE_OPTIONS, "a GPU memory budget picks the offload schedule itself: give it "
                   "for CUDA generation, without an offload mode or kept bytes");
-  if (o.keep_bytes && o.offload != QD_OFFLOAD_GROUP)
-    return QD_ERR(INVALID_ARGUMENT, PIPELINE_OPTIONS, "keep_bytes applies to offload 'group' (streamed blocks), not "
-                  "'%s'", offload_names[o.offload]);
+  if (o.keep_bytes && o.offload != QD_OFFLOAD_GROUP && o.offload != QD_OFFLOAD_SEQUENTIAL)
+    return QD_ERR(INVALID_ARGUMENT, PIPELINE_OPTIONS, "keep_bytes applies to offload 'group' and 'sequential' "
+                  "(streamed weights), not '%s'", offload_names[o.offload]);
   if (o.device == QD_GENERATOR_DEVICE_CUDA) {
     /* Fail here, not at the first generation, on a machine without a usable GPU. */
     const qd_cuda_driver_t* cu;

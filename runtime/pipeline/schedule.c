@@ -37,7 +37,7 @@ static qd_status_t qd_sched_conditioning_(const qd_plan_weight_t* weights, const
       }
     for (int32_t w = 0; w < g->weight_count; w++) only[w] = only[w] && !step_reads[w];
     uint64_t unblocked;
-    qd_weight_stream_bounds(weights, g->weight_count, only, &out->largest_conditioning_block, &unblocked,
+    qd_weight_stream_bounds(weights, g->weight_count, only, &out->largest_conditioning_block, NULL, &unblocked,
                             &out->conditioning);
   }
   qd_free(qd_allocator_system(), only, n * sizeof *only);
@@ -63,7 +63,8 @@ qd_status_t qd_schedule_component_sizes(const qd_plan_weight_t* weights, int32_t
   qd_cuda_memory_needs(&comp, g, l, arena_bytes, &n);
   out->resident = n.weights + n.weight_copies + n.nested_map;
   out->working = n.arena + n.scratch + n.workspace + n.inputs;
-  qd_weight_stream_bounds(weights, g->weight_count, NULL, &out->largest_block, &out->unblocked, &out->blocked);
+  qd_weight_stream_bounds(weights, g->weight_count, NULL, &out->largest_block, &out->largest_layer, &out->unblocked,
+                          &out->blocked);
   qd_status_t s = transformer ? qd_sched_conditioning_(weights, g, l, out) : QD_OK;
   qd_cuda_lowering_destroy(l);
   return s;
@@ -81,19 +82,22 @@ void qd_schedule_combine(const qd_schedule_sizes_t sizes[QD_SCHEDULE_COMPONENTS]
   out->mode = mode;
   const qd_schedule_sizes_t* tr = &sizes[QD_SCHEDULE_TRANSFORMER];
   uint64_t step_blocked = tr->blocked > tr->conditioning ? tr->blocked - tr->conditioning : 0;
-  out->keep = mode == QD_OFFLOAD_GROUP ? (keep < step_blocked ? keep : step_blocked) : 0;
+  bool streams = mode == QD_OFFLOAD_GROUP || mode == QD_OFFLOAD_SEQUENTIAL;
+  out->keep = streams ? (keep < step_blocked ? keep : step_blocked) : 0;
   for (int c = 0; c < QD_SCHEDULE_COMPONENTS; c++) {
     const qd_schedule_sizes_t* k = &sizes[c];
     uint64_t held = k->resident + k->working, uploaded = k->resident;
     if (c == QD_SCHEDULE_TRANSFORMER && mode == QD_OFFLOAD_MODEL) {
       /* The conditioning-only block weights stream once per image through two slots instead of staying. */
       held = k->resident - k->conditioning + 2 * k->largest_conditioning_block + k->working;
-    } else if (c == QD_SCHEDULE_TRANSFORMER && mode == QD_OFFLOAD_GROUP) {
-      held = k->resident - k->blocked + out->keep + 2 * k->largest_block + k->working;
+    } else if (c == QD_SCHEDULE_TRANSFORMER && streams) {
+      uint64_t slot = mode == QD_OFFLOAD_GROUP ? k->largest_block : k->largest_layer;
+      held = k->resident - k->blocked + out->keep + 2 * slot + k->working;
       out->streamed_per_step = step_blocked - out->keep;
       uploaded = k->resident - out->streamed_per_step;
-    } else if (c == QD_SCHEDULE_T5 && mode == QD_OFFLOAD_GROUP) {
-      held = k->resident - k->blocked + 2 * k->largest_block + k->working;
+    } else if (c == QD_SCHEDULE_T5 && streams) {
+      held = k->resident - k->blocked + 2 * (mode == QD_OFFLOAD_GROUP ? k->largest_block : k->largest_layer) +
+             k->working;
     }
     if (mode == QD_OFFLOAD_NONE) {
       out->peak += held;
@@ -141,13 +145,13 @@ qd_status_t qd_schedule_plan_sizes_computed(const qd_plan_t* p, int64_t w, int64
 
 /* --- the SCHD record ----------------------------------------------------------------------------------------- */
 
-static const char* const qd_sched_fields_[] = {"resident", "working", "largest_block", "unblocked", "blocked",
-                                               "conditioning", "largest_conditioning_block"};
-enum { QD_SCHED_FIELDS = 7 };
+static const char* const qd_sched_fields_[] = {"resident", "working", "largest_block", "largest_layer", "unblocked",
+                                               "blocked", "conditioning", "largest_conditioning_block"};
+enum { QD_SCHED_FIELDS = 8 };
 
 static uint64_t* qd_sched_field_(qd_schedule_sizes_t* s, int f) {
-  uint64_t* fields[QD_SCHED_FIELDS] = {&s->resident,     &s->working,      &s->largest_block,
-                                       &s->unblocked,    &s->blocked,      &s->conditioning,
+  uint64_t* fields[QD_SCHED_FIELDS] = {&s->resident,      &s->working,     &s->largest_block, &s->largest_layer,
+                                       &s->unblocked,     &s->blocked,     &s->conditioning,
                                        &s->largest_conditioning_block};
   return fields[f];
 }
@@ -174,9 +178,9 @@ cJSON* qd_schedule_record_json(const int64_t* w, const int64_t* h, const int64_t
       for (int f = 0; f < QD_SCHED_FIELDS && x; f++)
         cJSON_AddNumberToObject(x, qd_sched_fields_[f], (double)*qd_sched_field_(&s, f));
     }
-    /* For readers: what the three schedules come to (qdrun recomputes them from the sizes). */
-    static const char* const names[] = {"none", "model", "group"};
-    for (int m = 0; m < 3; m++) {
+    /* For readers: what the schedules come to (qdrun recomputes them from the sizes). */
+    static const char* const names[] = {"none", "model", "group", "sequential"};
+    for (int m = 0; m < 4; m++) {
       qd_schedule_estimate_t est;
       qd_schedule_combine(&sizes[r * QD_SCHEDULE_COMPONENTS], (qd_offload_mode_t)m, 0, &est);
       cJSON* x = cJSON_AddObjectToObject(e, names[m]);
@@ -247,7 +251,7 @@ qd_status_t qd_schedule_plan_sizes(const qd_plan_t* p, int64_t w, int64_t h, int
 qd_status_t qd_schedule_estimate(const qd_plan_t* p, int64_t w, int64_t h, int64_t b, qd_offload_mode_t mode,
                                  uint64_t keep, qd_schedule_estimate_t* out) {
   memset(out, 0, sizeof *out);
-  if (mode != QD_OFFLOAD_NONE && mode != QD_OFFLOAD_MODEL && mode != QD_OFFLOAD_GROUP)
+  if ((int)mode < QD_OFFLOAD_NONE || (int)mode > QD_OFFLOAD_SEQUENTIAL)
     return QD_ERR(UNSUPPORTED, PIPELINE_OPTIONS, "offload mode %d has no estimate", (int)mode);
   qd_schedule_sizes_t sizes[QD_SCHEDULE_COMPONENTS];
   bool recorded;
@@ -266,19 +270,24 @@ qd_status_t qd_schedule_for_budget(const qd_plan_t* p, int64_t w, int64_t h, int
   if (out->peak <= room) return QD_OK;
   qd_schedule_combine(sizes, QD_OFFLOAD_MODEL, 0, out);
   if (out->peak <= room) return QD_OK;
-  qd_schedule_estimate_t least;
-  qd_schedule_combine(sizes, QD_OFFLOAD_GROUP, 0, &least);
-  if (least.peak > room) {
-    char b1[32], b2[32], b3[32];
-    return QD_ERR(BAD_INPUT, PIPELINE_VRAM_BUDGET, "%s: a GPU memory budget of %s does not fit any offload schedule "
-                  "at %lldx%lld (batch %lld); the smallest, 'group', needs %s (%s's phase, with %s for the CUDA "
-                  "context)", qd_plan_path(p), qd_format_bytes(budget, b1, sizeof b1), (long long)w, (long long)h,
-                  (long long)b, qd_format_bytes(least.peak + QD_SCHEDULE_CONTEXT_RESERVE, b2, sizeof b2),
-                  least.peak_phase, qd_format_bytes(QD_SCHEDULE_CONTEXT_RESERVE, b3, sizeof b3));
-  }
-  /* Keep as many of the transformer's blocks as its phase has room for (it grows by exactly the kept bytes). */
+  /* Group, else sequential, keeping as many of the transformer's blocks as its phase has room for (it grows by
+   * exactly the kept bytes). */
   const qd_schedule_sizes_t* t = &sizes[QD_SCHEDULE_TRANSFORMER];
-  uint64_t phase = t->resident + t->working - t->blocked + 2 * t->largest_block;
-  qd_schedule_combine(sizes, QD_OFFLOAD_GROUP, room > phase ? room - phase : 0, out);
-  return QD_OK;
+  for (int m = QD_OFFLOAD_GROUP; m <= QD_OFFLOAD_SEQUENTIAL; m++) {
+    qd_schedule_estimate_t fit;
+    qd_schedule_combine(sizes, (qd_offload_mode_t)m, 0, &fit);
+    if (fit.peak > room) continue;
+    uint64_t slot = m == QD_OFFLOAD_GROUP ? t->largest_block : t->largest_layer;
+    uint64_t phase = t->resident + t->working - t->blocked + 2 * slot;
+    qd_schedule_combine(sizes, (qd_offload_mode_t)m, room > phase ? room - phase : 0, out);
+    return QD_OK;
+  }
+  qd_schedule_estimate_t least;
+  qd_schedule_combine(sizes, QD_OFFLOAD_SEQUENTIAL, 0, &least);
+  char b1[32], b2[32], b3[32];
+  return QD_ERR(BAD_INPUT, PIPELINE_VRAM_BUDGET, "%s: a GPU memory budget of %s does not fit any offload schedule at "
+                "%lldx%lld (batch %lld); the smallest, 'sequential', needs %s (%s's phase, with %s for the CUDA "
+                "context)", qd_plan_path(p), qd_format_bytes(budget, b1, sizeof b1), (long long)w, (long long)h,
+                (long long)b, qd_format_bytes(least.peak + QD_SCHEDULE_CONTEXT_RESERVE, b2, sizeof b2),
+                least.peak_phase, qd_format_bytes(QD_SCHEDULE_CONTEXT_RESERVE, b3, sizeof b3));
 }

@@ -14,7 +14,8 @@
  *   model  one component at a time, all its weights uploaded per image; the transformer streams the block weights
  *          only its conditioning reads (once per image, two slots) instead of keeping them
  *   group  as model, and the transformer and T5 keep only their weights outside blocks (plus `keep` bytes of the
- *          transformer's first blocks) and two block-sized slots the other blocks stream through */
+ *          transformer's first blocks) and two block-sized slots the other blocks stream through
+ *   sequential  as group, streaming layer by layer: two slots a layer large */
 #ifndef QD_RUNTIME_PIPELINE_SCHEDULE_H
 #define QD_RUNTIME_PIPELINE_SCHEDULE_H
 
@@ -34,7 +35,7 @@ extern const char* const qd_schedule_component_names[QD_SCHEDULE_COMPONENTS];
 typedef struct qd_schedule_sizes {
   uint64_t resident;  /* weights as uploaded, their bf16 copies, code tables */
   uint64_t working;   /* activation arena, NF4 scratch, cuBLASLt workspace, inputs */
-  uint64_t largest_block, unblocked, blocked; /* weight_stream.h's bounds */
+  uint64_t largest_block, largest_layer, unblocked, blocked; /* weight_stream.h's bounds */
   uint64_t conditioning, largest_conditioning_block; /* the transformer's conditioning-only block weights */
 } qd_schedule_sizes_t;
 
@@ -52,7 +53,8 @@ typedef struct qd_schedule_estimate {
 qd_status_t qd_schedule_component_sizes(const qd_plan_weight_t* weights, int32_t weight_count, uint64_t weight_bytes,
                                         const qd_graph_t* graph, uint64_t arena_bytes, bool transformer,
                                         qd_schedule_sizes_t* out_sizes);
-/* The estimate of `mode` (NONE, MODEL or GROUP with `keep` bytes of blocks kept, capped at what there is). */
+/* The estimate of `mode` (NONE, MODEL, GROUP or SEQUENTIAL with `keep` bytes of blocks kept, capped at what there
+ * is). */
 void qd_schedule_combine(const qd_schedule_sizes_t sizes[QD_SCHEDULE_COMPONENTS], qd_offload_mode_t mode,
                          uint64_t keep, qd_schedule_estimate_t* out_estimate);
 
@@ -71,8 +73,8 @@ qd_status_t qd_schedule_estimate(const qd_plan_t* plan, int64_t width, int64_t h
                                  qd_offload_mode_t mode, uint64_t keep, qd_schedule_estimate_t* out_estimate);
 
 /* The fastest schedule whose peak plus QD_SCHEDULE_CONTEXT_RESERVE fits `budget` bytes: none, else model, else
- * group keeping as many of the transformer's blocks as fit. Errors: PIPELINE_VRAM_BUDGET, stating the smallest
- * budget any schedule fits, when none does. */
+ * group keeping as many of the transformer's blocks as fit, else sequential (likewise). Errors:
+ * PIPELINE_VRAM_BUDGET, stating the smallest budget any schedule fits, when none does. */
 qd_status_t qd_schedule_for_budget(const qd_plan_t* plan, int64_t width, int64_t height, int64_t batch,
                                    uint64_t budget, qd_schedule_estimate_t* out_estimate);
 
