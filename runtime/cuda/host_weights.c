@@ -83,7 +83,9 @@ qd_status_t qd_cuda_host_weights_create(int device, const uint8_t* section, uint
     if (r != CUDA_SUCCESS) {
       char b[32];
       const char* name = qd_cuda_result_name(r);
-      s = QD_ERR(DEVICE_OUT_OF_MEMORY, CUDA_OUT_OF_MEMORY, "pinning %s of host memory for %s's weights failed (%s)",
+      /* Host memory, not the GPU's: the generator's fallback to a smaller schedule (which would pin as much)
+       * does not apply. */
+      s = QD_ERR(OUT_OF_MEMORY, OUT_OF_MEMORY, "pinning %s of host memory for %s's weights failed (%s)",
                  qd_format_bytes(bytes, b, sizeof b), what, name);
     }
     h->data = p;

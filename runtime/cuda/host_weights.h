@@ -22,7 +22,8 @@
 typedef struct qd_cuda_host_weights qd_cuda_host_weights_t;
 
 /* Pins `bytes` of host memory for device `device` and copies `section` into it. `what` names the component in
- * errors and progress. Errors: QD_CODE_DEVICE_OUT_OF_MEMORY naming the size when the driver cannot pin that much;
+ * errors and progress. Errors: QD_CODE_OUT_OF_MEMORY (host memory) naming the size when the driver cannot pin
+ * that much;
  * the driver's. */
 qd_status_t qd_cuda_host_weights_create(int device, const uint8_t* section, uint64_t bytes, const char* what,
                                         qd_allocator_t allocator, qd_cuda_host_weights_t** out_weights);

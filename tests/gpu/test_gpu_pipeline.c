@@ -7,16 +7,17 @@
  * image. bf16 activations against the fp32 reference: rel L2 within 2e-2 for the encoders and the first step,
  * 5e-2 for the last step and the image (four steps of a random-weight transformer amplify differences). Then the
  * GPU's own promises: a second generation gives the same pixels, and model offload (each component on the GPU
- * only for its phase) and group offload (the transformer's and T5's blocks streamed from pinned host memory while
- * they run, with no block kept and with the first blocks kept) give the same pixels as keeping everything
+ * only for its phase), group offload (the transformer's and T5's blocks streamed from pinned host memory while
+ * they run, with no block kept and with the first blocks kept) and sequential offload (streamed layer by layer)
+ * give the same pixels as keeping everything
  * resident: the same kernels read the same bytes, only from other addresses.
  *
  * Last, out of GPU memory on the device path: the driver table's cuMemAlloc (and cuMemHostAlloc) is swapped for one
  * that fails its n-th call, for every n a generation makes. Each generation either succeeds with the same pixels
  * (an executor that could not be created made the generator fall back to a smaller schedule, with a warning) or
- * stops with DEVICE_OUT_OF_MEMORY (group, the smallest, has nothing to fall back to; an allocation after creation,
- * such as the conditioning's, stops the generation); a failed pinning of host memory makes model offload upload
- * from pageable memory and group stop. Destroying the generator returns the device to the memory it had before.
+ * stops with DEVICE_OUT_OF_MEMORY (sequential, the smallest, has nothing to fall back to; an allocation after
+ * creation, such as the conditioning's, stops the generation); a failed pinning of host memory makes model offload
+ * upload from pageable memory and group stop with OUT_OF_MEMORY (host memory: no fallback). Destroying the generator returns the device to the memory it had before.
  *
  * Exits 77 without a GPU (or without the tools to build the plan), 0 when every check passes, 1 otherwise. Not a
  * Check suite: it must run on GPU machines without Check.
@@ -213,10 +214,11 @@ static int allocation_failures(const qd_plan_t* plan, const qd_cuda_driver_t* cu
     host_fail_at = 0;
     qd_status_t s = generate(plan, QD_GENERATOR_DEVICE_CUDA, m ? QD_OFFLOAD_GROUP : QD_OFFLOAD_MODEL, 0, &t, &r);
     host_fail_at = -1;
-    bool ok = m ? s && qd_status_code(s) == QD_CODE_DEVICE_OUT_OF_MEMORY
+    bool ok = m ? s && qd_status_code(s) == QD_CODE_OUT_OF_MEMORY
                 : !s && memcmp(r.pixels, want->pixels, bytes) == 0;
     if (!ok) {
-      printf("pinning failed (offload %s): %s\n", m ? "group" : "model", s ? qd_status_message(s) : "other pixels");
+      printf("pinning failed (offload %s): %s\n", m ? "group" : "model",
+             s ? qd_status_message(s) : m ? "the generation went on" : "other pixels");
       bad++;
     }
     qd_status_free(s);
@@ -265,8 +267,8 @@ int main(int argc, char** argv) {
   }
   qd_plan_t* plan = NULL;
   s = qd_plan_open(plan_path, qd_allocator_system(), 0, &plan);
-  trace_copy_t cpu = {0}, gpu = {0}, again = {0}, model = {0}, group = {0}, group_keep = {0};
-  qd_generate_result_t rc = {0}, rg = {0}, ra = {0}, rm = {0}, rs = {0}, rk = {0};
+  trace_copy_t cpu = {0}, gpu = {0}, again = {0}, model = {0}, group = {0}, group_keep = {0}, seq = {0};
+  qd_generate_result_t rc = {0}, rg = {0}, ra = {0}, rm = {0}, rs = {0}, rk = {0}, rq = {0};
   if (!s) s = generate(plan, QD_GENERATOR_DEVICE_CPU, QD_OFFLOAD_NONE, 0, &cpu, &rc);
   if (!s) s = generate(plan, QD_GENERATOR_DEVICE_CUDA, QD_OFFLOAD_NONE, 0, &gpu, &rg);
   if (!s) s = generate(plan, QD_GENERATOR_DEVICE_CUDA, QD_OFFLOAD_NONE, 0, &again, &ra);
@@ -276,6 +278,7 @@ int main(int argc, char** argv) {
   qd_schedule_estimate_t est = {0};
   if (!s) s = qd_schedule_estimate(plan, 256, 256, 1, QD_OFFLOAD_GROUP, 0, &est);
   if (!s) s = generate(plan, QD_GENERATOR_DEVICE_CUDA, QD_OFFLOAD_GROUP, est.streamed_per_step / 2, &group_keep, &rk);
+  if (!s) s = generate(plan, QD_GENERATOR_DEVICE_CUDA, QD_OFFLOAD_SEQUENTIAL, 0, &seq, &rq);
   if (s) {
     qd_status_fprint(stderr, "test_gpu_pipeline", s, true);
     qd_status_free(s);
@@ -295,6 +298,7 @@ int main(int argc, char** argv) {
   bool same_model = rm.pixels && memcmp(rg.pixels, rm.pixels, bytes) == 0;
   bool same_group = rs.pixels && memcmp(rg.pixels, rs.pixels, bytes) == 0;
   bool same_keep = rk.pixels && memcmp(rg.pixels, rk.pixels, bytes) == 0;
+  bool same_seq = rq.pixels && memcmp(rg.pixels, rq.pixels, bytes) == 0;
   size_t differ = 0;
   for (size_t i = 0; i < bytes; i++) differ += rg.pixels[i] != rc.pixels[i];
   printf("%-40s %zu of %zu bytes differ from the CPU's (8-bit)\n", "pixels", differ, bytes);
@@ -304,13 +308,15 @@ int main(int argc, char** argv) {
   printf("%-40s %s (load %.2f s, denoise %.3f s against %.3f s resident)\n", "group offload (streamed), same pixels",
          same_group ? "PASS" : "FAIL", rs.seconds_load, rs.seconds_denoise, rg.seconds_denoise);
   printf("%-40s %s\n", "group offload, first blocks kept", same_keep ? "PASS" : "FAIL");
-  failures += !same_again + !same_model + !same_group + !same_keep;
+  printf("%-40s %s\n", "sequential offload (layer by layer)", same_seq ? "PASS" : "FAIL");
+  failures += !same_again + !same_model + !same_group + !same_keep + !same_seq;
   /* Still holding the plan and the resident pixels the sweep compares with. */
   if (!failures) failures += allocation_failures(plan, cu, &rg);
   trace_free(&cpu), trace_free(&gpu), trace_free(&again), trace_free(&model), trace_free(&group);
-  trace_free(&group_keep);
+  trace_free(&group_keep), trace_free(&seq);
   qd_generate_result_deinit(&rc), qd_generate_result_deinit(&rg), qd_generate_result_deinit(&ra);
   qd_generate_result_deinit(&rm), qd_generate_result_deinit(&rs), qd_generate_result_deinit(&rk);
+  qd_generate_result_deinit(&rq);
   qd_plan_close(plan);
   printf("test_gpu_pipeline: %s\n", failures ? "FAILED" : "passed");
   return failures ? 1 : 0;
