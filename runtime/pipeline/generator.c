@@ -309,8 +309,9 @@ static qd_status_t qd_gen_executor_create_(qd_generator_t* g, int c) {
 
 /* The component's CUDA executor for its current resolution, created on first use (weights uploaded, kernels loaded;
  * the time goes to *load_seconds). The transformer's hoists its conditioning out of the step. Out of GPU memory,
- * the generator falls back to the next smaller schedule (none -> model -> group) with a warning, releasing every
- * other executor first; out of memory with group is an error. */
+ * the generator falls back to the next smaller schedule (none -> model -> group -> sequential) with a warning,
+ * releasing every other executor first; out of memory with sequential is an error, and so is any other failure
+ * (a failed pinning of host memory is OUT_OF_MEMORY, not the GPU's). */
 static qd_status_t qd_gen_executor_(qd_generator_t* g, int c, double* load_seconds, qd_cuda_executor_t** out) {
   static const char* const names[] = {"none", "model", "group", "sequential"};
   qd_gen_component_t* comp = &g->comps[c];
@@ -339,7 +340,7 @@ static qd_status_t qd_gen_executor_(qd_generator_t* g, int c, double* load_secon
   return QD_OK;
 }
 
-/* After a component's phase: with model offload its executor goes (weights and activations leave the GPU). */
+/* After a component's phase, offloaded, its executor goes (weights and activations leave the GPU). */
 static void qd_gen_phase_done_(qd_generator_t* g, int c) {
   if (g->options.offload == QD_OFFLOAD_NONE) return;
   qd_cuda_executor_destroy(g->comps[c].exec);
