@@ -92,15 +92,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   qd_offload_mode_t offload;
-  if (strcmp(offload_name, "none") == 0) {
-    offload = QD_OFFLOAD_NONE;
-  } else if (strcmp(offload_name, "model") == 0) {
-    offload = QD_OFFLOAD_MODEL;
-  } else if (strcmp(offload_name, "group") == 0) {
-    offload = QD_OFFLOAD_GROUP;
-  } else if (strcmp(offload_name, "sequential") == 0) {
-    offload = QD_OFFLOAD_SEQUENTIAL;
-  } else {
+  if (!qd_offload_mode_parse(offload_name, &offload)) {
     fprintf(stderr, "flux_pipeline: --offload takes none, model, group or sequential, not '%s'\n", offload_name);
     return 2;
   }
@@ -136,11 +128,10 @@ int main(int argc, char** argv) {
   if (!s) s = qd_generator_create(plan, &go, a, &gen);
   double open_s = qd_now_seconds() - t0;
   /* The schedule in use (a budget picks one) and what the plan says it needs, beside what is measured. */
-  static const char* const names[] = {"none", "model", "group", "sequential"};
   qd_schedule_estimate_t est = {0};
   if (!s) {
     offload = qd_generator_offload(gen, &keep);
-    offload_name = names[offload];
+    offload_name = qd_offload_mode_name(offload);
     int32_t w0 = width, h0 = height, b0 = 1;
     if (!w0) qd_generator_resolution(gen, 0, &w0, &h0, &b0);
     qd_status_t es = qd_schedule_estimate(plan, w0, h0, 1, offload, keep, &est);

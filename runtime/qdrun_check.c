@@ -26,8 +26,7 @@ enum { QDRUN_MAX_SCHEDULE_SIZES = 16 };
 typedef struct qdrun_schedules {
   int count;
   int64_t width[QDRUN_MAX_SCHEDULE_SIZES], height[QDRUN_MAX_SCHEDULE_SIZES], batch[QDRUN_MAX_SCHEDULE_SIZES];
-  qd_schedule_estimate_t none[QDRUN_MAX_SCHEDULE_SIZES], model[QDRUN_MAX_SCHEDULE_SIZES],
-      group[QDRUN_MAX_SCHEDULE_SIZES], sequential[QDRUN_MAX_SCHEDULE_SIZES];
+  qd_schedule_estimate_t est[QDRUN_MAX_SCHEDULE_SIZES][QD_OFFLOAD_SEQUENTIAL + 1]; /* per size, per mode */
   uint64_t least; /* the smallest peak any schedule needs at the largest size */
   int recorded;   /* sizes read from the plan's SCHD section (the others computed) */
   char problem[512];
@@ -52,11 +51,10 @@ static void qdrun_schedules_(const qd_plan_t* p, qdrun_schedules_t* out) {
       continue;
     }
     out->recorded += recorded;
-    qd_schedule_combine(sizes, QD_OFFLOAD_NONE, 0, &out->none[k]);
-    qd_schedule_combine(sizes, QD_OFFLOAD_MODEL, 0, &out->model[k]);
-    qd_schedule_combine(sizes, QD_OFFLOAD_GROUP, 0, &out->group[k]);
-    qd_schedule_combine(sizes, QD_OFFLOAD_SEQUENTIAL, 0, &out->sequential[k]);
-    if (out->sequential[k].peak > out->least) out->least = out->sequential[k].peak;
+    for (int m = QD_OFFLOAD_NONE; m <= QD_OFFLOAD_SEQUENTIAL; m++)
+      qd_schedule_combine(sizes, (qd_offload_mode_t)m, 0, &out->est[k][m]);
+    uint64_t smallest = out->est[k][QD_OFFLOAD_SEQUENTIAL].peak;
+    if (smallest > out->least) out->least = smallest;
     out->count++;
   }
 }
@@ -298,14 +296,13 @@ int qdrun_check(const char* path, bool json) {
       cJSON_AddNumberToObject(o, "width", (double)sched.width[k]);
       cJSON_AddNumberToObject(o, "height", (double)sched.height[k]);
       cJSON_AddNumberToObject(o, "batch", (double)sched.batch[k]);
-      const qd_schedule_estimate_t* es[] = {&sched.none[k], &sched.model[k], &sched.group[k], &sched.sequential[k]};
-      static const char* const names[] = {"none", "model", "group", "sequential"};
-      for (int j = 0; j < 4; j++) {
-        cJSON* x = cJSON_AddObjectToObject(o, names[j]);
-        cJSON_AddNumberToObject(x, "peak", (double)es[j]->peak);
-        cJSON_AddStringToObject(x, "peak_phase", es[j]->peak_phase);
-        cJSON_AddNumberToObject(x, "uploaded_per_image", (double)es[j]->uploaded_per_image);
-        cJSON_AddNumberToObject(x, "streamed_per_step", (double)es[j]->streamed_per_step);
+      for (int mode = QD_OFFLOAD_NONE; mode <= QD_OFFLOAD_SEQUENTIAL; mode++) {
+        const qd_schedule_estimate_t* est = &sched.est[k][mode];
+        cJSON* x = cJSON_AddObjectToObject(o, qd_offload_mode_name((qd_offload_mode_t)mode));
+        cJSON_AddNumberToObject(x, "peak", (double)est->peak);
+        cJSON_AddStringToObject(x, "peak_phase", est->peak_phase);
+        cJSON_AddNumberToObject(x, "uploaded_per_image", (double)est->uploaded_per_image);
+        cJSON_AddNumberToObject(x, "streamed_per_step", (double)est->streamed_per_step);
       }
     }
     cJSON* drv = cJSON_AddObjectToObject(root, "driver");
@@ -369,13 +366,16 @@ int qdrun_check(const char* path, bool json) {
            qdrun_bytes_(need.working.inputs, m6, sizeof m6), qdrun_bytes_(QDRUN_CONTEXT_RESERVE, b, sizeof b));
     if (sched.problem[0]) printf("offload   %s\n", sched.problem);
     for (int k = 0; k < sched.count; k++) {
+      const qd_schedule_estimate_t* est = sched.est[k];
       char p1[32], p2[32], p3[32], p4[32], u1[32], s1[32];
       printf("offload   %lldx%lld: none %s; model %s (%s uploaded per image); group %s, sequential %s (%s streamed "
              "per step)%s\n", (long long)sched.width[k], (long long)sched.height[k],
-             qdrun_bytes_(sched.none[k].peak, p1, sizeof p1), qdrun_bytes_(sched.model[k].peak, p2, sizeof p2),
-             qdrun_bytes_(sched.model[k].uploaded_per_image, u1, sizeof u1),
-             qdrun_bytes_(sched.group[k].peak, p3, sizeof p3), qdrun_bytes_(sched.sequential[k].peak, p4, sizeof p4),
-             qdrun_bytes_(sched.group[k].streamed_per_step, s1, sizeof s1),
+             qdrun_bytes_(est[QD_OFFLOAD_NONE].peak, p1, sizeof p1),
+             qdrun_bytes_(est[QD_OFFLOAD_MODEL].peak, p2, sizeof p2),
+             qdrun_bytes_(est[QD_OFFLOAD_MODEL].uploaded_per_image, u1, sizeof u1),
+             qdrun_bytes_(est[QD_OFFLOAD_GROUP].peak, p3, sizeof p3),
+             qdrun_bytes_(est[QD_OFFLOAD_SEQUENTIAL].peak, p4, sizeof p4),
+             qdrun_bytes_(est[QD_OFFLOAD_GROUP].streamed_per_step, s1, sizeof s1),
              sched.recorded ? "" : " (computed: the plan records no schedules)");
     }
     if (ds)

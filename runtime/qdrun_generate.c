@@ -81,8 +81,6 @@ static void qdrun_image_path_(const char* base, int32_t index, int32_t batch, ch
     snprintf(out, size, "%s-%d", base, index + 1);
 }
 
-static const char* const qdrun_offload_names_[] = {"none", "model", "group", "sequential"};
-
 static void qdrun_print_json_(const char* plan, const char* device, const qd_generator_t* gen,
                               const qd_generate_result_t* r, char paths[][4096], double load_s, double total_s) {
   cJSON* root = cJSON_CreateObject();
@@ -103,7 +101,7 @@ static void qdrun_print_json_(const char* plan, const char* device, const qd_gen
   cJSON_AddNumberToObject(root, "batch", r->batch);
   cJSON_AddStringToObject(root, "device", device);
   uint64_t keep = 0;
-  cJSON_AddStringToObject(root, "offload", qdrun_offload_names_[qd_generator_offload(gen, &keep)]);
+  cJSON_AddStringToObject(root, "offload", qd_offload_mode_name(qd_generator_offload(gen, &keep)));
   cJSON_AddNumberToObject(root, "keep_bytes", (double)keep);
   cJSON* images = cJSON_AddArrayToObject(root, "images");
   for (int32_t i = 0; images && i < r->batch; i++) cJSON_AddItemToArray(images, cJSON_CreateString(paths[i]));
@@ -135,7 +133,7 @@ static void qdrun_print_text_(const qd_generator_t* gen, bool cuda, const qd_gen
   qd_offload_mode_t mode = qd_generator_offload(gen, &keep);
   char kb[32];
   if (cuda)
-    printf("offload     %s%s%s\n", qdrun_offload_names_[mode], keep ? ", keeping the transformer's first blocks: " : "",
+    printf("offload     %s%s%s\n", qd_offload_mode_name(mode), keep ? ", keeping the transformer's first blocks: " : "",
            keep ? qd_format_bytes(keep, kb, sizeof kb) : "");
   printf("image       %dx%d, %d image%s, seed %llu, %d steps, guidance %s\n", r->width, r->height, r->batch,
          r->batch == 1 ? "" : "s", (unsigned long long)r->seed, r->steps, guidance);
@@ -224,12 +222,8 @@ int qdrun_generate_main(int argc, char** argv) {
         break;
       case OPT_JSON: json = true; break;
       case OPT_OFFLOAD: {
-        static const char* const modes[] = {"none", "model", "group", "sequential"};
-        int m = -1;
-        for (int k = 0; k < 4; k++)
-          if (strcmp(optarg, modes[k]) == 0) m = k;
-        if (m < 0) return qdrun_generate_usage_error_("--offload takes none, model, group or sequential, not", optarg);
-        go.offload = (qd_offload_mode_t)m;
+        if (!qd_offload_mode_parse(optarg, &go.offload))
+          return qdrun_generate_usage_error_("--offload takes none, model, group or sequential, not", optarg);
         break;
       }
       case OPT_KEEP:

@@ -901,6 +901,16 @@ END_TEST
 START_TEST(offload_schedules_from_the_plan) {
   qd_plan_t* plan;
   QD_ASSERT_OK(qd_plan_open(plan_bf16, qd_allocator_system(), 0, &plan));
+  /* The modes' names, both ways. */
+  for (int m = QD_OFFLOAD_NONE; m <= QD_OFFLOAD_SEQUENTIAL; m++) {
+    qd_offload_mode_t back = QD_OFFLOAD_NONE;
+    ck_assert(qd_offload_mode_parse(qd_offload_mode_name((qd_offload_mode_t)m), &back));
+    ck_assert_int_eq(back, m);
+  }
+  ck_assert_str_eq(qd_offload_mode_name(QD_OFFLOAD_SEQUENTIAL), "sequential");
+  ck_assert_str_eq(qd_offload_mode_name((qd_offload_mode_t)9), "?");
+  qd_offload_mode_t unused;
+  ck_assert(!qd_offload_mode_parse("sideways", &unused));
   /* qdc recorded the sizes (SCHD); they are what the programs give. */
   qd_schedule_sizes_t recorded[QD_SCHEDULE_COMPONENTS], computed[QD_SCHEDULE_COMPONENTS];
   bool was_recorded = false;

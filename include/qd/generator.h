@@ -79,6 +79,10 @@ typedef struct qd_generator_options {
 /* CPU, device 0, no offload, one thread per core. */
 void qd_generator_options_init(qd_generator_options_t* options);
 
+/* "none", "model", "group", "sequential" ("?" for another value), and back (false for another name). */
+const char* qd_offload_mode_name(qd_offload_mode_t mode);
+bool qd_offload_mode_parse(const char* name, qd_offload_mode_t* out_mode);
+
 /* The offload schedule in use (options.offload, or what options.vram_budget chose) and the transformer's block
  * bytes it keeps on the GPU. */
 qd_offload_mode_t qd_generator_offload(const qd_generator_t* generator, uint64_t* out_keep_bytes);

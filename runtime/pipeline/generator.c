@@ -40,9 +40,17 @@
 #include "runtime/pipeline/schedule.h"
 #include "runtime/plan_internal.h"
 
-enum { QD_GEN_CLIP = 0, QD_GEN_T5, QD_GEN_TRANSFORMER, QD_GEN_VAE, QD_GEN_COUNT };
+/* In phase order, as runtime/pipeline/schedule.h numbers them. */
+enum {
+  QD_GEN_CLIP = QD_SCHEDULE_CLIP,
+  QD_GEN_T5 = QD_SCHEDULE_T5,
+  QD_GEN_TRANSFORMER = QD_SCHEDULE_TRANSFORMER,
+  QD_GEN_VAE = QD_SCHEDULE_VAE,
+  QD_GEN_COUNT = QD_SCHEDULE_COMPONENTS
+};
 
-static const char* const qd_gen_names_[QD_GEN_COUNT] = {"text_encoder", "text_encoder_2", "transformer", "vae"};
+#define qd_gen_names_ qd_schedule_component_names /* the plan's component names, one table */
+
 static const char* const qd_gen_roles_[QD_GEN_COUNT] = {"the CLIP text encoder", "the T5 text encoder",
                                                         "the FLUX transformer", "the VAE decoder"};
 static const char* const qd_gen_tok_sections_[2] = {"tokenizer", "tokenizer_2"};
@@ -75,6 +83,21 @@ void qd_generator_options_init(qd_generator_options_t* o) {
   memset(o, 0, sizeof *o);
   o->device = QD_GENERATOR_DEVICE_CPU;
   o->offload = QD_OFFLOAD_NONE;
+}
+
+static const char* const qd_offload_names_[] = {"none", "model", "group", "sequential"};
+
+const char* qd_offload_mode_name(qd_offload_mode_t mode) {
+  return (int)mode >= QD_OFFLOAD_NONE && (int)mode <= QD_OFFLOAD_SEQUENTIAL ? qd_offload_names_[mode] : "?";
+}
+
+bool qd_offload_mode_parse(const char* name, qd_offload_mode_t* out) {
+  for (int m = QD_OFFLOAD_NONE; m <= QD_OFFLOAD_SEQUENTIAL; m++)
+    if (strcmp(name, qd_offload_names_[m]) == 0) {
+      *out = (qd_offload_mode_t)m;
+      return true;
+    }
+  return false;
 }
 
 void qd_generate_params_init(qd_generate_params_t* p) {
@@ -220,29 +243,17 @@ static qd_status_t qd_gen_check_(const qd_generator_t* g, qd_gen_shapes_t* s) {
   return QD_OK;
 }
 
-/* The resolution of a text encoder: the one at batch 1 when the plan has it (encode once, repeat the rows), else the
- * batch's. Text encoders do not depend on the image size; T5's text length is checked against the transformer's
- * afterwards (a plan built from mismatched pieces says so rather than "no resolution"). */
-static qd_status_t qd_gen_text_resolution_(const qd_generator_t* g, int c, int64_t batch, int32_t* out) {
-  qd_size_binding_t b = {"batch", 1};
-  qd_status_t s = qd_plan_find_resolution_by_bindings(g->plan, g->comps[c].index, &b, 1, out);
-  if (!s || batch == 1) return s;
-  qd_status_free(s);
-  b.value = batch;
-  return qd_plan_find_resolution_by_bindings(g->plan, g->comps[c].index, &b, 1, out);
-}
-
 /* Instantiates all four programs for one image size and batch and checks they fit together. */
 static qd_status_t qd_gen_prepare_(qd_generator_t* g, int64_t width, int64_t height, int64_t batch,
                                    qd_gen_shapes_t* shapes) {
-  int32_t res;
-  QD_TRY(qd_plan_find_resolution(g->plan, g->comps[QD_GEN_TRANSFORMER].index, width, height, batch, &res));
-  QD_TRY(qd_gen_use_resolution_(g, QD_GEN_TRANSFORMER, res));
-  QD_TRY(qd_plan_find_resolution(g->plan, g->comps[QD_GEN_VAE].index, width, height, batch, &res));
-  QD_TRY(qd_gen_use_resolution_(g, QD_GEN_VAE, res));
-  for (int c = QD_GEN_CLIP; c <= QD_GEN_T5; c++) {
-    QD_TRY(qd_gen_text_resolution_(g, c, batch, &res));
-    QD_TRY(qd_gen_use_resolution_(g, c, res));
+  /* Text encoders do not depend on the image size: batch 1 when the plan has it (encode once, repeat the rows).
+   * T5's text length is checked against the transformer's afterwards (a plan built from mismatched pieces says so
+   * rather than "no resolution"). */
+  static const int order[] = {QD_GEN_TRANSFORMER, QD_GEN_VAE, QD_GEN_CLIP, QD_GEN_T5};
+  for (int k = 0; k < 4; k++) {
+    int32_t res;
+    QD_TRY(qd_schedule_component_resolution(g->plan, order[k], g->comps[order[k]].index, width, height, batch, &res));
+    QD_TRY(qd_gen_use_resolution_(g, order[k], res));
   }
   QD_TRY(qd_gen_check_(g, shapes));
   if (shapes->width != width || shapes->height != height || shapes->batch != batch)
@@ -313,7 +324,6 @@ static qd_status_t qd_gen_executor_create_(qd_generator_t* g, int c) {
  * releasing every other executor first; out of memory with sequential is an error, and so is any other failure
  * (a failed pinning of host memory is OUT_OF_MEMORY, not the GPU's). */
 static qd_status_t qd_gen_executor_(qd_generator_t* g, int c, double* load_seconds, qd_cuda_executor_t** out) {
-  static const char* const names[] = {"none", "model", "group", "sequential"};
   qd_gen_component_t* comp = &g->comps[c];
   double t0 = qd_now_seconds();
   while (!comp->exec) {
@@ -322,12 +332,13 @@ static qd_status_t qd_gen_executor_(qd_generator_t* g, int c, double* load_secon
     qd_offload_mode_t mode = g->options.offload;
     if (qd_status_code(s) != QD_CODE_DEVICE_OUT_OF_MEMORY || mode >= QD_OFFLOAD_SEQUENTIAL)
       return qd_status_annotate(s, "preparing '%s' (%s) on the GPU with offload '%s'", qd_gen_names_[c],
-                                qd_gen_roles_[c], names[mode]);
+                                qd_gen_roles_[c], qd_offload_mode_name(mode));
     char why[512];
     qd_status_format(s, why, sizeof why);
     qd_status_free(s);
     QD_LOG_WARN("%s: out of GPU memory preparing '%s' with offload '%s' (%s); falling back to '%s'",
-                qd_plan_path(g->plan), qd_gen_names_[c], names[mode], why, names[mode + 1]);
+                qd_plan_path(g->plan), qd_gen_names_[c], qd_offload_mode_name(mode), why,
+                qd_offload_mode_name(mode + 1));
     for (int k = 0; k < QD_GEN_COUNT; k++) {
       qd_cuda_executor_destroy(g->comps[k].exec);
       g->comps[k].exec = NULL;
@@ -470,7 +481,6 @@ static qd_status_t qd_gen_scheduler_(qd_generator_t* g) {
 
 /* A VRAM budget: the fastest schedule that fits at every size the plan has (the largest size decides). */
 static qd_status_t qd_gen_apply_budget_(qd_generator_t* g) {
-  static const char* const names[] = {"none", "model", "group", "sequential"};
   qd_offload_mode_t mode = QD_OFFLOAD_NONE;
   uint64_t keep = UINT64_MAX;
   for (int32_t i = 0; i < qd_generator_resolution_count(g); i++) {
@@ -485,7 +495,7 @@ static qd_status_t qd_gen_apply_budget_(qd_generator_t* g) {
   g->options.keep_bytes = mode >= QD_OFFLOAD_GROUP ? keep : 0;
   char b1[32], b2[32];
   QD_LOG_INFO("%s: a GPU memory budget of %s: offload '%s'%s%s", qd_plan_path(g->plan),
-              qd_format_bytes(g->options.vram_budget, b1, sizeof b1), names[mode],
+              qd_format_bytes(g->options.vram_budget, b1, sizeof b1), qd_offload_mode_name(mode),
               mode >= QD_OFFLOAD_GROUP ? ", keeping the transformer's first blocks up to " : "",
               mode >= QD_OFFLOAD_GROUP ? qd_format_bytes(keep, b2, sizeof b2) : "");
   return QD_OK;
@@ -509,16 +519,15 @@ qd_status_t qd_generator_create(const qd_plan_t* plan, const qd_generator_option
   if ((int)o.offload < QD_OFFLOAD_NONE || (int)o.offload > QD_OFFLOAD_SEQUENTIAL)
     return QD_ERR(INVALID_ARGUMENT, PIPELINE_OPTIONS, "offload mode %d is not one of none (0), model (1), group (2), "
                   "sequential (3)", (int)o.offload);
-  static const char* const offload_names[] = {"none", "model", "group", "sequential"};
   if (o.device == QD_GENERATOR_DEVICE_CPU && o.offload != QD_OFFLOAD_NONE)
     return QD_ERR(INVALID_ARGUMENT, PIPELINE_OPTIONS, "offload '%s' applies to CUDA generation; the CPU keeps every "
-                  "weight in host memory", offload_names[o.offload]);
+                  "weight in host memory", qd_offload_mode_name(o.offload));
   if (o.vram_budget && (o.device != QD_GENERATOR_DEVICE_CUDA || o.offload != QD_OFFLOAD_NONE || o.keep_bytes))
     return QD_ERR(INVALID_ARGUMENT, PIPELINE_OPTIONS, "a GPU memory budget picks the offload schedule itself: give it "
                   "for CUDA generation, without an offload mode or kept bytes");
   if (o.keep_bytes && o.offload != QD_OFFLOAD_GROUP && o.offload != QD_OFFLOAD_SEQUENTIAL)
     return QD_ERR(INVALID_ARGUMENT, PIPELINE_OPTIONS, "keep_bytes applies to offload 'group' and 'sequential' "
-                  "(streamed weights), not '%s'", offload_names[o.offload]);
+                  "(streamed weights), not '%s'", qd_offload_mode_name(o.offload));
   if (o.device == QD_GENERATOR_DEVICE_CUDA) {
     /* Fail here, not at the first generation, on a machine without a usable GPU. */
     const qd_cuda_driver_t* cu;

@@ -109,10 +109,8 @@ void qd_schedule_combine(const qd_schedule_sizes_t sizes[QD_SCHEDULE_COMPONENTS]
   }
 }
 
-/* The resolution the generator runs a component at: the image's for the transformer and the VAE; for the text
- * encoders batch 1 when the plan has it (their rows are repeated), else the batch's. */
-static qd_status_t qd_sched_resolution_(const qd_plan_t* p, int c, int32_t index, int64_t w, int64_t h, int64_t b,
-                                        int32_t* out) {
+qd_status_t qd_schedule_component_resolution(const qd_plan_t* p, int c, int32_t index, int64_t w, int64_t h,
+                                             int64_t b, int32_t* out) {
   if (c == QD_SCHEDULE_TRANSFORMER || c == QD_SCHEDULE_VAE) return qd_plan_find_resolution(p, index, w, h, b, out);
   qd_size_binding_t one = {"batch", 1};
   qd_status_t s = qd_plan_find_resolution_by_bindings(p, index, &one, 1, out);
@@ -131,7 +129,7 @@ qd_status_t qd_schedule_plan_sizes_computed(const qd_plan_t* p, int64_t w, int64
                     "plans", qd_plan_path(p), qd_schedule_component_names[c]);
     const qd_plan_component_t* comp = qd_plan_component(p, index);
     int32_t r;
-    QD_TRY(qd_sched_resolution_(p, c, index, w, h, b, &r));
+    QD_TRY(qd_schedule_component_resolution(p, c, index, w, h, b, &r));
     qd_graph_t* g = NULL;
     QD_TRY(qd_plan_instantiate(p, index, r, qd_allocator_system(), &g));
     qd_status_t s = qd_schedule_component_sizes(comp->weights, comp->weight_count, comp->weight_bytes, g,
@@ -179,11 +177,10 @@ cJSON* qd_schedule_record_json(const int64_t* w, const int64_t* h, const int64_t
         cJSON_AddNumberToObject(x, qd_sched_fields_[f], (double)*qd_sched_field_(&s, f));
     }
     /* For readers: what the schedules come to (qdrun recomputes them from the sizes). */
-    static const char* const names[] = {"none", "model", "group", "sequential"};
-    for (int m = 0; m < 4; m++) {
+    for (int m = QD_OFFLOAD_NONE; m <= QD_OFFLOAD_SEQUENTIAL; m++) {
       qd_schedule_estimate_t est;
       qd_schedule_combine(&sizes[r * QD_SCHEDULE_COMPONENTS], (qd_offload_mode_t)m, 0, &est);
-      cJSON* x = cJSON_AddObjectToObject(e, names[m]);
+      cJSON* x = cJSON_AddObjectToObject(e, qd_offload_mode_name((qd_offload_mode_t)m));
       cJSON_AddNumberToObject(x, "peak", (double)est.peak);
       cJSON_AddNumberToObject(x, "uploaded_per_image", (double)est.uploaded_per_image);
       cJSON_AddNumberToObject(x, "streamed_per_step", (double)est.streamed_per_step);

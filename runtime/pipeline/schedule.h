@@ -48,6 +48,13 @@ typedef struct qd_schedule_estimate {
   uint64_t keep;               /* GROUP: the transformer's block bytes kept on the GPU */
 } qd_schedule_estimate_t;
 
+/* The resolution a pipeline runs component `which` (QD_SCHEDULE_*) at, plan component `index`, for images of
+ * width x height at batch: the image's for the transformer and the VAE; for the text encoders batch 1 when the plan
+ * has it (their rows are repeated), else the batch's. The generator and the schedules pick it with this. Errors:
+ * PLAN_NO_RESOLUTION listing what the plan has. */
+qd_status_t qd_schedule_component_resolution(const qd_plan_t* plan, int which, int32_t index, int64_t width,
+                                             int64_t height, int64_t batch, int32_t* out_resolution);
+
 /* One component's sizes: its weight table (offsets laid out), its program at one resolution with that
  * resolution's arena bytes; `transformer` adds the conditioning-only weights. */
 qd_status_t qd_schedule_component_sizes(const qd_plan_weight_t* weights, int32_t weight_count, uint64_t weight_bytes,
