@@ -63,6 +63,10 @@ typedef struct qd_gen_component {
   qd_cuda_executor_t* exec; /* CUDA: for `resolution`; NULL until a generation needs it */
   qd_cuda_host_weights_t* host; /* CUDA with offload: the weights in pinned host memory, from the first use */
   bool host_failed;             /* pinning failed once: uploads read the mapped plan (model offload only) */
+  /* The transformer under a VRAM budget: the block bytes to keep at budget_keep_resolution (-1: not decided yet).
+   * Offloaded executors are made again every image; the budget's answer for a size is worked out once. */
+  int32_t budget_keep_resolution;
+  uint64_t budget_keep;
 } qd_gen_component_t;
 
 struct qd_generator {
@@ -306,13 +310,18 @@ static qd_status_t qd_gen_executor_create_(qd_generator_t* g, int c) {
     o.stream_keep_bytes = c != QD_GEN_TRANSFORMER ? 0 : mode == QD_OFFLOAD_MODEL ? UINT64_MAX : g->options.keep_bytes;
     /* Under a budget the kept blocks are sized for this resolution: a smaller image leaves room for more. */
     if (c == QD_GEN_TRANSFORMER && mode >= QD_OFFLOAD_GROUP && g->options.vram_budget) {
-      int64_t w, h, b;
-      qd_plan_resolution(g->plan, comp->index, comp->resolution, &w, &h, &b);
-      qd_schedule_estimate_t est;
-      qd_status_t bs = qd_schedule_for_budget(g->plan, w, h, b, g->options.vram_budget, &est);
-      if (!bs && est.mode == mode && est.keep > o.stream_keep_bytes) o.stream_keep_bytes = est.keep;
-      if (!bs && est.mode < QD_OFFLOAD_GROUP) o.stream_keep_bytes = UINT64_MAX; /* everything fits here */
-      qd_status_free(bs);
+      if (comp->budget_keep_resolution != comp->resolution) {
+        int64_t w, h, b;
+        qd_plan_resolution(g->plan, comp->index, comp->resolution, &w, &h, &b);
+        qd_schedule_estimate_t est;
+        qd_status_t bs = qd_schedule_for_budget(g->plan, w, h, b, g->options.vram_budget, &est);
+        comp->budget_keep = 0;
+        if (!bs && est.mode == mode) comp->budget_keep = est.keep;
+        if (!bs && est.mode < QD_OFFLOAD_GROUP) comp->budget_keep = UINT64_MAX; /* everything fits here */
+        qd_status_free(bs);
+        comp->budget_keep_resolution = comp->resolution;
+      }
+      if (comp->budget_keep > o.stream_keep_bytes) o.stream_keep_bytes = comp->budget_keep;
     }
   }
   return qd_cuda_executor_create(g->plan, comp->index, comp->resolution, &o, g->allocator, &comp->exec);
@@ -345,6 +354,7 @@ static qd_status_t qd_gen_executor_(qd_generator_t* g, int c, double* load_secon
     }
     g->options.offload = mode + 1;
     g->options.keep_bytes = 0;
+    g->comps[QD_GEN_TRANSFORMER].budget_keep_resolution = -1; /* decided for the mode left behind */
   }
   *load_seconds += qd_now_seconds() - t0;
   *out = comp->exec;
@@ -547,7 +557,7 @@ qd_status_t qd_generator_create(const qd_plan_t* plan, const qd_generator_option
   g->allocator = a;
   g->plan = plan;
   g->options = o;
-  for (int c = 0; c < QD_GEN_COUNT; c++) g->comps[c].resolution = -1;
+  for (int c = 0; c < QD_GEN_COUNT; c++) g->comps[c].resolution = g->comps[c].budget_keep_resolution = -1;
   qd_status_t s = qd_gen_components_(g);
   if (!s) s = qd_gen_tokenizers_(g);
   /* The first resolution's programs: what the defaults depend on (guidance), and a check that the pieces fit. */
