@@ -4,14 +4,16 @@
 # optionally the diffusers peer's step in the same run. Binaries and shared libraries come prebuilt in $QD_CARRY
 # (bin/, lib/); the peer's packages in $QD_CARRY/peer. Results (JSON lines) go to $OUT.
 #   usage: bench/run_h200.sh [tests] [nf4] [bf16] [peer] [kernel-tests] [pipeline-tests] [pipeline] [pipeline-peer]
-#                            [stream-tests] [offload] [offload-peer] [batch] [sequential] [probe]
+#                            [stream-tests] [offload] [offload-peer] [batch] [sequential] [tiles] [probe]
 # pipeline: the full-size FLUX.1-dev pipeline (random weights from qdc synth, the real FLUX tokenizers from
 # tests/data/tokenizers/flux_full, carried) compiled with qdc's defaults and timed with bench/flux_pipeline;
 # pipeline-peer: the same with diffusers' FluxPipeline (NF4 transformer and T5, torch.compile; the anchors' bench)
 # in the same run; pipeline-tests: the GPU pipeline against the CPU and the pipeline ops' kernels (also in tests).
 # stream-tests: the small transformer with streamed weights against the CPU; offload: the full-size pipeline plan
 # (1024x1024 and 512x512) with every offload schedule, and its transformer step resident and streamed;
-# offload-peer: the peer's model offload in the same run.
+# offload-peer: the peer's model offload in the same run. tiles: the small pipeline's GPU test (tiled decoding and
+# the out-of-memory sweep included), then the full-size pipeline at 1024x1024 resident, with group and sequential
+# offload, and under budgets small enough that the VAE must decode in tiles (compared with the whole decode).
 set -u
 CARRY=${QD_CARRY:-.carry}
 B=$CARRY/bin
@@ -157,6 +159,17 @@ for STAGE in $STAGES; do
     run_peer_offload
     wait; cat "$OUT/full_plan.txt"
     run_offload_steps; run_offload_pipelines ;;
+  tiles)
+    echo "== the small pipeline (every schedule, tiled decoding, allocation failures) on CUDA against the CPU"
+    QD_QDC=$B/qdc timeout 240 "$B/test_gpu_pipeline" 2>&1 | grep -a -v "^pin \|^upload: [0-9]" | tail -14
+    QD_FULL_RESOLUTIONS=1024x1024,512x512 build_full_plan > "$OUT/full_plan.txt" 2>&1; cat "$OUT/full_plan.txt"
+    # One run per word; '=' and ',' inside a word become spaces.
+    for args in ${QD_TILE_RUNS:---offload=none --offload=group --offload=sequential --vram-budget=1.5G \
+                --vram-budget=1.25G,--compare-whole --vram-budget=1G --vae-tiling=on}; do
+      echo "== the pipeline at 1024x1024: ${args//[=,]/ }"
+      timeout 150 "$B/flux_pipeline" /tmp/flux_full.qplan --size 1024x1024 --runs 2 ${args//[=,]/ } \
+        --jsonl "$OUT/pipeline.jsonl" 2>&1 | grep -a -v "^pin \|^upload: [0-9]"
+    done ;;
   sequential)
     echo "== the small pipeline (every schedule, sequential too) on CUDA against the CPU"
     QD_QDC=$B/qdc timeout 200 "$B/test_gpu_pipeline" 2>&1 | grep -a -v "PASS$" | tail -8

@@ -48,6 +48,8 @@ static void qdc_compile_usage_(FILE* f) {
           "      --keep PATTERN       keep weights matching PATTERN ('*' wildcard) in bf16; repeatable\n"
           "      --resolutions LIST   WxH[,WxH...] the plan serves (default 1024x1024)\n"
           "      --batch N            images per step (default 1)\n"
+          "      --vae-tile WxH|none  pipelines: also compile the VAE at this size, for decoding larger images in\n"
+          "                           tiles under a GPU memory budget (default 512x512, when an image size is larger)\n"
           "      --threads N          CPU threads for quantization (default: all cores)\n"
           "      --target LIST        GPU architectures to build kernels for: sm_80,sm_86,sm_89,sm_90 (default: the\n"
           "                           GPUs present, else all four; PTX of the lowest runs on newer GPUs), or none\n"
@@ -140,6 +142,20 @@ static void qdc_print_report_(const qdc_compile_options_t* o, qdc_component_t* c
   printf("plan        %s, %s, in %.1f s\n", o->output, qd_format_bytes(plan_bytes, a, sizeof a), seconds);
 }
 
+/* The VAE of a pipeline is also compiled at the tile size (batch 1) when some image size is larger and holds a
+ * whole tile: the generator decodes such images in tiles when a GPU memory budget calls for it
+ * (runtime/pipeline/vae_tiles.h). */
+static void qdc_add_vae_tile_(qdc_compile_options_t* o, int64_t w, int64_t h) {
+  bool useful = false;
+  for (int32_t r = 0; r < o->resolution_count; r++) {
+    const qdc_resolution_t* x = &o->resolutions[r];
+    if (x->width == w && x->height == h && x->batch == 1) return; /* compiled anyway */
+    useful = useful || (x->width >= w && x->height >= h && (x->width > w || x->height > h));
+  }
+  if (w > 0 && useful && o->resolution_count < QDC_MAX_RESOLUTIONS)
+    o->resolutions[o->resolution_count++] = (qdc_resolution_t){w, h, 1};
+}
+
 int qdc_cmd_compile(int argc, char** argv) {
   qdc_compile_options_t o;
   memset(&o, 0, sizeof o);
@@ -149,6 +165,7 @@ int qdc_cmd_compile(int argc, char** argv) {
   qdc_pipeline_request_t pr = {0};
   const char* resolutions = "1024x1024";
   long batch = 1;
+  int64_t vae_tile_w = 512, vae_tile_h = 512; /* --vae-tile; 0: none */
   bool json = false, quiet = false;
   const char* target = NULL; /* --target */
   char command[2048];
@@ -203,6 +220,11 @@ int qdc_cmd_compile(int argc, char** argv) {
         quantize = v;
       } else if (strcmp(arg, "--resolutions") == 0 || strcmp(arg, "--resolution") == 0) {
         resolutions = v;
+      } else if (strcmp(arg, "--vae-tile") == 0) {
+        if (strcmp(v, "none") == 0)
+          vae_tile_w = vae_tile_h = 0;
+        else if (!qdc_parse_resolution(v, &vae_tile_w, &vae_tile_h) || vae_tile_w % 16 || vae_tile_h % 16)
+          return qdc_compile_usage_error_("--vae-tile takes WxH (multiples of 16) or none, not", v);
       } else if (strcmp(arg, "--batch") == 0) {
         if (!qdc_parse_long(v, 1, 64, &batch)) return qdc_compile_usage_error_("--batch takes 1 to 64, not", v);
       } else if (strcmp(arg, "--synthetic-seed") == 0) {
@@ -263,7 +285,10 @@ int qdc_cmd_compile(int argc, char** argv) {
         ps.specs[i].overrides[0] = (qd_size_binding_t){"txt_tokens", txt};
         ps.specs[i].override_count = txt > 0;
       }
-      s = qdc_component_create_spec(&o, &ps.specs[i], a, &comps[count]);
+      qdc_compile_options_t vae = o;
+      bool is_vae = strcmp(ps.specs[i].name, "vae") == 0;
+      if (is_vae) qdc_add_vae_tile_(&vae, vae_tile_w, vae_tile_h);
+      s = qdc_component_create_spec(is_vae ? &vae : &o, &ps.specs[i], a, &comps[count]);
       if (!s) count++;
     }
   } else if (!s) {

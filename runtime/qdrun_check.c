@@ -27,6 +27,7 @@ typedef struct qdrun_schedules {
   int count;
   int64_t width[QDRUN_MAX_SCHEDULE_SIZES], height[QDRUN_MAX_SCHEDULE_SIZES], batch[QDRUN_MAX_SCHEDULE_SIZES];
   qd_schedule_estimate_t est[QDRUN_MAX_SCHEDULE_SIZES][QD_OFFLOAD_SEQUENTIAL + 1]; /* per size, per mode */
+  qd_schedule_estimate_t tiled[QDRUN_MAX_SCHEDULE_SIZES]; /* sequential with the VAE in tiles (peak 0: no tiles) */
   uint64_t least; /* the smallest peak any schedule needs at the largest size */
   int recorded;   /* sizes read from the plan's SCHD section (the others computed) */
   char problem[512];
@@ -54,6 +55,17 @@ static void qdrun_schedules_(const qd_plan_t* p, qdrun_schedules_t* out) {
     for (int m = QD_OFFLOAD_NONE; m <= QD_OFFLOAD_SEQUENTIAL; m++)
       qd_schedule_combine(sizes, (qd_offload_mode_t)m, 0, &out->est[k][m]);
     uint64_t smallest = out->est[k][QD_OFFLOAD_SEQUENTIAL].peak;
+    bool tiles = false;
+    s = qd_schedule_vae_tile_sizes(p, out->width[k], out->height[k], &sizes[QD_SCHEDULE_VAE], &tiles);
+    if (s) { /* a tile program that does not instantiate: the decode would say so; no tiles here */
+      qd_status_free(s);
+      tiles = false;
+    }
+    if (tiles) {
+      qd_schedule_combine(sizes, QD_OFFLOAD_SEQUENTIAL, 0, &out->tiled[k]);
+      out->tiled[k].vae_tiled = true;
+      if (out->tiled[k].peak < smallest) smallest = out->tiled[k].peak;
+    }
     if (smallest > out->least) out->least = smallest;
     out->count++;
   }
@@ -304,6 +316,11 @@ int qdrun_check(const char* path, bool json) {
         cJSON_AddNumberToObject(x, "uploaded_per_image", (double)est->uploaded_per_image);
         cJSON_AddNumberToObject(x, "streamed_per_step", (double)est->streamed_per_step);
       }
+      if (sched.tiled[k].vae_tiled) {
+        cJSON* x = cJSON_AddObjectToObject(o, "sequential_vae_tiles");
+        cJSON_AddNumberToObject(x, "peak", (double)sched.tiled[k].peak);
+        cJSON_AddStringToObject(x, "peak_phase", sched.tiled[k].peak_phase);
+      }
     }
     cJSON* drv = cJSON_AddObjectToObject(root, "driver");
     cJSON_AddItemToObject(drv, "version", qdrun_version_or_null_(v.driver));
@@ -367,15 +384,17 @@ int qdrun_check(const char* path, bool json) {
     if (sched.problem[0]) printf("offload   %s\n", sched.problem);
     for (int k = 0; k < sched.count; k++) {
       const qd_schedule_estimate_t* est = sched.est[k];
-      char p1[32], p2[32], p3[32], p4[32], u1[32], s1[32];
+      char p1[32], p2[32], p3[32], p4[32], u1[32], s1[32], t1[80] = "";
+      if (sched.tiled[k].vae_tiled)
+        snprintf(t1, sizeof t1, "; with the VAE in tiles %s", qdrun_bytes_(sched.tiled[k].peak, p1, sizeof p1));
       printf("offload   %lldx%lld: none %s; model %s (%s uploaded per image); group %s, sequential %s (%s streamed "
-             "per step)%s\n", (long long)sched.width[k], (long long)sched.height[k],
+             "per step)%s%s\n", (long long)sched.width[k], (long long)sched.height[k],
              qdrun_bytes_(est[QD_OFFLOAD_NONE].peak, p1, sizeof p1),
              qdrun_bytes_(est[QD_OFFLOAD_MODEL].peak, p2, sizeof p2),
              qdrun_bytes_(est[QD_OFFLOAD_MODEL].uploaded_per_image, u1, sizeof u1),
              qdrun_bytes_(est[QD_OFFLOAD_GROUP].peak, p3, sizeof p3),
              qdrun_bytes_(est[QD_OFFLOAD_SEQUENTIAL].peak, p4, sizeof p4),
-             qdrun_bytes_(est[QD_OFFLOAD_GROUP].streamed_per_step, s1, sizeof s1),
+             qdrun_bytes_(est[QD_OFFLOAD_GROUP].streamed_per_step, s1, sizeof s1), t1,
              sched.recorded ? "" : " (computed: the plan records no schedules)");
     }
     if (ds)

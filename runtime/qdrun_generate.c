@@ -38,6 +38,8 @@ static void qdrun_generate_usage_(FILE* f) {
           "                         run) or sequential (streamed layer by layer: the least GPU memory)\n"
           "      --keep SIZE        with group or sequential: the transformer's first blocks kept on the GPU (2G)\n"
           "      --vram-budget SIZE CUDA: the fastest offload schedule whose GPU memory fits SIZE (e.g. 8G)\n"
+          "      --vae-tiling MODE  auto (default: decode in overlapping tiles when the budget needs it or the GPU\n"
+          "                         runs out of memory), on (whenever the plan has a smaller tile size) or off\n"
           "      --threads N        CPU threads (default: one per core)\n"
           "      --json             print one JSON document on stdout (files, parameters, seconds per phase)\n"
           "  -q, --quiet            no progress bar, only errors\n"
@@ -103,6 +105,12 @@ static void qdrun_print_json_(const char* plan, const char* device, const qd_gen
   uint64_t keep = 0;
   cJSON_AddStringToObject(root, "offload", qd_offload_mode_name(qd_generator_offload(gen, &keep)));
   cJSON_AddNumberToObject(root, "keep_bytes", (double)keep);
+  cJSON* tiles = cJSON_AddObjectToObject(root, "vae_tiles");
+  if (tiles) {
+    cJSON_AddNumberToObject(tiles, "count", r->vae_tiles);
+    cJSON_AddNumberToObject(tiles, "width", r->vae_tile_width);
+    cJSON_AddNumberToObject(tiles, "height", r->vae_tile_height);
+  }
   cJSON* images = cJSON_AddArrayToObject(root, "images");
   for (int32_t i = 0; images && i < r->batch; i++) cJSON_AddItemToArray(images, cJSON_CreateString(paths[i]));
   cJSON* sec = cJSON_AddObjectToObject(root, "seconds");
@@ -140,12 +148,14 @@ static void qdrun_print_text_(const qd_generator_t* gen, bool cuda, const qd_gen
   printf("time        load %.2f s, tokenize %.3f s, encode %.2f s, denoise %.2f s (%.3f s/step), decode %.2f s; "
          "total %.2f s\n", load_s + r->seconds_load, r->seconds_tokenize, r->seconds_encode, r->seconds_denoise,
          r->seconds_denoise / (r->steps ? r->steps : 1), r->seconds_decode, total_s);
+  if (r->vae_tiles)
+    printf("decode      in %d tiles of %dx%d, blended\n", r->vae_tiles, r->vae_tile_width, r->vae_tile_height);
   for (int32_t i = 0; i < r->batch; i++) printf("wrote       %s\n", paths[i]);
 }
 
 int qdrun_generate_main(int argc, char** argv) {
   enum { OPT_PROMPT = 256, OPT_SEED, OPT_STEPS, OPT_GUIDANCE, OPT_WIDTH, OPT_HEIGHT, OPT_BATCH, OPT_DEVICE,
-         OPT_THREADS, OPT_JSON, OPT_OFFLOAD, OPT_KEEP, OPT_VRAM_BUDGET };
+         OPT_THREADS, OPT_JSON, OPT_OFFLOAD, OPT_KEEP, OPT_VRAM_BUDGET, OPT_VAE_TILING };
   static const struct option opts[] = {
       {"help", no_argument, NULL, 'h'},         {"quiet", no_argument, NULL, 'q'},
       {"verbose", no_argument, NULL, 'v'},      {"output", required_argument, NULL, 'o'},
@@ -155,7 +165,8 @@ int qdrun_generate_main(int argc, char** argv) {
       {"batch", required_argument, NULL, OPT_BATCH},   {"device", required_argument, NULL, OPT_DEVICE},
       {"threads", required_argument, NULL, OPT_THREADS}, {"json", no_argument, NULL, OPT_JSON},
       {"offload", required_argument, NULL, OPT_OFFLOAD}, {"keep", required_argument, NULL, OPT_KEEP},
-      {"vram-budget", required_argument, NULL, OPT_VRAM_BUDGET}, {NULL, 0, NULL, 0},
+      {"vram-budget", required_argument, NULL, OPT_VRAM_BUDGET},
+      {"vae-tiling", required_argument, NULL, OPT_VAE_TILING}, {NULL, 0, NULL, 0},
   };
   qd_generate_params_t p;
   qd_generate_params_init(&p);
@@ -232,6 +243,16 @@ int qdrun_generate_main(int argc, char** argv) {
       case OPT_VRAM_BUDGET:
         if (!qd_parse_bytes(optarg, &go.vram_budget) || go.vram_budget == 0)
           return qdrun_generate_usage_error_("--vram-budget takes a size like 8G, not", optarg);
+        break;
+      case OPT_VAE_TILING:
+        if (strcmp(optarg, "auto") == 0)
+          go.vae_tiling = QD_VAE_TILING_AUTO;
+        else if (strcmp(optarg, "on") == 0)
+          go.vae_tiling = QD_VAE_TILING_ON;
+        else if (strcmp(optarg, "off") == 0)
+          go.vae_tiling = QD_VAE_TILING_OFF;
+        else
+          return qdrun_generate_usage_error_("--vae-tiling takes auto, on or off, not", optarg);
         break;
       default: return qdrun_generate_usage_error_("unknown option", NULL);
     }

@@ -63,6 +63,17 @@ typedef enum qd_offload_mode {
   QD_OFFLOAD_SEQUENTIAL = 3, /* as GROUP, streamed layer by layer (slots a layer large): the least memory */
 } qd_offload_mode_t;
 
+/* Whether the VAE decodes an image in overlapping tiles blended into one (docs/pipeline.md, "Tiled decoding"), for
+ * sizes where the plan carries the VAE compiled at a smaller tile size (qdc compile --vae-tile, 512x512 by
+ * default). The blend shows no seams but is not the whole decode's pixels: each tile normalizes with its own
+ * statistics. */
+typedef enum qd_vae_tiling {
+  QD_VAE_TILING_AUTO = 0, /* CUDA: when the VRAM budget's schedule needs it, or when the whole decode runs out of GPU
+                             memory with an offload schedule (then for the generator's life, with a warning) */
+  QD_VAE_TILING_ON = 1,   /* every image the plan has a smaller tile program for; others decode whole */
+  QD_VAE_TILING_OFF = 2,  /* never */
+} qd_vae_tiling_t;
+
 typedef struct qd_generator_options {
   qd_generator_device_t device;
   int32_t device_index;      /* CUDA device ordinal */
@@ -73,10 +84,11 @@ typedef struct qd_generator_options {
                                 CUDA context's share) fits this many bytes at every size the plan has
                                 (runtime/pipeline/schedule.h); with group, the transformer keeps as many blocks as
                                 fit at each size (more at 512x512 than at 1024x1024); 0: no budget */
+  qd_vae_tiling_t vae_tiling;
   int32_t threads;           /* CPU threads, 1 to 1024; 0: one per core */
 } qd_generator_options_t;
 
-/* CPU, device 0, no offload, one thread per core. */
+/* CPU, device 0, no offload, VAE tiles when needed, one thread per core. */
 void qd_generator_options_init(qd_generator_options_t* options);
 
 /* "none", "model", "group", "sequential" ("?" for another value), and back (false for another name). */
@@ -137,6 +149,8 @@ typedef struct qd_generate_result {
   double seconds_tokenize, seconds_encode, seconds_denoise, seconds_decode;
   double seconds_load;     /* CUDA: preparing executors in this call (weights uploaded, kernels loaded); not in the
                               phases above. The first generation at a size has it; with model offload every one */
+  int32_t vae_tiles;       /* tiles each image was decoded in (0: whole); vae_tile_width x vae_tile_height each */
+  int32_t vae_tile_width, vae_tile_height;
   qd_allocator_t allocator; /* what the buffers came from (for qd_generate_result_deinit) */
 } qd_generate_result_t;
 

@@ -38,6 +38,7 @@
 #include "runtime/pipeline/png.h"
 #include "runtime/pipeline/sampler.h"
 #include "runtime/pipeline/schedule.h"
+#include "runtime/pipeline/vae_tiles.h"
 #include "runtime/plan_internal.h"
 
 /* In phase order, as runtime/pipeline/schedule.h numbers them. */
@@ -78,6 +79,7 @@ struct qd_generator {
   qd_scheduler_config_t scheduler;
   qd_gen_component_t comps[QD_GEN_COUNT];
   bool guidance; /* the transformer takes a guidance input (FLUX.1-dev) */
+  bool vae_tiles_after_oom; /* the whole decode ran out of GPU memory once: AUTO tiles from then on */
   qd_generator_trace_t trace;
 };
 
@@ -331,7 +333,8 @@ static qd_status_t qd_gen_executor_create_(qd_generator_t* g, int c) {
  * the time goes to *load_seconds). The transformer's hoists its conditioning out of the step. Out of GPU memory,
  * the generator falls back to the next smaller schedule (none -> model -> group -> sequential) with a warning,
  * releasing every other executor first; out of memory with sequential is an error, and so is any other failure
- * (a failed pinning of host memory is OUT_OF_MEMORY, not the GPU's). */
+ * (a failed pinning of host memory is OUT_OF_MEMORY, not the GPU's). The VAE steps down from none to model only
+ * (the decode then tiles if it may: qd_gen_decode_). */
 static qd_status_t qd_gen_executor_(qd_generator_t* g, int c, double* load_seconds, qd_cuda_executor_t** out) {
   qd_gen_component_t* comp = &g->comps[c];
   double t0 = qd_now_seconds();
@@ -339,7 +342,10 @@ static qd_status_t qd_gen_executor_(qd_generator_t* g, int c, double* load_secon
     qd_status_t s = qd_gen_executor_create_(g, c);
     if (!s) break;
     qd_offload_mode_t mode = g->options.offload;
-    if (qd_status_code(s) != QD_CODE_DEVICE_OUT_OF_MEMORY || mode >= QD_OFFLOAD_SEQUENTIAL)
+    /* Offloaded, the VAE is alone on the GPU in its phase whatever the schedule: a smaller one would not help it
+     * (the decode tiles instead, when it may). */
+    if (qd_status_code(s) != QD_CODE_DEVICE_OUT_OF_MEMORY || mode >= QD_OFFLOAD_SEQUENTIAL ||
+        (c == QD_GEN_VAE && mode >= QD_OFFLOAD_MODEL))
       return qd_status_annotate(s, "preparing '%s' (%s) on the GPU with offload '%s'", qd_gen_names_[c],
                                 qd_gen_roles_[c], qd_offload_mode_name(mode));
     char why[512];
@@ -493,6 +499,7 @@ static qd_status_t qd_gen_scheduler_(qd_generator_t* g) {
 static qd_status_t qd_gen_apply_budget_(qd_generator_t* g) {
   qd_offload_mode_t mode = QD_OFFLOAD_NONE;
   uint64_t keep = UINT64_MAX;
+  bool tiles = false; /* the decode is tiled at some size (decided again per image: qd_gen_tiles_wanted_) */
   for (int32_t i = 0; i < qd_generator_resolution_count(g); i++) {
     int32_t w, h, b;
     qd_generator_resolution(g, i, &w, &h, &b);
@@ -500,14 +507,16 @@ static qd_status_t qd_gen_apply_budget_(qd_generator_t* g) {
     QD_TRY(qd_schedule_for_budget(g->plan, w, h, b, g->options.vram_budget, &e));
     if (e.mode > mode) mode = e.mode;
     if (e.mode >= QD_OFFLOAD_GROUP && e.keep < keep) keep = e.keep;
+    tiles = tiles || e.vae_tiled;
   }
   g->options.offload = mode;
   g->options.keep_bytes = mode >= QD_OFFLOAD_GROUP ? keep : 0;
   char b1[32], b2[32];
-  QD_LOG_INFO("%s: a GPU memory budget of %s: offload '%s'%s%s", qd_plan_path(g->plan),
+  QD_LOG_INFO("%s: a GPU memory budget of %s: offload '%s'%s%s%s", qd_plan_path(g->plan),
               qd_format_bytes(g->options.vram_budget, b1, sizeof b1), qd_offload_mode_name(mode),
               mode >= QD_OFFLOAD_GROUP ? ", keeping the transformer's first blocks up to " : "",
-              mode >= QD_OFFLOAD_GROUP ? qd_format_bytes(keep, b2, sizeof b2) : "");
+              mode >= QD_OFFLOAD_GROUP ? qd_format_bytes(keep, b2, sizeof b2) : "",
+              tiles ? ", the VAE decoding in tiles at the largest sizes" : "");
   return QD_OK;
 }
 
@@ -549,6 +558,9 @@ qd_status_t qd_generator_create(const qd_plan_t* plan, const qd_generator_option
                   o.device_index, count);
     if (ds) return qd_status_annotate(ds, "%s: generating on CUDA", qd_plan_path(plan));
   }
+  if ((int)o.vae_tiling < QD_VAE_TILING_AUTO || (int)o.vae_tiling > QD_VAE_TILING_OFF)
+    return QD_ERR(INVALID_ARGUMENT, PIPELINE_OPTIONS, "VAE tiling %d is not one of auto (0), on (1), off (2)",
+                  (int)o.vae_tiling);
   if (o.threads < 0 || o.threads > 1024)
     return QD_ERR(INVALID_ARGUMENT, PIPELINE_OPTIONS, "%d CPU threads; expected 1 to 1024, or 0 for one per core",
                   o.threads);
@@ -667,6 +679,102 @@ static void qd_gen_ids_(const int32_t* ids, int64_t n, int64_t copies, qd_dtype_
 /* Rows of `rows` floats from an encoder run at batch `have`, as `want` rows (repeat_interleave of one prompt). */
 static void qd_gen_repeat_(const float* src, int64_t have, int64_t want, int64_t row, float* dst) {
   for (int64_t b = 0; b < want; b++) memcpy(dst + b * row, src + (have == 1 ? 0 : b) * row, (size_t)row * sizeof(float));
+}
+
+/* --- decode ------------------------------------------------------------------------------------------------------- */
+
+/* Whether images of width x height decode in tiles, and the VAE resolution of the tiles. */
+static qd_status_t qd_gen_tiles_wanted_(qd_generator_t* g, int64_t w, int64_t h, int64_t b, int32_t* tile_res,
+                                        bool* tiled) {
+  *tiled = false;
+  if (g->options.vae_tiling == QD_VAE_TILING_OFF ||
+      !qd_schedule_vae_tile(g->plan, g->comps[QD_GEN_VAE].index, w, h, tile_res))
+    return QD_OK;
+  if (g->options.vae_tiling == QD_VAE_TILING_ON || g->vae_tiles_after_oom) {
+    *tiled = true;
+  } else if (g->options.vram_budget) {
+    qd_schedule_estimate_t e;
+    QD_TRY(qd_schedule_for_budget(g->plan, w, h, b, g->options.vram_budget, &e));
+    *tiled = e.vae_tiled;
+  }
+  return QD_OK;
+}
+
+/* The VAE at resolution tile_res over overlapping tiles of each image's latents, blended (vae_tiles.h) into
+ * `image` [batch, 3, H, W]. */
+static qd_status_t qd_gen_decode_tiles_(qd_generator_t* g, int32_t tile_res, const float* latents,
+                                        const qd_gen_shapes_t* sh, float* image, qd_vae_tile_grid_t* tiling,
+                                        double* load_seconds) {
+  QD_TRY(qd_gen_use_resolution_(g, QD_GEN_VAE, tile_res));
+  const qd_graph_t* gr = g->comps[QD_GEN_VAE].graph;
+  const qd_value_t *in = qd_gen_input_(gr, "latents"), *out = qd_gen_output_(gr, "image", NULL);
+  if (!in || !out || in->shape.rank != 3 || out->shape.rank != 4 || in->shape.dims[0] != 1 ||
+      in->shape.dims[2] != sh->packed_channels || out->shape.dims[1] != 3 || out->shape.dims[2] % QD_VAE_TILE_CELL ||
+      out->shape.dims[3] % QD_VAE_TILE_CELL ||
+      in->shape.dims[1] != (out->shape.dims[2] / QD_VAE_TILE_CELL) * (out->shape.dims[3] / QD_VAE_TILE_CELL))
+    return QD_ERR(BAD_INPUT, PIPELINE_COMPONENTS_DISAGREE, "%s: the VAE's tile program (resolution %d) does not "
+                  "decode packed latents of the transformer's kind into an image", qd_plan_path(g->plan), tile_res);
+  int64_t grid_h = sh->height / QD_VAE_TILE_CELL, grid_w = sh->width / QD_VAE_TILE_CELL;
+  QD_TRY(qd_vae_tile_grid_plan(grid_h, grid_w, out->shape.dims[2] / QD_VAE_TILE_CELL,
+                            out->shape.dims[3] / QD_VAE_TILE_CELL, tiling));
+  size_t plane = (size_t)(sh->height * sh->width), tile_count = (size_t)(in->shape.dims[1] * sh->packed_channels);
+  qd_gen_buffers_t buf = {{0}, {0}, 0};
+  float *tile = NULL, *sum = NULL, *weight = NULL;
+  qd_status_t s = qd_gen_alloc_(g, &buf, tile_count * sizeof(float), (void**)&tile);
+  if (!s) s = qd_gen_alloc_(g, &buf, 3 * plane * sizeof(float), (void**)&sum);
+  if (!s) s = qd_gen_alloc_(g, &buf, plane * sizeof(float), (void**)&weight);
+  for (int64_t b = 0; b < sh->batch && !s; b++) {
+    memset(sum, 0, 3 * plane * sizeof(float));
+    memset(weight, 0, plane * sizeof(float));
+    for (int32_t r = 0; r < tiling->rows && !s; r++)
+      for (int32_t c = 0; c < tiling->cols && !s; c++) {
+        qd_vae_tile_latents(tiling, r, c, latents + b * sh->img_tokens * sh->packed_channels, sh->packed_channels,
+                            tile);
+        qd_gen_input_t inputs[] = {{"latents", tile}};
+        qd_tensor_t decoded[1];
+        memset(decoded, 0, sizeof decoded);
+        s = qd_gen_run_(g, QD_GEN_VAE, inputs, 1, decoded, 1, load_seconds);
+        if (!s) qd_vae_tile_accumulate(tiling, r, c, decoded[0].data, sum, weight);
+        qd_tensor_free(g->allocator, &decoded[0]);
+      }
+    if (!s) qd_vae_tiles_finish(tiling, sum, weight, image + (size_t)b * 3 * plane);
+  }
+  qd_gen_free_all_(g, &buf);
+  return s;
+}
+
+/* The VAE over the final latents into `image` [batch, 3, H, W]: whole, or in tiles when options.vae_tiling and
+ * the budget say so, or (AUTO, offloaded) after the whole decode ran out of GPU memory. */
+static qd_status_t qd_gen_decode_(qd_generator_t* g, const float* latents, const qd_gen_shapes_t* sh, float* image,
+                                  qd_generate_result_t* r, double* load_seconds) {
+  int32_t tile_res = -1;
+  bool tiled;
+  QD_TRY(qd_gen_tiles_wanted_(g, sh->width, sh->height, sh->batch, &tile_res, &tiled));
+  if (!tiled) {
+    qd_gen_input_t inputs[] = {{"latents", latents}};
+    qd_tensor_t decoded[1];
+    memset(decoded, 0, sizeof decoded);
+    qd_status_t s = qd_gen_run_(g, QD_GEN_VAE, inputs, 1, decoded, 1, load_seconds);
+    if (!s) memcpy(image, decoded[0].data, (size_t)qd_shape_numel(&decoded[0].shape) * sizeof(float));
+    qd_tensor_free(g->allocator, &decoded[0]);
+    if (!s || qd_status_code(s) != QD_CODE_DEVICE_OUT_OF_MEMORY || tile_res < 0 ||
+        g->options.vae_tiling != QD_VAE_TILING_AUTO)
+      return s;
+    char why[512];
+    qd_status_format(s, why, sizeof why);
+    qd_status_free(s);
+    int64_t tw, th, tb;
+    qd_plan_resolution(g->plan, g->comps[QD_GEN_VAE].index, tile_res, &tw, &th, &tb);
+    QD_LOG_WARN("%s: %s; decoding in %lldx%lld tiles from now on", qd_plan_path(g->plan), why, (long long)tw,
+                (long long)th);
+    g->vae_tiles_after_oom = true;
+  }
+  qd_vae_tile_grid_t t;
+  QD_TRY(qd_gen_decode_tiles_(g, tile_res, latents, sh, image, &t, load_seconds));
+  r->vae_tiles = t.rows * t.cols;
+  r->vae_tile_width = (int32_t)(t.tile_w * QD_VAE_TILE_CELL);
+  r->vae_tile_height = (int32_t)(t.tile_h * QD_VAE_TILE_CELL);
+  return QD_OK;
 }
 
 qd_status_t qd_generator_generate(qd_generator_t* g, const qd_generate_params_t* p, qd_generate_result_t* out) {
@@ -804,12 +912,12 @@ qd_status_t qd_generator_generate(qd_generator_t* g, const qd_generate_params_t*
   double t3 = qd_now_seconds(), load_denoise = load_s;
 
   /* decode */
-  qd_gen_input_t vae_inputs[] = {{"latents", latents}};
-  qd_tensor_t image[1];
-  memset(image, 0, sizeof image);
-  QD_CHECK_GOTO(s, qd_gen_run_(g, QD_GEN_VAE, vae_inputs, 1, image, 1, &load_s), done);
+  float* image = NULL;
+  size_t image_count = (size_t)(sh.batch * 3 * sh.height * sh.width);
+  QD_CHECK_GOTO(s, qd_gen_alloc_(g, &buf, image_count * sizeof(float), (void**)&image), done);
+  QD_CHECK_GOTO(s, qd_gen_decode_(g, latents, &sh, image, &r, &load_s), done);
   qd_gen_phase_done_(g, QD_GEN_VAE);
-  if (g->trace.image) g->trace.image(g->trace.user, image[0].data, (size_t)qd_shape_numel(&image[0].shape));
+  if (g->trace.image) g->trace.image(g->trace.user, image, image_count);
   r.width = width;
   r.height = height;
   r.batch = batch;
@@ -821,9 +929,8 @@ qd_status_t qd_generator_generate(qd_generator_t* g, const qd_generate_params_t*
   if (!s) s = qd_strndup(g->allocator, p->prompt, plen, &r.prompt);
   if (!s) s = qd_strndup(g->allocator, qd_plan_model(g->plan), strlen(qd_plan_model(g->plan)), &r.model);
   for (int32_t b = 0; b < batch && !s; b++)
-    qd_image_to_rgb8((const float*)image[0].data + (size_t)b * 3 * (size_t)width * (size_t)height, height, width,
+    qd_image_to_rgb8(image + (size_t)b * 3 * (size_t)width * (size_t)height, height, width,
                      r.pixels + (size_t)b * r.image_bytes);
-  qd_tensor_free(g->allocator, &image[0]);
   if (s) goto done;
   double t4 = qd_now_seconds();
   /* Executor creation is its own phase, taken out of the phase it happened in. */

@@ -120,6 +120,38 @@ qd_status_t qd_schedule_component_resolution(const qd_plan_t* p, int c, int32_t 
   return qd_plan_find_resolution_by_bindings(p, index, &one, 1, out);
 }
 
+bool qd_schedule_vae_tile(const qd_plan_t* p, int32_t vae, int64_t w, int64_t h, int32_t* out) {
+  *out = -1;
+  int64_t best = 0;
+  for (int32_t r = 0; vae >= 0 && r < qd_plan_resolution_count(p, vae); r++) {
+    int64_t tw, th, tb;
+    qd_plan_resolution(p, vae, r, &tw, &th, &tb);
+    if (tb != 1 || tw > w || th > h || (tw == w && th == h) || (*out >= 0 && tw * th >= best)) continue;
+    *out = r;
+    best = tw * th;
+  }
+  return *out >= 0;
+}
+
+/* One component's program at resolution r, instantiated, sized. */
+static qd_status_t qd_sched_component_at_(const qd_plan_t* p, int c, int32_t index, int32_t r,
+                                          qd_schedule_sizes_t* out) {
+  const qd_plan_component_t* comp = qd_plan_component(p, index);
+  qd_graph_t* g = NULL;
+  QD_TRY(qd_plan_instantiate(p, index, r, qd_allocator_system(), &g));
+  qd_status_t s = qd_schedule_component_sizes(comp->weights, comp->weight_count, comp->weight_bytes, g,
+                                              comp->resolutions[r].arena_bytes, c == QD_SCHEDULE_TRANSFORMER, out);
+  qd_graph_destroy(g);
+  return s;
+}
+
+qd_status_t qd_schedule_vae_tile_sizes(const qd_plan_t* p, int64_t w, int64_t h, qd_schedule_sizes_t* out,
+                                       bool* found) {
+  int32_t vae = qd_plan_find_component(p, qd_schedule_component_names[QD_SCHEDULE_VAE]), r;
+  *found = qd_schedule_vae_tile(p, vae, w, h, &r);
+  return *found ? qd_sched_component_at_(p, QD_SCHEDULE_VAE, vae, r, out) : QD_OK;
+}
+
 qd_status_t qd_schedule_plan_sizes_computed(const qd_plan_t* p, int64_t w, int64_t h, int64_t b,
                                             qd_schedule_sizes_t out[QD_SCHEDULE_COMPONENTS]) {
   for (int c = 0; c < QD_SCHEDULE_COMPONENTS; c++) {
@@ -127,16 +159,9 @@ qd_status_t qd_schedule_plan_sizes_computed(const qd_plan_t* p, int64_t w, int64
     if (index < 0)
       return QD_ERR(BAD_INPUT, PLAN_NO_COMPONENT, "%s has no component '%s'; offload schedules are for pipeline "
                     "plans", qd_plan_path(p), qd_schedule_component_names[c]);
-    const qd_plan_component_t* comp = qd_plan_component(p, index);
     int32_t r;
     QD_TRY(qd_schedule_component_resolution(p, c, index, w, h, b, &r));
-    qd_graph_t* g = NULL;
-    QD_TRY(qd_plan_instantiate(p, index, r, qd_allocator_system(), &g));
-    qd_status_t s = qd_schedule_component_sizes(comp->weights, comp->weight_count, comp->weight_bytes, g,
-                                                comp->resolutions[r].arena_bytes, c == QD_SCHEDULE_TRANSFORMER,
-                                                &out[c]);
-    qd_graph_destroy(g);
-    QD_TRY(s);
+    QD_TRY(qd_sched_component_at_(p, c, index, r, &out[c]));
   }
   return QD_OK;
 }
@@ -260,31 +285,35 @@ qd_status_t qd_schedule_estimate(const qd_plan_t* p, int64_t w, int64_t h, int64
 qd_status_t qd_schedule_for_budget(const qd_plan_t* p, int64_t w, int64_t h, int64_t b, uint64_t budget,
                                    qd_schedule_estimate_t* out) {
   uint64_t room = budget > QD_SCHEDULE_CONTEXT_RESERVE ? budget - QD_SCHEDULE_CONTEXT_RESERVE : 0;
-  qd_schedule_sizes_t sizes[QD_SCHEDULE_COMPONENTS];
-  bool recorded;
-  QD_TRY(qd_schedule_plan_sizes(p, w, h, b, sizes, &recorded));
-  qd_schedule_combine(sizes, QD_OFFLOAD_NONE, 0, out);
-  if (out->peak <= room) return QD_OK;
-  qd_schedule_combine(sizes, QD_OFFLOAD_MODEL, 0, out);
-  if (out->peak <= room) return QD_OK;
-  /* Group, else sequential, keeping as many of the transformer's blocks as its phase has room for (it grows by
-   * exactly the kept bytes). */
-  const qd_schedule_sizes_t* t = &sizes[QD_SCHEDULE_TRANSFORMER];
-  for (int m = QD_OFFLOAD_GROUP; m <= QD_OFFLOAD_SEQUENTIAL; m++) {
-    qd_schedule_estimate_t fit;
-    qd_schedule_combine(sizes, (qd_offload_mode_t)m, 0, &fit);
-    if (fit.peak > room) continue;
-    uint64_t slot = m == QD_OFFLOAD_GROUP ? t->largest_block : t->largest_layer;
-    uint64_t phase = t->resident + t->working - t->blocked + 2 * slot;
-    qd_schedule_combine(sizes, (qd_offload_mode_t)m, room > phase ? room - phase : 0, out);
-    return QD_OK;
-  }
+  /* Two sets of sizes: the VAE whole, and (when the plan has a tile program) in tiles. */
+  qd_schedule_sizes_t sizes[2][QD_SCHEDULE_COMPONENTS];
+  bool recorded, tiles;
+  QD_TRY(qd_schedule_plan_sizes(p, w, h, b, sizes[0], &recorded));
+  memcpy(sizes[1], sizes[0], sizeof sizes[0]);
+  QD_TRY(qd_schedule_vae_tile_sizes(p, w, h, &sizes[1][QD_SCHEDULE_VAE], &tiles));
+  const qd_schedule_sizes_t* t = &sizes[0][QD_SCHEDULE_TRANSFORMER];
+  for (int m = QD_OFFLOAD_NONE; m <= QD_OFFLOAD_SEQUENTIAL; m++)
+    for (int tiled = 0; tiled <= (int)tiles; tiled++) {
+      qd_schedule_combine(sizes[tiled], (qd_offload_mode_t)m, 0, out);
+      out->vae_tiled = tiled;
+      if (out->peak > room) continue;
+      if (m >= QD_OFFLOAD_GROUP) {
+        /* Keep as many of the transformer's blocks as its phase has room for (it grows by exactly the kept
+         * bytes). */
+        uint64_t slot = m == QD_OFFLOAD_GROUP ? t->largest_block : t->largest_layer;
+        uint64_t phase = t->resident + t->working - t->blocked + 2 * slot;
+        qd_schedule_combine(sizes[tiled], (qd_offload_mode_t)m, room > phase ? room - phase : 0, out);
+        out->vae_tiled = tiled;
+      }
+      return QD_OK;
+    }
   qd_schedule_estimate_t least;
-  qd_schedule_combine(sizes, QD_OFFLOAD_SEQUENTIAL, 0, &least);
+  qd_schedule_combine(sizes[tiles], QD_OFFLOAD_SEQUENTIAL, 0, &least);
   char b1[32], b2[32], b3[32];
   return QD_ERR(BAD_INPUT, PIPELINE_VRAM_BUDGET, "%s: a GPU memory budget of %s does not fit any offload schedule at "
-                "%lldx%lld (batch %lld); the smallest, 'sequential', needs %s (%s's phase, with %s for the CUDA "
+                "%lldx%lld (batch %lld); the smallest, 'sequential'%s, needs %s (%s's phase, with %s for the CUDA "
                 "context)", qd_plan_path(p), qd_format_bytes(budget, b1, sizeof b1), (long long)w, (long long)h,
-                (long long)b, qd_format_bytes(least.peak + QD_SCHEDULE_CONTEXT_RESERVE, b2, sizeof b2),
-                least.peak_phase, qd_format_bytes(QD_SCHEDULE_CONTEXT_RESERVE, b3, sizeof b3));
+                (long long)b, tiles ? " with the VAE decoding in tiles" : "",
+                qd_format_bytes(least.peak + QD_SCHEDULE_CONTEXT_RESERVE, b2, sizeof b2), least.peak_phase,
+                qd_format_bytes(QD_SCHEDULE_CONTEXT_RESERVE, b3, sizeof b3));
 }

@@ -46,6 +46,7 @@ typedef struct qd_schedule_estimate {
   uint64_t uploaded_per_image; /* weights copied to the GPU per image outside the per-step streaming */
   uint64_t streamed_per_step;  /* GROUP: the transformer's block weights copied per step */
   uint64_t keep;               /* GROUP: the transformer's block bytes kept on the GPU */
+  bool vae_tiled;              /* the VAE decodes in tiles (runtime/pipeline/vae_tiles.h): its tile program's sizes */
 } qd_schedule_estimate_t;
 
 /* The resolution a pipeline runs component `which` (QD_SCHEDULE_*) at, plan component `index`, for images of
@@ -54,6 +55,15 @@ typedef struct qd_schedule_estimate {
  * PLAN_NO_RESOLUTION listing what the plan has. */
 qd_status_t qd_schedule_component_resolution(const qd_plan_t* plan, int which, int32_t index, int64_t width,
                                              int64_t height, int64_t batch, int32_t* out_resolution);
+
+/* The VAE program a pipeline decodes width x height images with in tiles (runtime/pipeline/vae_tiles.h): of the
+ * VAE's (plan component `vae_index`) resolutions at batch 1 no larger than the image on either side, and smaller
+ * in all, the one of least area (qdc compile --vae-tile adds one). false when there is none. */
+bool qd_schedule_vae_tile(const qd_plan_t* plan, int32_t vae_index, int64_t width, int64_t height,
+                          int32_t* out_resolution);
+/* The VAE's sizes at that tile program; *out_found false (and nothing else set) when the plan has none. */
+qd_status_t qd_schedule_vae_tile_sizes(const qd_plan_t* plan, int64_t width, int64_t height,
+                                       qd_schedule_sizes_t* out_sizes, bool* out_found);
 
 /* One component's sizes: its weight table (offsets laid out), its program at one resolution with that
  * resolution's arena bytes; `transformer` adds the conditioning-only weights. */
@@ -80,8 +90,10 @@ qd_status_t qd_schedule_estimate(const qd_plan_t* plan, int64_t width, int64_t h
                                  qd_offload_mode_t mode, uint64_t keep, qd_schedule_estimate_t* out_estimate);
 
 /* The fastest schedule whose peak plus QD_SCHEDULE_CONTEXT_RESERVE fits `budget` bytes: none, else model, else
- * group keeping as many of the transformer's blocks as fit, else sequential (likewise). Errors:
- * PIPELINE_VRAM_BUDGET, stating the smallest budget any schedule fits, when none does. */
+ * group keeping as many of the transformer's blocks as fit, else sequential (likewise); each first with the VAE
+ * decoding whole, then in tiles when the plan has a tile program for the size (a tiled decode costs less time than
+ * the next schedule down). Errors: PIPELINE_VRAM_BUDGET, stating the smallest budget any schedule fits, when none
+ * does. */
 qd_status_t qd_schedule_for_budget(const qd_plan_t* plan, int64_t width, int64_t height, int64_t batch,
                                    uint64_t budget, qd_schedule_estimate_t* out_estimate);
 

@@ -9,15 +9,18 @@
  * GPU's own promises: a second generation gives the same pixels, and model offload (each component on the GPU
  * only for its phase), group offload (the transformer's and T5's blocks streamed from pinned host memory while
  * they run, with no block kept and with the first blocks kept) and sequential offload (streamed layer by layer)
- * give the same pixels as keeping everything
- * resident: the same kernels read the same bytes, only from other addresses.
+ * give the same pixels as keeping everything resident: the same kernels read the same bytes, only from other
+ * addresses. The VAE decoding in 128x128 tiles (the plan compiled with --vae-tile 128x128): the GPU's blend against
+ * the CPU's (5e-2), and a budget that only a tiled decode fits gives the tiled pixels.
  *
  * Last, out of GPU memory on the device path: the driver table's cuMemAlloc (and cuMemHostAlloc) is swapped for one
  * that fails its n-th call, for every n a generation makes. Each generation either succeeds with the same pixels
- * (an executor that could not be created made the generator fall back to a smaller schedule, with a warning) or
- * stops with DEVICE_OUT_OF_MEMORY (sequential, the smallest, has nothing to fall back to; an allocation after
- * creation, such as the conditioning's, stops the generation); a failed pinning of host memory makes model offload
- * upload from pageable memory and group stop with OUT_OF_MEMORY (host memory: no fallback). Destroying the generator returns the device to the memory it had before.
+ * (an executor that could not be created made the generator fall back to a smaller schedule, with a warning; a VAE
+ * out of memory with group offload decodes in tiles: the tiled pixels) or stops with DEVICE_OUT_OF_MEMORY
+ * (sequential, the smallest, has nothing to fall back to; an allocation after creation, such as the conditioning's,
+ * stops the generation); a failed pinning of host memory makes model offload upload from pageable memory and group
+ * stop with OUT_OF_MEMORY (host memory: no fallback). Destroying the generator returns the device to the memory it
+ * had before.
  *
  * Exits 77 without a GPU (or without the tools to build the plan), 0 when every check passes, 1 otherwise. Not a
  * Check suite: it must run on GPU machines without Check.
@@ -116,13 +119,9 @@ static void check(const char* what, double err, double bound) {
 }
 
 /* One generation; the trace and the pixels land in *t and *r. */
-static qd_status_t generate(const qd_plan_t* plan, qd_generator_device_t device, qd_offload_mode_t offload,
-                            uint64_t keep, trace_copy_t* t, qd_generate_result_t* r) {
-  qd_generator_options_t o;
-  qd_generator_options_init(&o);
-  o.device = device;
-  o.offload = offload;
-  o.keep_bytes = keep;
+static qd_status_t generate_with(const qd_plan_t* plan, const qd_generator_options_t* options, trace_copy_t* t,
+                                 qd_generate_result_t* r) {
+  qd_generator_options_t o = *options;
   qd_generator_t* g = NULL;
   qd_status_t s = qd_generator_create(plan, &o, qd_allocator_system(), &g);
   if (s) return s;
@@ -140,8 +139,20 @@ static qd_status_t generate(const qd_plan_t* plan, qd_generator_device_t device,
   return s;
 }
 
-/* The sweep described at the top. `want` holds the resident generation's pixels. */
-static int allocation_failures(const qd_plan_t* plan, const qd_cuda_driver_t* cu_const, const qd_generate_result_t* want) {
+static qd_status_t generate(const qd_plan_t* plan, qd_generator_device_t device, qd_offload_mode_t offload,
+                            uint64_t keep, trace_copy_t* t, qd_generate_result_t* r) {
+  qd_generator_options_t o;
+  qd_generator_options_init(&o);
+  o.device = device;
+  o.offload = offload;
+  o.keep_bytes = keep;
+  return generate_with(plan, &o, t, r);
+}
+
+/* The sweep described at the top. `want` holds the resident generation's pixels, `want_tiled` those of a decode in
+ * tiles (what a VAE out of memory with an offload schedule falls back to). */
+static int allocation_failures(const qd_plan_t* plan, const qd_cuda_driver_t* cu_const, const qd_generate_result_t* want,
+                               const qd_generate_result_t* want_tiled) {
   /* The table is one process-wide object, writable underneath; the test swaps two entries and restores them. */
   qd_cuda_driver_t* cu = (qd_cuda_driver_t*)cu_const;
   real_mem_alloc = cu->cuMemAlloc;
@@ -172,7 +183,7 @@ static int allocation_failures(const qd_plan_t* plan, const qd_cuda_driver_t* cu
   }
   base = device_used(cu);
   uint64_t worst_growth = 0;
-  int fell_back = 0, stopped = 0;
+  int fell_back = 0, stopped = 0, tiled_after = 0;
   for (int m = 0; m < 2 && !bad; m++) {
     qd_offload_mode_t mode = m ? QD_OFFLOAD_GROUP : QD_OFFLOAD_NONE;
     for (int k = 0; k < counts[m]; k++) {
@@ -184,7 +195,8 @@ static int allocation_failures(const qd_plan_t* plan, const qd_cuda_driver_t* cu
       alloc_fail_at = -1;
       if (!s) {
         fell_back++;
-        if (memcmp(r.pixels, want->pixels, bytes) != 0) {
+        tiled_after += r.vae_tiles > 0;
+        if (memcmp(r.pixels, (r.vae_tiles ? want_tiled : want)->pixels, bytes) != 0) {
           printf("allocation %d of %d failed (offload %s): the generation succeeded with other pixels\n", k,
                  counts[m], m ? "group" : "none");
           bad++;
@@ -229,9 +241,10 @@ static int allocation_failures(const qd_plan_t* plan, const qd_cuda_driver_t* cu
   if (used > base && used - base > worst_growth) worst_growth = used - base;
   /* Allocation granularity and the driver's own pools move by a few MiB at most; a leaked executor is far more. */
   bool leak = worst_growth > (8u << 20);
-  printf("%-40s %s (%d + %d allocations failed in turn: %d fell back, %d stopped; device memory grew by at most "
-         "%.1f MiB)\n", "out of GPU memory, every allocation", !bad && !leak ? "PASS" : "FAIL", counts[0], counts[1],
-         fell_back, stopped, worst_growth / 1048576.0);
+  printf("%-40s %s (%d + %d allocations failed in turn: %d fell back, %d of them to a tiled decode, %d stopped; "
+         "device memory grew by at most %.1f MiB)\n", "out of GPU memory, every allocation",
+         !bad && !leak ? "PASS" : "FAIL", counts[0], counts[1], fell_back, tiled_after, stopped,
+         worst_growth / 1048576.0);
   cu->cuMemAlloc = real_mem_alloc;
   cu->cuMemHostAlloc = real_host_alloc;
   cu->cuDevicePrimaryCtxRelease(dev);
@@ -260,7 +273,7 @@ int main(int argc, char** argv) {
   snprintf(dir, sizeof dir, "%s", keep ? keep : "/tmp/qd_gpu_pipeline");
   snprintf(plan_path, sizeof plan_path, "%s.qplan", dir);
   snprintf(cmd, sizeof cmd, "'%s/tools/make_small_pipeline.sh' '%s' '%s' >/dev/null && '%s' compile '%s' -o '%s' "
-           "--resolutions 256x256 -q", root, qdc, dir, qdc, dir, plan_path);
+           "--resolutions 256x256 --vae-tile 128x128 -q", root, qdc, dir, qdc, dir, plan_path);
   if (system(cmd) != 0) {
     fprintf(stderr, "test_gpu_pipeline: building the small pipeline plan failed: %s\n", cmd);
     return 1;
@@ -279,6 +292,26 @@ int main(int argc, char** argv) {
   if (!s) s = qd_schedule_estimate(plan, 256, 256, 1, QD_OFFLOAD_GROUP, 0, &est);
   if (!s) s = generate(plan, QD_GENERATOR_DEVICE_CUDA, QD_OFFLOAD_GROUP, est.streamed_per_step / 2, &group_keep, &rk);
   if (!s) s = generate(plan, QD_GENERATOR_DEVICE_CUDA, QD_OFFLOAD_SEQUENTIAL, 0, &seq, &rq);
+  /* The VAE in 128x128 tiles: on the CPU, resident on the GPU, and under a budget only a tiled decode fits. */
+  trace_copy_t cpu_tiles = {0}, gpu_tiles = {0}, budget_tiles = {0};
+  qd_generate_result_t rct = {0}, rt = {0}, rb = {0};
+  qd_generator_options_t to;
+  qd_generator_options_init(&to);
+  to.vae_tiling = QD_VAE_TILING_ON;
+  if (!s) s = generate_with(plan, &to, &cpu_tiles, &rct);
+  to.device = QD_GENERATOR_DEVICE_CUDA;
+  if (!s) s = generate_with(plan, &to, &gpu_tiles, &rt);
+  qd_schedule_sizes_t sizes[QD_SCHEDULE_COMPONENTS];
+  qd_schedule_estimate_t whole_least = {0}, tiled_least = {0};
+  bool recorded = false, tiles_found = false;
+  if (!s) s = qd_schedule_plan_sizes(plan, 256, 256, 1, sizes, &recorded);
+  if (!s) qd_schedule_combine(sizes, QD_OFFLOAD_SEQUENTIAL, 0, &whole_least);
+  if (!s) s = qd_schedule_vae_tile_sizes(plan, 256, 256, &sizes[QD_SCHEDULE_VAE], &tiles_found);
+  if (!s) qd_schedule_combine(sizes, QD_OFFLOAD_SEQUENTIAL, 0, &tiled_least);
+  to.vae_tiling = QD_VAE_TILING_AUTO;
+  to.vram_budget = tiled_least.peak + QD_SCHEDULE_CONTEXT_RESERVE;
+  bool budget_needs_tiles = tiles_found && tiled_least.peak < whole_least.peak;
+  if (!s && budget_needs_tiles) s = generate_with(plan, &to, &budget_tiles, &rb);
   if (s) {
     qd_status_fprint(stderr, "test_gpu_pipeline", s, true);
     qd_status_free(s);
@@ -310,8 +343,19 @@ int main(int argc, char** argv) {
   printf("%-40s %s\n", "group offload, first blocks kept", same_keep ? "PASS" : "FAIL");
   printf("%-40s %s\n", "sequential offload (layer by layer)", same_seq ? "PASS" : "FAIL");
   failures += !same_again + !same_model + !same_group + !same_keep + !same_seq;
+  check("VAE in tiles against the CPU's", rel_l2(gpu_tiles.image, cpu_tiles.image, cpu_tiles.n_image), 5e-2);
+  printf("%-40s rel L2 %.3e from the whole decode (GPU), in %d tiles of %dx%d\n", "VAE in tiles",
+         rel_l2(gpu_tiles.image, gpu.image, gpu.n_image), rt.vae_tiles, rt.vae_tile_width, rt.vae_tile_height);
+  bool tiles_ok = rt.vae_tiles == 9 && rct.vae_tiles == 9 && rt.vae_tile_width == 128 && budget_needs_tiles &&
+                  rb.vae_tiles == 9 && rb.pixels && memcmp(rb.pixels, rt.pixels, bytes) == 0;
+  printf("%-40s %s (a budget of %.1f MiB: the whole decode needs %.1f MiB more)\n", "budget decodes in tiles",
+         tiles_ok ? "PASS" : "FAIL", to.vram_budget / 1048576.0,
+         (whole_least.peak - tiled_least.peak) / 1048576.0);
+  failures += !tiles_ok;
   /* Still holding the plan and the resident pixels the sweep compares with. */
-  if (!failures) failures += allocation_failures(plan, cu, &rg);
+  if (!failures) failures += allocation_failures(plan, cu, &rg, &rt);
+  trace_free(&cpu_tiles), trace_free(&gpu_tiles), trace_free(&budget_tiles);
+  qd_generate_result_deinit(&rct), qd_generate_result_deinit(&rt), qd_generate_result_deinit(&rb);
   trace_free(&cpu), trace_free(&gpu), trace_free(&again), trace_free(&model), trace_free(&group);
   trace_free(&group_keep), trace_free(&seq);
   qd_generate_result_deinit(&rc), qd_generate_result_deinit(&rg), qd_generate_result_deinit(&ra);
