@@ -4,7 +4,7 @@
 # optionally the diffusers peer's step in the same run. Binaries and shared libraries come prebuilt in $QD_CARRY
 # (bin/, lib/); the peer's packages in $QD_CARRY/peer. Results (JSON lines) go to $OUT.
 #   usage: bench/run_h200.sh [tests] [nf4] [bf16] [peer] [kernel-tests] [pipeline-tests] [pipeline] [pipeline-peer]
-#                            [stream-tests] [offload] [offload-peer] [batch] [sequential] [tiles] [probe]
+#                            [stream-tests] [offload] [offload-peer] [batch] [sequential] [tiles] [concat] [probe]
 # pipeline: the full-size FLUX.1-dev pipeline (random weights from qdc synth, the real FLUX tokenizers from
 # tests/data/tokenizers/flux_full, carried) compiled with qdc's defaults and timed with bench/flux_pipeline;
 # pipeline-peer: the same with diffusers' FluxPipeline (NF4 transformer and T5, torch.compile; the anchors' bench)
@@ -14,6 +14,8 @@
 # offload-peer: the peer's model offload in the same run. tiles: the small pipeline's GPU test (tiled decoding and
 # the out-of-memory sweep included), then the full-size pipeline at 1024x1024 resident, with group and sequential
 # offload, and under budgets small enough that the VAE must decode in tiles (compared with the whole decode).
+# concat: linears over concatenations as GEMMs over the parts (lowering.h), checked on the small transformer and
+# the small pipeline, then timed against the copy on the full-size step.
 set -u
 CARRY=${QD_CARRY:-.carry}
 B=$CARRY/bin
@@ -159,6 +161,21 @@ for STAGE in $STAGES; do
     run_peer_offload
     wait; cat "$OUT/full_plan.txt"
     run_offload_steps; run_offload_pipelines ;;
+  concat)
+    echo "== the small transformer on CUDA against the CPU (single blocks' proj_out over the concatenation's parts)"
+    "$B/qdc" synth models/flux-transformer.json --config small --plan /tmp/small_nf4.qplan --quant nf4 \
+      --resolutions 256x256 --seed 7 -q
+    for flags in "" "--no-concat-parts" "--stream" "--no-graph --no-overlap"; do
+      timeout 120 "$B/flux_step" /tmp/small_nf4.qplan --resolution 256x256 --check-cpu --iters 5 $flags 2>&1 | tail -2
+    done
+    QD_QDC=$B/qdc timeout 240 "$B/test_gpu_pipeline" 2>&1 | grep -a -v "^pin \|^upload: [0-9]" | tail -6
+    echo "== full-size FLUX.1-dev NF4 step: the concatenation's parts against the copy, alternating"
+    "$B/qdc" synth models/flux-transformer.json --plan /tmp/dev_nf4.qplan --quant nf4 \
+      --resolutions 1024x1024,512x512 --seed 1 -q
+    for flags in "" "--no-concat-parts" "" "--no-concat-parts"; do
+      timeout 150 "$B/flux_step" /tmp/dev_nf4.qplan --resolution 1024x1024,512x512 --iters 30 $flags \
+        --jsonl "$OUT/step.jsonl" 2>&1 | grep -a -v "^upload: [0-9]"
+    done ;;
   tiles)
     echo "== the small pipeline (every schedule, tiled decoding, allocation failures) on CUDA against the CPU"
     QD_QDC=$B/qdc timeout 240 "$B/test_gpu_pipeline" 2>&1 | grep -a -v "^pin \|^upload: [0-9]" | tail -14

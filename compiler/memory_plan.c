@@ -23,7 +23,7 @@ qd_status_t qd_memory_plan_create_lowered(const qd_graph_t* g, const qd_cuda_low
 
 qd_status_t qd_memory_plan_create_cuda(const qd_graph_t* g, qd_allocator_t allocator, qd_memory_plan_t** out_plan) {
   qd_cuda_lowering_t* l;
-  QD_TRY(qd_cuda_lowering_create(g, true, false, allocator, &l));
+  QD_TRY(qd_cuda_lowering_create(g, true, false, true, allocator, &l));
   qd_status_t s = qd_memory_plan_create_lowered(g, l, allocator, out_plan);
   qd_cuda_lowering_destroy(l);
   return s;

@@ -48,7 +48,7 @@ static void check_view_lifetimes(const qd_graph_t* g, const qd_cuda_lowering_t* 
 START_TEST(slices_with_contiguous_bytes_are_views) {
   qd_graph_t* g = flux_graph("dev", 1, 1024, 512);
   qd_cuda_lowering_t* l;
-  QD_ASSERT_OK(qd_cuda_lowering_create(g, true, true, qd_allocator_system(), &l));
+  QD_ASSERT_OK(qd_cuda_lowering_create(g, true, true, true, qd_allocator_system(), &l));
   /* adaLN chunks of a batch-1 step: bytes [dim * k, dim * (k + 1)) of the modulation row */
   int32_t gate = value(g, "transformer_blocks.3:gate_msa"), mod = value(g, "transformer_blocks.3:mod");
   uint64_t offset, mod_offset;
@@ -65,7 +65,7 @@ START_TEST(slices_with_contiguous_bytes_are_views) {
   /* without guidance the alias of the timestep embedding is a view too */
   qd_graph_t* s = flux_graph("schnell", 1, 1024, 256);
   qd_cuda_lowering_t* sl;
-  QD_ASSERT_OK(qd_cuda_lowering_create(s, true, true, qd_allocator_system(), &sl));
+  QD_ASSERT_OK(qd_cuda_lowering_create(s, true, true, true, qd_allocator_system(), &sl));
   ck_assert_int_eq(qd_cuda_view_root(sl, value(s, "tg_emb"), NULL), value(s, "t_emb"));
   check_view_lifetimes(g, l);
   check_view_lifetimes(s, sl);
@@ -86,11 +86,42 @@ START_TEST(batched_slices_still_copy) {
   /* At batch 2 a chunk of [2, 6 * dim] is two runs of bytes: a copy, as is the image half of [2, S, C]. */
   qd_graph_t* g = flux_graph("dev", 2, 1024, 512);
   qd_cuda_lowering_t* l;
-  QD_ASSERT_OK(qd_cuda_lowering_create(g, true, true, qd_allocator_system(), &l));
+  QD_ASSERT_OK(qd_cuda_lowering_create(g, true, true, true, qd_allocator_system(), &l));
   ck_assert_int_eq(l->view_of[value(g, "transformer_blocks.3:gate_msa")], -1);
   ck_assert_int_eq(l->view_of[value(g, "transformer_blocks.0:img_att")], -1);
   check_view_lifetimes(g, l);
   qd_cuda_lowering_destroy(l);
+  qd_graph_destroy(g);
+}
+END_TEST
+
+/* A single block's [attention | MLP] concatenation feeds proj_out only: the linear runs over the two parts and the
+ * concatenation takes no bytes; both parts live until the linear reads them, and the plan keeps them apart from
+ * its output. Off, the concatenation is a value of its own again. */
+START_TEST(concat_into_a_linear_runs_as_parts) {
+  qd_graph_t* g = flux_graph("dev", 1, 1024, 512);
+  for (int on = 0; on <= 1; on++) {
+    qd_cuda_lowering_t* l;
+    QD_ASSERT_OK(qd_cuda_lowering_create(g, true, false, on, qd_allocator_system(), &l));
+    int32_t cat = value(g, "single_transformer_blocks.7:cat"), o = value(g, "single_transformer_blocks.7:o");
+    int32_t lin = g->values[o].producer, concat = g->values[cat].producer;
+    ck_assert_int_eq(l->role[lin], on ? QD_CUDA_GROUP_END : QD_CUDA_SINGLE);
+    ck_assert_int_eq(l->role[concat], on ? QD_CUDA_MEMBER : QD_CUDA_SINGLE);
+    ck_assert_int_eq(qd_cuda_value_bytes(l, g, cat) == 0, on);
+    if (on) ck_assert_int_eq(l->pattern[lin], QD_CUDA_PATTERN_CONCAT_LINEAR);
+    for (int32_t k = 0; k < 2; k++) ck_assert_int_ge(l->last_use[g->nodes[concat].inputs[k]], on ? lin : concat);
+    /* The joint attention's concatenation of values (axis 1, into attention) is no linear's input: a copy. */
+    int32_t vcat = g->values[value(g, "transformer_blocks.0:jv")].producer;
+    ck_assert_int_eq(g->nodes[vcat].op, QD_OP_CONCAT);
+    ck_assert_int_eq(l->role[vcat], QD_CUDA_SINGLE);
+    check_view_lifetimes(g, l);
+    qd_memory_plan_t* p;
+    qd_memory_lifetimes_t lt = {l->last_use};
+    QD_ASSERT_OK(qd_memory_plan_create_lowered(g, l, qd_allocator_system(), &p));
+    QD_ASSERT_OK(qd_memory_plan_check(p, g, &lt));
+    qd_memory_plan_destroy(p);
+    qd_cuda_lowering_destroy(l);
+  }
   qd_graph_destroy(g);
 }
 END_TEST
@@ -103,7 +134,7 @@ START_TEST(flux_conditioning_is_hoisted) {
   for (int64_t batch = 1; batch <= 2; batch++) {
     qd_graph_t* g = flux_graph("dev", batch, 4096, 512);
     qd_cuda_lowering_t* l;
-    QD_ASSERT_OK(qd_cuda_lowering_create(g, true, true, qd_allocator_system(), &l));
+    QD_ASSERT_OK(qd_cuda_lowering_create(g, true, true, true, qd_allocator_system(), &l));
     qd_cuda_hoist_t* h;
     QD_ASSERT_OK(qd_cuda_hoist_plan(g, l, "hidden_states", "timestep", qd_allocator_system(), &h));
     ck_assert_msg(h->hoisted_count > 0, "not hoisted: %s", h->why_not);
@@ -150,7 +181,7 @@ END_TEST
 START_TEST(unhoistable_programs_say_why) {
   qd_graph_t* g = flux_graph("dev", 1, 256, 512);
   qd_cuda_lowering_t* l;
-  QD_ASSERT_OK(qd_cuda_lowering_create(g, true, true, qd_allocator_system(), &l));
+  QD_ASSERT_OK(qd_cuda_lowering_create(g, true, true, true, qd_allocator_system(), &l));
   static const struct {
     const char *state, *step, *why;
   } cases[] = {
@@ -181,7 +212,7 @@ END_TEST
 START_TEST(linears_sharing_an_input_are_batched) {
   qd_graph_t* g = flux_graph("dev", 1, 1024, 512);
   qd_cuda_lowering_t* l;
-  QD_ASSERT_OK(qd_cuda_lowering_create(g, true, true, qd_allocator_system(), &l));
+  QD_ASSERT_OK(qd_cuda_lowering_create(g, true, true, true, qd_allocator_system(), &l));
   int32_t threes = 0, twos = 0;
   for (int32_t i = 0; i < g->node_count; i++) {
     int32_t members[QD_CUDA_MAX_BATCH];
@@ -217,6 +248,7 @@ static Suite* lowering_suite(void) {
   tcase_add_test(tc, slices_with_contiguous_bytes_are_views);
   tcase_add_test(tc, linears_sharing_an_input_are_batched);
   tcase_add_test(tc, batched_slices_still_copy);
+  tcase_add_test(tc, concat_into_a_linear_runs_as_parts);
   tcase_add_test(tc, flux_conditioning_is_hoisted);
   tcase_add_test(tc, unhoistable_programs_say_why);
   suite_add_tcase(s, tc);

@@ -262,6 +262,7 @@ void qd_cuda_executor_options_default(qd_cuda_executor_options_t* o) {
   o->overlap = true;
   o->gelu_epilogue = true;
   o->batch_linears = false; /* measured: no faster on the H200 (docs/performance.md, 2026-11-29) */
+  o->concat_parts = true;
   o->autotune_candidates = 8;
   o->stream_slots = 2;
 }
@@ -480,11 +481,14 @@ static qd_status_t qd_exec_unsupported_(const qd_cuda_executor_t* e, const qd_no
 }
 
 static qd_status_t qd_exec_gemm_index_(qd_cuda_executor_t* e, int64_t m, int64_t n, int64_t k, qd_gemm_epilogue_t ep,
-                                       const qd_gemm_batch_t* batch, int32_t* out) {
+                                       const qd_gemm_batch_t* batch, const qd_gemm_part_t* part, int32_t* out) {
   qd_gemm_batch_t one = {1, 0, 0, 0}, b = batch && batch->count > 1 ? *batch : one;
+  qd_gemm_part_t whole = {k, false}, pt = part ? *part : whole;
+  if (pt.w_ld <= 0) pt.w_ld = k;
   for (int32_t i = 0; i < e->gemm_count; i++) {
     const qd_gemm_t* x = &e->gemms[i];
     if (x->m == m && x->n == n && x->k == k && x->epilogue == ep && x->batch.count == b.count &&
+        x->part.w_ld == pt.w_ld && x->part.accumulate == pt.accumulate &&
         (b.count == 1 || (x->batch.w_stride == b.w_stride && x->batch.y_stride == b.y_stride &&
                           x->batch.bias_stride == b.bias_stride))) {
       *out = i;
@@ -493,7 +497,7 @@ static qd_status_t qd_exec_gemm_index_(qd_cuda_executor_t* e, int64_t m, int64_t
   }
   if (e->gemm_count == QD_EXEC_MAX_GEMMS)
     return QD_ERR(INTERNAL, INTERNAL, "more than %d GEMM shapes in one program", QD_EXEC_MAX_GEMMS);
-  qd_status_t s = qd_gemm_init(&e->gemms[e->gemm_count], e->lt_handle, m, n, k, ep, &b, QD_EXEC_WORKSPACE);
+  qd_status_t s = qd_gemm_init(&e->gemms[e->gemm_count], e->lt_handle, m, n, k, ep, &b, &pt, QD_EXEC_WORKSPACE);
   if (s) {
     qd_gemm_deinit(&e->gemms[e->gemm_count]);
     return s;
@@ -572,12 +576,46 @@ static qd_status_t qd_exec_linear_one_(qd_cuda_executor_t* e, int32_t node, cons
   }
   qd_step_t* s;
   QD_TRY(qd_exec_push_(e, QD_STEP_GEMM, node, QD_CLASS_LINEAR, &s));
-  QD_TRY(qd_exec_gemm_index_(e, m, n, k, ep, NULL, &s->gemm));
+  QD_TRY(qd_exec_gemm_index_(e, m, n, k, ep, NULL, NULL, &s->gemm));
   s->slot = slot;
   s->u.gemm.y = y;
   s->u.gemm.x = x;
   s->u.gemm.w = slot >= 0 ? e->scratch[slot] : qd_exec_weight_(e, wi);
   s->u.gemm.bias = qd_exec_weight_(e, bi);
+  return QD_OK;
+}
+
+/* A linear over a concatenation on the last axis (lowering.h's CONCAT_LINEAR): one GEMM per part over its columns
+ * of the weight, the first with the bias, the others adding to the output; the concatenation is never made. */
+static qd_status_t qd_exec_linear_parts_(qd_cuda_executor_t* e, int32_t node, const qd_node_t* lin,
+                                         const qd_node_t* cat) {
+  const qd_graph_t* g = e->cur->graph;
+  const qd_shape_t* xs = &g->values[lin->inputs[0]].shape;
+  int64_t k_total = xs->dims[xs->rank - 1], n = lin->attrs[QD_LINEAR_FEATURES].i, m = qd_shape_numel(xs) / k_total;
+  int32_t wi = lin->weights[QD_WEIGHT_SLOT_MAIN], bi = lin->weights[QD_WEIGHT_SLOT_BIAS];
+  int slot = -1;
+  if (e->comp->weights[wi].format == QD_WEIGHT_FORMAT_NF4) {
+    slot = e->next_slot++ & 1;
+    QD_TRY(qd_exec_dequant_(e, node, wi, slot, e->scratch[slot]));
+  }
+  CUdeviceptr y = qd_exec_ptr_(e, lin->output);
+  int64_t k0 = 0;
+  for (int32_t j = 0; j < cat->input_count; j++) {
+    const qd_shape_t* ps = &g->values[cat->inputs[j]].shape;
+    int64_t k = ps->dims[ps->rank - 1];
+    qd_gemm_part_t part = {k_total, j > 0};
+    qd_gemm_epilogue_t ep = j == 0 && bi >= 0 ? QD_GEMM_BIAS : QD_GEMM_PLAIN;
+    qd_step_t* s;
+    QD_TRY(qd_exec_push_(e, QD_STEP_GEMM, node, QD_CLASS_LINEAR, &s));
+    QD_TRY(qd_exec_gemm_index_(e, m, n, k, ep, NULL, &part, &s->gemm));
+    s->slot = slot;
+    s->u.gemm.y = y;
+    s->u.gemm.x = qd_exec_ptr_(e, cat->inputs[j]);
+    /* Asked after the push: a streamed weight's slot address marks this launch as reading it. */
+    s->u.gemm.w = (slot >= 0 ? e->scratch[slot] : qd_exec_weight_(e, wi)) + (CUdeviceptr)(k0 * 2);
+    s->u.gemm.bias = j == 0 ? qd_exec_weight_(e, bi) : 0;
+    k0 += k;
+  }
   return QD_OK;
 }
 
@@ -615,7 +653,7 @@ static qd_status_t qd_exec_linear_(qd_cuda_executor_t* e, int32_t node, const qd
   qd_gemm_batch_t batch = {count, nf4 ? (int64_t)(piece / 2) : (int64_t)(W[w1].data.offset - W[w0].data.offset) / 2,
                            m * n, bias0 >= 0 ? (int64_t)(W[bias1].data.offset - W[bias0].data.offset) / 2 : 0};
   int32_t gemm;
-  qd_status_t gs = qd_exec_gemm_index_(e, m, n, k, ep, &batch, &gemm);
+  qd_status_t gs = qd_exec_gemm_index_(e, m, n, k, ep, &batch, NULL, &gemm);
   if (gs && qd_status_code(gs) == QD_CODE_UNSUPPORTED) {
     /* cuBLASLt offers no algorithm for the batch (it did for every shape qd met): one GEMM per linear. */
     char why[256];
@@ -751,6 +789,8 @@ static qd_status_t qd_exec_node_(qd_cuda_executor_t* e, int32_t i) {
     const qd_node_t* lin = &g->nodes[g->values[n->inputs[0]].producer];
     return qd_exec_linear_(e, i, lin, n->output, QD_GEMM_BIAS_GELU);
   }
+  if (pattern == QD_CUDA_PATTERN_CONCAT_LINEAR)
+    return qd_exec_linear_parts_(e, i, n, &g->nodes[g->values[n->inputs[0]].producer]);
   if (pattern == QD_CUDA_PATTERN_LN_MODULATE) {
     const qd_node_t* ln = &g->nodes[g->values[n->inputs[0]].producer];
     const qd_shape_t* ls = &g->values[ln->inputs[0]].shape;
@@ -1714,7 +1754,8 @@ static qd_status_t qd_exec_create_(qd_cuda_executor_t* e, int32_t component, int
    * compiler used, so the layout is right even for a plan made by another qd. */
   QD_TRY(qd_plan_instantiate(e->plan, component, resolution, e->allocator, &e->prog.graph));
   const qd_graph_t* g = e->prog.graph;
-  QD_TRY(qd_cuda_lowering_create(g, e->options.gelu_epilogue, e->options.batch_linears, e->allocator,
+  QD_TRY(qd_cuda_lowering_create(g, e->options.gelu_epilogue, e->options.batch_linears, e->options.concat_parts,
+                                 e->allocator,
                                  &e->prog.lowering));
   e->cur = &e->prog;
   e->selected_step = -1;
@@ -1868,7 +1909,8 @@ static qd_status_t qd_exec_build_conditioning_(qd_cuda_executor_t* e, int32_t st
   QD_TRY(qd_plan_instantiate_batch(e->plan, e->component, e->resolution, steps * h->batch, e->allocator, &c->graph));
   const qd_graph_t* g = c->graph;
   QD_TRY(qd_exec_check_conditioning_(e, g, steps));
-  QD_TRY(qd_cuda_lowering_create(g, e->options.gelu_epilogue, e->options.batch_linears, e->allocator, &c->lowering));
+  QD_TRY(qd_cuda_lowering_create(g, e->options.gelu_epilogue, e->options.batch_linears, e->options.concat_parts,
+                                 e->allocator, &c->lowering));
   /* Boundary values live until the packing at the end. */
   int32_t* last_use;
   QD_TRY(qd_malloc(e->allocator, (size_t)g->value_count * sizeof *last_use, (void**)&last_use));

@@ -33,6 +33,7 @@ typedef struct qd_cuda_executor_options {
   bool overlap;        /* dequantize NF4 weights on a second stream, one layer ahead */
   bool gelu_epilogue;  /* fuse linear + gelu_tanh into cuBLASLt's GELU_BIAS epilogue */
   bool batch_linears;  /* run consecutive linears of one input (q, k, v) as one batched GEMM (default off) */
+  bool concat_parts;   /* a linear over a concatenation runs one GEMM per part, without the copy (default on) */
   bool autotune;       /* time cuBLASLt's candidate algorithms per GEMM shape at creation */
   int autotune_candidates;
   /* Hoisting (runtime/cuda/hoist.h): the graph inputs that are the step's state (FLUX: "hidden_states") and its

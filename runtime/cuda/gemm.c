@@ -23,7 +23,8 @@ static qd_status_t qd_gemm_layout_batch_(const qd_cublaslt_t* lt, cublasLtMatrix
 }
 
 qd_status_t qd_gemm_init(qd_gemm_t* g, cublasLtHandle_t handle, int64_t m, int64_t n, int64_t k,
-                         qd_gemm_epilogue_t epilogue, const qd_gemm_batch_t* batch, size_t workspace_bytes) {
+                         qd_gemm_epilogue_t epilogue, const qd_gemm_batch_t* batch, const qd_gemm_part_t* part,
+                         size_t workspace_bytes) {
   memset(g, 0, sizeof *g);
   QD_TRY(qd_cublaslt_load(&g->lt));
   const qd_cublaslt_t* lt = g->lt;
@@ -32,6 +33,8 @@ qd_status_t qd_gemm_init(qd_gemm_t* g, cublasLtHandle_t handle, int64_t m, int64
   g->k = k;
   g->epilogue = epilogue;
   g->batch = batch && batch->count > 1 ? *batch : (qd_gemm_batch_t){1, 0, 0, 0};
+  g->part = part ? *part : (qd_gemm_part_t){0, false};
+  if (g->part.w_ld <= 0) g->part.w_ld = k;
   QD_CUBLASLT_TRY(lt->cublasLtMatmulDescCreate(&g->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
   cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
   QD_CUBLASLT_TRY(lt->cublasLtMatmulDescSetAttribute(g->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
@@ -44,8 +47,9 @@ qd_status_t qd_gemm_init(qd_gemm_t* g, cublasLtHandle_t handle, int64_t m, int64
     cudaDataType_t bt = CUDA_R_16BF;
     QD_CUBLASLT_TRY(lt->cublasLtMatmulDescSetAttribute(g->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt));
   }
-  /* Column-major views: A = W^T stored as [K, N] (ld K), B = x^T as [K, M] (ld K), D = y^T as [N, M] (ld N). */
-  QD_TRY(qd_gemm_layout_(lt, &g->a, (uint64_t)k, (uint64_t)n, k));
+  /* Column-major views: A = W^T stored as [K, N] (ld: the weight's row length), B = x^T as [K, M] (ld K),
+   * D = y^T as [N, M] (ld N). */
+  QD_TRY(qd_gemm_layout_(lt, &g->a, (uint64_t)k, (uint64_t)n, g->part.w_ld));
   QD_TRY(qd_gemm_layout_(lt, &g->b, (uint64_t)k, (uint64_t)m, k));
   QD_TRY(qd_gemm_layout_(lt, &g->d, (uint64_t)n, (uint64_t)m, n));
   if (g->batch.count > 1) {
@@ -93,7 +97,7 @@ static qd_status_t qd_gemm_call_(const qd_gemm_t* g, const cublasLtMatmulAlgo_t*
     void* b = (void*)(uintptr_t)bias;
     QD_CUBLASLT_TRY(g->lt->cublasLtMatmulDescSetAttribute(g->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &b, sizeof b));
   }
-  const float alpha = 1.0f, beta = 0.0f;
+  const float alpha = 1.0f, beta = g->part.accumulate ? 1.0f : 0.0f;
   QD_CUBLASLT_TRY(g->lt->cublasLtMatmul(handle, g->desc, &alpha, (const void*)(uintptr_t)w, g->a,
                                         (const void*)(uintptr_t)x, g->b, &beta, (void*)(uintptr_t)y, g->d,
                                         (void*)(uintptr_t)y, g->d, algo, (void*)(uintptr_t)ws, ws_bytes,

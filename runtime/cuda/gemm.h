@@ -9,7 +9,11 @@
  *
  * Batched (lowering.h's batched linears): `count` GEMMs of one shape in one call, all reading the same x, weight
  * and bias i at w + i * w_stride and bias + i * bias_stride, output i at y + i * y_stride (strides in elements).
- * cuBLASLt's strided batch: one launch whose tiles cover every GEMM of the batch. */
+ * cuBLASLt's strided batch: one launch whose tiles cover every GEMM of the batch.
+ *
+ * Parts of K (lowering.h's concat -> linear): a GEMM over columns k0..k0+k of a weight whose rows are w_ld elements
+ * long (the caller passes w + k0), and with `accumulate` adding into y instead of overwriting it (beta 1): a linear
+ * over a concatenation is the sum of one GEMM per part, the first with the bias, the others accumulating. */
 #ifndef QD_RUNTIME_CUDA_GEMM_H
 #define QD_RUNTIME_CUDA_GEMM_H
 
@@ -30,11 +34,19 @@ typedef struct qd_gemm_batch {
   int64_t w_stride, y_stride, bias_stride; /* elements */
 } qd_gemm_batch_t;
 
+/* How a GEMM reads its weight and writes its output: the weight's row length in elements (0: k) and whether it adds
+ * to the output. */
+typedef struct qd_gemm_part {
+  int64_t w_ld;
+  bool accumulate;
+} qd_gemm_part_t;
+
 typedef struct qd_gemm {
   const qd_cublaslt_t* lt;
   int64_t m, n, k;
   qd_gemm_epilogue_t epilogue;
   qd_gemm_batch_t batch;
+  qd_gemm_part_t part;  /* w_ld resolved (never 0) */
   cublasLtMatmulDesc_t desc;
   cublasLtMatrixLayout_t a, b, d;
   cublasLtMatmulAlgo_t algo;
@@ -43,12 +55,13 @@ typedef struct qd_gemm {
 } qd_gemm_t;
 
 /* Creates descriptors and picks cuBLASLt's first heuristic algorithm fitting `workspace_bytes`. batch NULL: one
- * GEMM. */
+ * GEMM; part NULL: the whole weight (rows k long), output overwritten. */
 qd_status_t qd_gemm_init(qd_gemm_t* g, cublasLtHandle_t handle, int64_t m, int64_t n, int64_t k,
-                         qd_gemm_epilogue_t epilogue, const qd_gemm_batch_t* batch, size_t workspace_bytes);
+                         qd_gemm_epilogue_t epilogue, const qd_gemm_batch_t* batch, const qd_gemm_part_t* part,
+                         size_t workspace_bytes);
 void qd_gemm_deinit(qd_gemm_t* g);
 
-/* Enqueues y = x W^T (+ bias) on stream (every GEMM of a batch: the pointers are the first's). bias is read only
+/* Enqueues y = x W^T (+ bias) (+ y with part.accumulate) on stream (every GEMM of a batch: the pointers are the first's). bias is read only
  * with a bias epilogue. */
 qd_status_t qd_gemm_run(const qd_gemm_t* g, cublasLtHandle_t handle, CUdeviceptr y, CUdeviceptr x, CUdeviceptr w,
                         CUdeviceptr bias, CUdeviceptr workspace, size_t workspace_bytes, CUstream stream);

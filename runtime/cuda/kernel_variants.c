@@ -306,7 +306,7 @@ qd_status_t qd_cuda_kernel_list_add_program(qd_cuda_kernel_list_t* list, const q
                                             const qd_plan_weight_t* weights) {
   for (int gelu = 1; gelu >= 0; gelu--) {
     qd_cuda_lowering_t* l;
-    QD_TRY(qd_cuda_lowering_create(g, gelu != 0, false, list->allocator, &l));
+    QD_TRY(qd_cuda_lowering_create(g, gelu != 0, false, true, list->allocator, &l));
     /* The two lowerings share almost every node: count a node the kernels lack once, in the default lowering. */
     int32_t unsupported = list->unsupported;
     qd_status_t s = qd_cuda_kernel_list_add(list, g, l, weights);

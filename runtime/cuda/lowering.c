@@ -135,8 +135,26 @@ static void qd_find_views_(qd_cuda_lowering_t* l, const qd_graph_t* g) {
   }
 }
 
-qd_status_t qd_cuda_lowering_create(const qd_graph_t* g, bool gelu_epilogue, bool batch_linears, qd_allocator_t a,
-                                    qd_cuda_lowering_t** out) {
+/* Whether linear node i reads a concatenation on the last axis that it alone reads, of 2 to
+ * QD_CUDA_MAX_CONCAT_PARTS bf16 parts not in another group: then its GEMM runs over the parts (lowering.h). */
+static bool qd_concat_linear_(const qd_cuda_lowering_t* l, const qd_graph_t* g, int32_t i, int32_t* out_concat) {
+  int32_t p = g->values[g->nodes[i].inputs[0]].producer;
+  if (p < 0 || l->role[i] != QD_CUDA_SINGLE || l->role[p] != QD_CUDA_SINGLE) return false;
+  const qd_node_t* c = &g->nodes[p];
+  const qd_shape_t* cs = &g->values[c->output].shape;
+  int64_t axis = c->attrs[QD_CONCAT_AXIS].i;
+  if (c->op != QD_OP_CONCAT || axis != cs->rank - 1 || c->input_count < 2 ||
+      c->input_count > QD_CUDA_MAX_CONCAT_PARTS || qd_sole_reader_(g, c->output, 0) != i ||
+      l->storage[c->output] != QD_DTYPE_BF16)
+    return false;
+  for (int32_t k = 0; k < c->input_count; k++)
+    if (l->storage[c->inputs[k]] != QD_DTYPE_BF16 || l->virtual_value[c->inputs[k]]) return false;
+  *out_concat = p;
+  return true;
+}
+
+qd_status_t qd_cuda_lowering_create(const qd_graph_t* g, bool gelu_epilogue, bool batch_linears, bool concat_parts,
+                                    qd_allocator_t a, qd_cuda_lowering_t** out) {
   *out = NULL;
   qd_cuda_lowering_t* l;
   QD_TRY(qd_calloc(a, 1, sizeof *l, (void**)&l));
@@ -213,6 +231,12 @@ qd_status_t qd_cuda_lowering_create(const qd_graph_t* g, bool gelu_epilogue, boo
         }
       }
     }
+  }
+  /* After the other groups: a concatenation that feeds a fused kernel stays with it. */
+  for (int32_t i = 0; i < g->node_count && concat_parts; i++) {
+    int32_t p;
+    if (g->nodes[i].op == QD_OP_LINEAR && qd_concat_linear_(l, g, i, &p))
+      qd_group_(l, g, &p, 1, i, QD_CUDA_PATTERN_CONCAT_LINEAR);
   }
   if (batch_linears) qd_find_batches_(l, g);
   qd_find_views_(l, g);

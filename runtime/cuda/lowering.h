@@ -9,6 +9,10 @@
  *   group_norm -> silu                                      group norm kernel with GN_SILU (the VAE's resnets)
  *   rms_norm, rms_norm, ... -> concat (axis 1) -> rope       one qk_norm_rope per part, writing its rows of the
  *                                                           rope's output (FLUX's joint attention: no concat copy)
+ *   concat (last axis, 2 to 4 parts) -> linear              one GEMM per part over its columns of the weight, the
+ *                                                           later ones adding into the output (gemm.h's parts):
+ *                                                           FLUX's single blocks feed [attention | MLP] (15360
+ *                                                           features, 283 MB to copy at 1024x1024) to proj_out
  * A group applies only when every intermediate value is read by the next node of the group alone and is not a
  * graph output. Values inside a group are never materialized (no arena bytes); the group's inputs must stay alive
  * until the group's last node, where the fused kernel reads them.
@@ -49,6 +53,7 @@ typedef enum qd_cuda_pattern {
   QD_CUDA_PATTERN_NORM_ROPE,
   QD_CUDA_PATTERN_NORM_CONCAT_ROPE,
   QD_CUDA_PATTERN_GROUP_NORM_SILU,
+  QD_CUDA_PATTERN_CONCAT_LINEAR,
 } qd_cuda_pattern_t;
 
 typedef struct qd_cuda_lowering {
@@ -66,13 +71,13 @@ typedef struct qd_cuda_lowering {
   uint8_t* batch_size;   /* per node: for a batch's head, how many linears the batch has; else 0 */
 } qd_cuda_lowering_t;
 
-enum { QD_CUDA_MAX_BATCH = 4 };
+enum { QD_CUDA_MAX_BATCH = 4, QD_CUDA_MAX_CONCAT_PARTS = 4 };
 
 /* gelu_epilogue: whether linear -> gelu_tanh may fuse (cuBLASLt's GELU epilogue is the tanh form); batch_linears:
- * whether consecutive linears of one input become batches. */
+ * whether consecutive linears of one input become batches; concat_parts: whether concat -> linear runs as GEMMs
+ * over the parts. */
 qd_status_t qd_cuda_lowering_create(const qd_graph_t* graph, bool gelu_epilogue, bool batch_linears,
-                                    qd_allocator_t allocator,
-                                    qd_cuda_lowering_t** out_lowering);
+                                    bool concat_parts, qd_allocator_t allocator, qd_cuda_lowering_t** out_lowering);
 void qd_cuda_lowering_destroy(qd_cuda_lowering_t* lowering);
 
 /* Bytes a value takes in the arena (0 for graph inputs, which live outside it, virtual values and views; a batch
