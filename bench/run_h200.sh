@@ -4,7 +4,7 @@
 # optionally the diffusers peer's step in the same run. Binaries and shared libraries come prebuilt in $QD_CARRY
 # (bin/, lib/); the peer's packages in $QD_CARRY/peer. Results (JSON lines) go to $OUT.
 #   usage: bench/run_h200.sh [tests] [nf4] [bf16] [peer] [kernel-tests] [pipeline-tests] [pipeline] [pipeline-peer]
-#                            [stream-tests] [offload] [offload-peer] [batch] [sequential] [tiles] [concat] [probe]
+#                            [stream-tests] [offload] [offload-peer] [batch] [sequential] [tiles] [concat] [pin] [probe]
 # pipeline: the full-size FLUX.1-dev pipeline (random weights from qdc synth, the real FLUX tokenizers from
 # tests/data/tokenizers/flux_full, carried) compiled with qdc's defaults and timed with bench/flux_pipeline;
 # pipeline-peer: the same with diffusers' FluxPipeline (NF4 transformer and T5, torch.compile; the anchors' bench)
@@ -15,7 +15,8 @@
 # the out-of-memory sweep included), then the full-size pipeline at 1024x1024 resident, with group and sequential
 # offload, and under budgets small enough that the VAE must decode in tiles (compared with the whole decode).
 # concat: linears over concatenations as GEMMs over the parts (lowering.h), checked on the small transformer and
-# the small pipeline, then timed against the copy on the full-size step.
+# the small pipeline, then timed against the copy on the full-size step. pin: ways to pin host memory
+# (bench/pin_probe.c), the small transformer against the CPU, and the first group-offload image's load.
 set -u
 CARRY=${QD_CARRY:-.carry}
 B=$CARRY/bin
@@ -197,6 +198,19 @@ for STAGE in $STAGES; do
       timeout 120 "$B/flux_step" /tmp/dev_nf4.qplan --resolution 1024x1024,512x512 --iters 20 $flags \
         --jsonl "$OUT/step.jsonl"
     done ;;
+  pin)
+    echo "== pinning host memory: one cuMemHostAlloc, pieces from threads, registered anonymous memory"
+    timeout 200 "$B/pin_probe" 6
+    echo "== the small transformer against the CPU, with the concatenation's parts and without"
+    "$B/qdc" synth models/flux-transformer.json --config small --plan /tmp/small_nf4.qplan --quant nf4 \
+      --resolutions 256x256 --seed 7 -q
+    for flags in "" "--no-concat-parts"; do
+      timeout 120 "$B/flux_step" /tmp/small_nf4.qplan --resolution 256x256 --check-cpu --iters 5 $flags \
+        --jsonl "$OUT/small.jsonl" 2>&1 | grep -a -i "rel\|fail\|error" ; echo "flux_step $flags rc=$?"
+    done
+    QD_FULL_RESOLUTIONS=1024x1024 build_full_plan > "$OUT/full_plan.txt" 2>&1; tail -2 "$OUT/full_plan.txt"
+    echo "== cold group offload (the first image pins the weights)"
+    timeout 150 "$B/flux_pipeline" /tmp/flux_full.qplan --runs 1 --offload group 2>&1 | grep -a -v "^upload: [0-9]" ;;
   probe)
     timeout 120 python3 "$CARRY/probe/pin_probe.py" 2>&1 | tail -12 ;;
   kernel-tests)

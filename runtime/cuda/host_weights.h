@@ -5,9 +5,14 @@
  * component's weights once per image from here, and streamed weights (runtime/cuda/weight_stream.h) are copied
  * from here while the step runs, which pageable memory cannot do inside a CUDA graph.
  *
- * The copy is made once, by several threads reading the mapped section (page-cache reads are the slow part).
- * Registering the mapped file's pages in place (cuMemHostRegister) would save the host memory, but on the H200
- * machine registering 9.4 GB of file-backed pages did not finish within 120 s (docs/performance.md, 2026-11-29).
+ * The copy is made once, by several threads reading the mapped section, into anonymous memory with transparent
+ * huge pages asked for (madvise), which is then registered with the driver (cuMemHostRegister): on the H200
+ * machine 6 GiB pin so in 0.46 s where one cuMemHostAlloc takes 3.96 s (bench/pin_probe.c; the driver pins 4 KiB
+ * pages one by one, and a huge page is one). When registering fails, or the kernel reports less memory available
+ * than the copy needs (filling anonymous memory the host lacks would meet the out-of-memory killer), cuMemHostAlloc
+ * is the way, which fails with an error instead.
+ * Registering the mapped file's pages in place would save the host memory, but on the H200 machine registering
+ * 9.4 GB of file-backed pages did not finish within 120 s (docs/performance.md, 2026-11-29).
  *
  * Ownership: the object owns its pinned buffer and holds a reference on the device's primary context until
  * destroyed; the section it copied from need not outlive it. Executors borrow it (qd_cuda_executor_options_t). */

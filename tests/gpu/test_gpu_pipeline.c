@@ -13,8 +13,9 @@
  * addresses. The VAE decoding in 128x128 tiles (the plan compiled with --vae-tile 128x128): the GPU's blend against
  * the CPU's (5e-2), and a budget that only a tiled decode fits gives the tiled pixels.
  *
- * Last, out of GPU memory on the device path: the driver table's cuMemAlloc (and cuMemHostAlloc) is swapped for one
- * that fails its n-th call, for every n a generation makes. Each generation either succeeds with the same pixels
+ * Last, out of GPU memory on the device path: the driver table's cuMemAlloc is swapped for one that fails its n-th
+ * call, for every n a generation makes (and the pinning calls, cuMemHostRegister and cuMemHostAlloc, for ones that
+ * fail). Each generation either succeeds with the same pixels
  * (an executor that could not be created made the generator fall back to a smaller schedule, with a warning; a VAE
  * out of memory with group offload decodes in tiles: the tiled pixels) or stops with DEVICE_OUT_OF_MEMORY
  * (sequential, the smallest, has nothing to fall back to; an allocation after creation, such as the conditioning's,
@@ -94,6 +95,7 @@ static int failures;
 
 static CUresult (*real_mem_alloc)(CUdeviceptr*, size_t);
 static CUresult (*real_host_alloc)(void**, size_t, unsigned int);
+static CUresult (*real_host_register)(void*, size_t, unsigned int);
 static int alloc_fail_at = -1, alloc_calls, host_fail_at = -1, host_calls;
 
 static CUresult CUDAAPI failing_mem_alloc(CUdeviceptr* p, size_t n) {
@@ -101,9 +103,15 @@ static CUresult CUDAAPI failing_mem_alloc(CUdeviceptr* p, size_t n) {
   return real_mem_alloc(p, n);
 }
 
+/* Pinning fails from call host_fail_at on, both ways host_weights.c pins (registering, then allocating). */
 static CUresult CUDAAPI failing_host_alloc(void** p, size_t n, unsigned int flags) {
-  if (host_calls++ == host_fail_at) return CUDA_ERROR_OUT_OF_MEMORY;
+  if (host_fail_at >= 0 && host_calls++ >= host_fail_at) return CUDA_ERROR_OUT_OF_MEMORY;
   return real_host_alloc(p, n, flags);
+}
+
+static CUresult CUDAAPI failing_host_register(void* p, size_t n, unsigned int flags) {
+  if (host_fail_at >= 0 && host_calls++ >= host_fail_at) return CUDA_ERROR_OUT_OF_MEMORY;
+  return real_host_register(p, n, flags);
 }
 
 static uint64_t device_used(const qd_cuda_driver_t* cu) {
@@ -157,8 +165,10 @@ static int allocation_failures(const qd_plan_t* plan, const qd_cuda_driver_t* cu
   qd_cuda_driver_t* cu = (qd_cuda_driver_t*)cu_const;
   real_mem_alloc = cu->cuMemAlloc;
   real_host_alloc = cu->cuMemHostAlloc;
+  real_host_register = cu->cuMemHostRegister;
   cu->cuMemAlloc = failing_mem_alloc;
   cu->cuMemHostAlloc = failing_host_alloc;
+  cu->cuMemHostRegister = failing_host_register;
   qd_log_level_t level = qd_log_get_level();
   qd_log_set_level(QD_LOG_ERROR); /* the fallbacks' warnings, once per case */
   CUcontext ctx;
@@ -247,6 +257,7 @@ static int allocation_failures(const qd_plan_t* plan, const qd_cuda_driver_t* cu
          worst_growth / 1048576.0);
   cu->cuMemAlloc = real_mem_alloc;
   cu->cuMemHostAlloc = real_host_alloc;
+  cu->cuMemHostRegister = real_host_register;
   cu->cuDevicePrimaryCtxRelease(dev);
   qd_log_set_level(level);
   return bad || leak;
