@@ -2,15 +2,16 @@
  *
  * usage: flux_step PLAN [PLAN...] [--resolution WxH] [--batch N] [--iters N] [--autotune] [--no-graph] [--no-overlap]
  *                  [--no-gelu-epilogue] [--no-hoist] [--stream [--layers] [--slots K] [--keep GIB]] [--check-cpu]
- *                  [--jsonl FILE] [--gemm-profile] [--batch-linears] [--no-concat-parts]
+ *                  [--jsonl FILE] [--gemm-profile] [--batch-linears] [--no-concat-parts] [--no-concat-in-place]
  *
  * --stream: the blocks' weights stay in pinned host memory and are copied in while the step runs
  * (runtime/cuda/weight_stream.h), through K slots (default 2); the first blocks that fit GIB stay resident.
  * --layers: streamed layer by layer instead of block by block (the sequential schedule).
  * --gemm-profile: the eager pass's time per GEMM shape (M x N x K, uses per step, TFLOP/s). --batch-linears: q, k, v
  * projections as one batched GEMM instead of three (runtime/cuda/lowering.h; off by default: no faster here).
- * --no-concat-parts: a linear over a concatenation (the single blocks' proj_out) copies the concatenation and runs
- * one GEMM, as before lowering.h's CONCAT_LINEAR.
+ * --no-concat-in-place: concatenations are not written in place by their parts' producers (lowering.h); with
+ * --no-concat-parts too, a linear over one (the single blocks' proj_out) copies it and runs one GEMM instead of one
+ * GEMM per part.
  *
  * For each plan: builds a CUDA executor for the compiled resolution, feeds inputs shaped as FluxPipeline makes them
  * (random latents and text states, the pipeline's position ids, t = 0.5, guidance 3.5), checks that the output is
@@ -122,6 +123,8 @@ int main(int argc, char** argv) {
       opt.batch_linears = true;
     } else if (strcmp(argv[i], "--no-concat-parts") == 0) {
       opt.concat_parts = false;
+    } else if (strcmp(argv[i], "--no-concat-in-place") == 0) {
+      opt.concat_in_place = false;
     } else if (strcmp(argv[i], "--gemm-profile") == 0) {
       gemm_profile = true;
     } else if (strcmp(argv[i], "--check-cpu") == 0) {
@@ -265,13 +268,13 @@ int main(int argc, char** argv) {
                   "\"scratch_gib\": %.3f, \"overlap\": %d, \"graph\": %d, \"gelu_epilogue\": %d, \"autotune\": %d, "
                   "\"tuned_ms\": %.3f, \"heuristic_ms\": %.3f, \"class_ms\": [%.3f, %.3f, %.3f, %.3f, %.3f, %.3f], "
                   "\"cpu_rel_l2\": %.4g, \"hoisted_nodes\": %d, \"prepare_28_ms\": %.3f, \"streamed_gib\": %.3f, "
-                  "\"slots_gib\": %.3f, \"batch_linears\": %d, \"concat_parts\": %d}\n",
+                  "\"slots_gib\": %.3f, \"batch_linears\": %d, \"concat_parts\": %d, \"concat_in_place\": %d}\n",
                   base, res_text, t.median_ms, t.min_ms, tflops, floor_ms, m.weights / 1073741824.0,
                   (m.device_used_after - m.device_used_before) / 1073741824.0, m.arena / 1073741824.0,
                   m.scratch / 1073741824.0, opt.overlap, opt.use_graph, opt.gelu_epilogue, opt.autotune, tu.tuned_ms,
                   tu.default_ms, t.class_ms[0], t.class_ms[1], t.class_ms[2], t.class_ms[3], t.class_ms[4],
                   t.class_ms[5], rel, ho.nodes, prepare_ms, m.streamed / 1073741824.0, m.slots / 1073741824.0,
-                  opt.batch_linears, opt.concat_parts);
+                  opt.batch_linears, opt.concat_parts, opt.concat_in_place);
           fclose(f);
         }
       }

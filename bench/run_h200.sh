@@ -163,20 +163,37 @@ for STAGE in $STAGES; do
     wait; cat "$OUT/full_plan.txt"
     run_offload_steps; run_offload_pipelines ;;
   concat)
-    echo "== the small transformer on CUDA against the CPU (single blocks' proj_out over the concatenation's parts)"
+    echo "== the small transformer on CUDA against the CPU: concatenations in place, in parts, copied"
     "$B/qdc" synth models/flux-transformer.json --config small --plan /tmp/small_nf4.qplan --quant nf4 \
       --resolutions 256x256 --seed 7 -q
-    for flags in "" "--no-concat-parts" "--stream" "--no-graph --no-overlap"; do
-      timeout 120 "$B/flux_step" /tmp/small_nf4.qplan --resolution 256x256 --check-cpu --iters 5 $flags 2>&1 | tail -2
+    "$B/qdc" synth models/flux-transformer.json --config small --plan /tmp/small_b2.qplan --quant nf4 \
+      --resolutions 256x256 --batch 2 --seed 7 -q
+    for flags in "" "--no-concat-in-place" "--no-concat-in-place --no-concat-parts" "--stream" \
+                 "--no-graph --no-overlap"; do
+      echo "-- ${flags:-default}"
+      timeout 120 "$B/flux_step" /tmp/small_nf4.qplan --resolution 256x256 --check-cpu --iters 5 $flags 2>&1 \
+        | grep -a "vs CPU\|error\|FAIL"
     done
-    QD_QDC=$B/qdc timeout 240 "$B/test_gpu_pipeline" 2>&1 | grep -a -v "^pin \|^upload: [0-9]" | tail -6
-    echo "== full-size FLUX.1-dev NF4 step: the concatenation's parts against the copy, alternating"
+    echo "-- batch 2"
+    timeout 120 "$B/flux_step" /tmp/small_b2.qplan --resolution 256x256 --batch 2 --check-cpu --iters 5 2>&1 \
+      | grep -a "vs CPU\|error\|FAIL"
+    QD_QDC=$B/qdc timeout 240 "$B/test_gpu_pipeline" 2>&1 | grep -a -v "^pin \|^upload: [0-9]" | tail -3
+    echo "== full-size FLUX.1-dev step: in place, in parts, copied (NF4), and bf16"
     "$B/qdc" synth models/flux-transformer.json --plan /tmp/dev_nf4.qplan --quant nf4 \
       --resolutions 1024x1024,512x512 --seed 1 -q
-    for flags in "" "--no-concat-parts" "" "--no-concat-parts"; do
+    for flags in "" "--no-concat-in-place" "--no-concat-in-place --no-concat-parts" ""; do
+      echo "-- ${flags:-default}"
       timeout 150 "$B/flux_step" /tmp/dev_nf4.qplan --resolution 1024x1024,512x512 --iters 30 $flags \
-        --jsonl "$OUT/step.jsonl" 2>&1 | grep -a -v "^upload: [0-9]"
-    done ;;
+        --jsonl "$OUT/step.jsonl" 2>&1 | grep -a "^dev_nf4"
+    done
+    rm -f /tmp/dev_nf4.qplan
+    if [ -z "${QD_NO_BF16:-}" ]; then
+      "$B/qdc" synth models/flux-transformer.json --plan /tmp/dev_bf16.qplan --quant none \
+        --resolutions 1024x1024 --seed 1 -q
+      timeout 150 "$B/flux_step" /tmp/dev_bf16.qplan --resolution 1024x1024 --iters 30 \
+        --jsonl "$OUT/step.jsonl" 2>&1 | grep -a "^dev_bf16"
+      rm -f /tmp/dev_bf16.qplan
+    fi ;;
   tiles)
     echo "== the small pipeline (every schedule, tiled decoding, allocation failures) on CUDA against the CPU"
     QD_QDC=$B/qdc timeout 240 "$B/test_gpu_pipeline" 2>&1 | grep -a -v "^pin \|^upload: [0-9]" | tail -14

@@ -17,13 +17,13 @@ static uint64_t qd_cuda_size_(void* user, const qd_graph_t* g, int32_t v) {
 
 qd_status_t qd_memory_plan_create_lowered(const qd_graph_t* g, const qd_cuda_lowering_t* l, qd_allocator_t allocator,
                                           qd_memory_plan_t** out_plan) {
-  qd_memory_lifetimes_t lt = {l->last_use};
+  qd_memory_lifetimes_t lt = {l->last_use, l->first_def};
   return qd_memory_plan_create(g, qd_cuda_size_, (void*)l, &lt, allocator, out_plan);
 }
 
 qd_status_t qd_memory_plan_create_cuda(const qd_graph_t* g, qd_allocator_t allocator, qd_memory_plan_t** out_plan) {
   qd_cuda_lowering_t* l;
-  QD_TRY(qd_cuda_lowering_create(g, true, false, true, allocator, &l));
+  QD_TRY(qd_cuda_lowering_create(g, QD_LOWER_DEFAULT, allocator, &l));
   qd_status_t s = qd_memory_plan_create_lowered(g, l, allocator, out_plan);
   qd_cuda_lowering_destroy(l);
   return s;
@@ -47,7 +47,7 @@ static void qd_plan_lifetime_(const qd_graph_t* g, const qd_memory_lifetimes_t* 
                               int32_t* end) {
   const qd_value_t* val = &g->values[v];
   int32_t last = lt && lt->last_use ? lt->last_use[v] : val->last_use;
-  *begin = val->producer;
+  *begin = lt && lt->first_def && lt->first_def[v] < val->producer ? lt->first_def[v] : val->producer;
   /* A value nobody reads still needs its bytes while its producer writes it. */
   *end = last >= val->producer ? last : val->producer;
 }

@@ -23,9 +23,11 @@ typedef struct qd_memory_plan {
 typedef uint64_t (*qd_storage_size_fn)(void* user, const qd_graph_t* graph, int32_t value);
 
 /* The last node that reads each value (NULL: the graph's own lifetimes); executors that fuse nodes read some
- * inputs later than the graph says (runtime/cuda/lowering.h). */
+ * inputs later than the graph says (runtime/cuda/lowering.h). And the first node that writes each value's bytes
+ * (NULL: its producer): a concatenation whose parts' producers write it in place is written before its own node. */
 typedef struct qd_memory_lifetimes {
   const int32_t* last_use;
+  const int32_t* first_def;
 } qd_memory_lifetimes_t;
 
 /* The plan the CUDA executor uses: sizes, virtual values and lifetimes from its lowering (runtime/cuda/lowering.h,

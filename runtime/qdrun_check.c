@@ -111,7 +111,7 @@ static qd_status_t qdrun_plan_needs_(const qd_plan_t* p, qdrun_need_t* out) {
       qd_graph_t* g;
       qd_cuda_lowering_t* l;
       QD_TRY(qd_plan_instantiate(p, c, r, qd_allocator_system(), &g));
-      qd_status_t s = qd_cuda_lowering_create(g, eo.gelu_epilogue, eo.batch_linears, eo.concat_parts, qd_allocator_system(), &l);
+      qd_status_t s = qd_cuda_lowering_create(g, qd_cuda_executor_lowering_flags(&eo), qd_allocator_system(), &l);
       if (s) {
         qd_graph_destroy(g);
         return s;
@@ -149,7 +149,7 @@ static qd_status_t qdrun_check_kernels_(const qd_plan_t* p, bool nvrtc, qdrun_de
       qd_graph_t* g = NULL;
       qd_cuda_lowering_t* l = NULL;
       s = qd_plan_instantiate(p, c, r, qd_allocator_system(), &g);
-      if (!s) s = qd_cuda_lowering_create(g, eo.gelu_epilogue, eo.batch_linears, eo.concat_parts, qd_allocator_system(), &l);
+      if (!s) s = qd_cuda_lowering_create(g, qd_cuda_executor_lowering_flags(&eo), qd_allocator_system(), &l);
       if (!s) s = qd_cuda_kernel_list_add(&list, g, l, comp->weights);
       qd_cuda_lowering_destroy(l);
       qd_graph_destroy(g);

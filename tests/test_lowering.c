@@ -48,7 +48,7 @@ static void check_view_lifetimes(const qd_graph_t* g, const qd_cuda_lowering_t* 
 START_TEST(slices_with_contiguous_bytes_are_views) {
   qd_graph_t* g = flux_graph("dev", 1, 1024, 512);
   qd_cuda_lowering_t* l;
-  QD_ASSERT_OK(qd_cuda_lowering_create(g, true, true, true, qd_allocator_system(), &l));
+  QD_ASSERT_OK(qd_cuda_lowering_create(g, QD_LOWER_DEFAULT | QD_LOWER_BATCH_LINEARS, qd_allocator_system(), &l));
   /* adaLN chunks of a batch-1 step: bytes [dim * k, dim * (k + 1)) of the modulation row */
   int32_t gate = value(g, "transformer_blocks.3:gate_msa"), mod = value(g, "transformer_blocks.3:mod");
   uint64_t offset, mod_offset;
@@ -65,12 +65,12 @@ START_TEST(slices_with_contiguous_bytes_are_views) {
   /* without guidance the alias of the timestep embedding is a view too */
   qd_graph_t* s = flux_graph("schnell", 1, 1024, 256);
   qd_cuda_lowering_t* sl;
-  QD_ASSERT_OK(qd_cuda_lowering_create(s, true, true, true, qd_allocator_system(), &sl));
+  QD_ASSERT_OK(qd_cuda_lowering_create(s, QD_LOWER_DEFAULT | QD_LOWER_BATCH_LINEARS, qd_allocator_system(), &sl));
   ck_assert_int_eq(qd_cuda_view_root(sl, value(s, "tg_emb"), NULL), value(s, "t_emb"));
   check_view_lifetimes(g, l);
   check_view_lifetimes(s, sl);
   qd_memory_plan_t* p;
-  qd_memory_lifetimes_t lt = {l->last_use};
+  qd_memory_lifetimes_t lt = {l->last_use, l->first_def};
   QD_ASSERT_OK(qd_memory_plan_create_lowered(g, l, qd_allocator_system(), &p));
   QD_ASSERT_OK(qd_memory_plan_check(p, g, &lt));
   ck_assert_uint_eq(p->offsets[gate], UINT64_MAX);
@@ -86,7 +86,7 @@ START_TEST(batched_slices_still_copy) {
   /* At batch 2 a chunk of [2, 6 * dim] is two runs of bytes: a copy, as is the image half of [2, S, C]. */
   qd_graph_t* g = flux_graph("dev", 2, 1024, 512);
   qd_cuda_lowering_t* l;
-  QD_ASSERT_OK(qd_cuda_lowering_create(g, true, true, true, qd_allocator_system(), &l));
+  QD_ASSERT_OK(qd_cuda_lowering_create(g, QD_LOWER_DEFAULT | QD_LOWER_BATCH_LINEARS, qd_allocator_system(), &l));
   ck_assert_int_eq(l->view_of[value(g, "transformer_blocks.3:gate_msa")], -1);
   ck_assert_int_eq(l->view_of[value(g, "transformer_blocks.0:img_att")], -1);
   check_view_lifetimes(g, l);
@@ -95,34 +95,73 @@ START_TEST(batched_slices_still_copy) {
 }
 END_TEST
 
-/* A single block's [attention | MLP] concatenation feeds proj_out only: the linear runs over the two parts and the
- * concatenation takes no bytes; both parts live until the linear reads them, and the plan keeps them apart from
- * its output. Off, the concatenation is a value of its own again. */
-START_TEST(concat_into_a_linear_runs_as_parts) {
-  qd_graph_t* g = flux_graph("dev", 1, 1024, 512);
-  for (int on = 0; on <= 1; on++) {
-    qd_cuda_lowering_t* l;
-    QD_ASSERT_OK(qd_cuda_lowering_create(g, true, false, on, qd_allocator_system(), &l));
-    int32_t cat = value(g, "single_transformer_blocks.7:cat"), o = value(g, "single_transformer_blocks.7:o");
-    int32_t lin = g->values[o].producer, concat = g->values[cat].producer;
-    ck_assert_int_eq(l->role[lin], on ? QD_CUDA_GROUP_END : QD_CUDA_SINGLE);
-    ck_assert_int_eq(l->role[concat], on ? QD_CUDA_MEMBER : QD_CUDA_SINGLE);
-    ck_assert_int_eq(qd_cuda_value_bytes(l, g, cat) == 0, on);
-    if (on) ck_assert_int_eq(l->pattern[lin], QD_CUDA_PATTERN_CONCAT_LINEAR);
-    for (int32_t k = 0; k < 2; k++) ck_assert_int_ge(l->last_use[g->nodes[concat].inputs[k]], on ? lin : concat);
-    /* The joint attention's concatenation of values (axis 1, into attention) is no linear's input: a copy. */
-    int32_t vcat = g->values[value(g, "transformer_blocks.0:jv")].producer;
-    ck_assert_int_eq(g->nodes[vcat].op, QD_OP_CONCAT);
-    ck_assert_int_eq(l->role[vcat], QD_CUDA_SINGLE);
-    check_view_lifetimes(g, l);
-    qd_memory_plan_t* p;
-    qd_memory_lifetimes_t lt = {l->last_use};
-    QD_ASSERT_OK(qd_memory_plan_create_lowered(g, l, qd_allocator_system(), &p));
-    QD_ASSERT_OK(qd_memory_plan_check(p, g, &lt));
-    qd_memory_plan_destroy(p);
-    qd_cuda_lowering_destroy(l);
+/* Each in-place part's producer writes inside its concatenation's lifetime, and the memory plan keeps the
+ * concatenation's bytes from everything alive at the same time. */
+static void check_in_place(const qd_graph_t* g, const qd_cuda_lowering_t* l) {
+  for (int32_t v = 0; v < g->value_count; v++) {
+    if (!l->in_place[v]) continue;
+    int32_t root = l->view_of[v];
+    ck_assert_int_le(l->first_def[root], g->values[v].producer);
+    ck_assert_int_ge(l->last_use[root], l->last_use[v]);
+    ck_assert_int_eq(l->role[g->values[root].producer], QD_CUDA_ELIDED);
   }
-  qd_graph_destroy(g);
+  qd_memory_plan_t* p;
+  qd_memory_lifetimes_t lt = {l->last_use, l->first_def};
+  QD_ASSERT_OK(qd_memory_plan_create_lowered(g, l, qd_allocator_system(), &p));
+  QD_ASSERT_OK(qd_memory_plan_check(p, g, &lt));
+  qd_memory_plan_destroy(p);
+}
+
+/* Concatenations: made in place by their parts' producers where those can write into them (the single blocks'
+ * [attention | MLP] on the last axis, rows 15360 apart; the joint attention's values and the single blocks' input
+ * as consecutive runs at batch 1), else a linear over the parts when a linear reads them, else a copy. */
+START_TEST(concatenations_in_place_or_in_parts) {
+  for (int64_t batch = 1; batch <= 2; batch++) {
+    qd_graph_t* g = flux_graph("dev", batch, 1024, 512);
+    int32_t cat = value(g, "single_transformer_blocks.7:cat"), o = value(g, "single_transformer_blocks.7:o");
+    int32_t att = value(g, "single_transformer_blocks.7:att"), mlp = value(g, "single_transformer_blocks.7:mlp_a");
+    int32_t jv = value(g, "transformer_blocks.0:jv"), v = value(g, "transformer_blocks.0:v");
+    int32_t lin = g->values[o].producer, concat = g->values[cat].producer, vcat = g->values[jv].producer;
+    static const unsigned flags[3] = {QD_LOWER_DEFAULT, QD_LOWER_DEFAULT & ~QD_LOWER_CONCAT_IN_PLACE,
+                                      QD_LOWER_GELU_EPILOGUE};
+    for (int f = 0; f < 3; f++) {
+      qd_cuda_lowering_t* l;
+      QD_ASSERT_OK(qd_cuda_lowering_create(g, flags[f], qd_allocator_system(), &l));
+      if (f == 0) {
+        ck_assert_int_eq(l->role[concat], QD_CUDA_ELIDED);
+        ck_assert(l->in_place[att] && l->in_place[mlp]);
+        ck_assert_int_eq(l->view_of[att], cat);
+        ck_assert_int_eq(l->row_stride[att], 15360);
+        ck_assert_uint_eq(l->view_offset[mlp], 3072 * 2);
+        ck_assert_int_eq(l->first_def[cat], g->values[mlp].producer); /* the MLP comes before the attention */
+        ck_assert_uint_gt(qd_cuda_value_bytes(l, g, cat), 0);
+        ck_assert_uint_eq(qd_cuda_value_bytes(l, g, att), 0);
+        ck_assert_int_eq(l->role[lin], QD_CUDA_SINGLE);
+        /* [text; image] values: consecutive runs at batch 1; at batch 2 rows of two runs each, so a copy. */
+        ck_assert_int_eq(l->role[vcat], batch == 1 ? QD_CUDA_ELIDED : QD_CUDA_SINGLE);
+        ck_assert_int_eq(l->in_place[v], batch == 1);
+        if (batch == 1) ck_assert_int_eq(l->row_stride[v], 0);
+        if (batch == 1) ck_assert_uint_eq(l->view_offset[v], 512 * 3072 * 2);
+      } else {
+        ck_assert_int_eq(l->role[lin], f == 1 ? QD_CUDA_GROUP_END : QD_CUDA_SINGLE);
+        ck_assert_int_eq(l->role[concat], f == 1 ? QD_CUDA_MEMBER : QD_CUDA_SINGLE);
+        ck_assert_int_eq(qd_cuda_value_bytes(l, g, cat) == 0, f == 1);
+        if (f == 1) ck_assert_int_eq(l->pattern[lin], QD_CUDA_PATTERN_CONCAT_LINEAR);
+        for (int32_t k = 0; k < 2; k++)
+          ck_assert_int_ge(l->last_use[g->nodes[concat].inputs[k]], f == 1 ? lin : concat);
+        ck_assert(!l->in_place[att]);
+      }
+      check_view_lifetimes(g, l);
+      check_in_place(g, l);
+      /* The conditioning is hoisted as before: no in-place concatenation is split. */
+      qd_cuda_hoist_t* h;
+      QD_ASSERT_OK(qd_cuda_hoist_plan(g, l, "hidden_states", "timestep", qd_allocator_system(), &h));
+      ck_assert_msg(h->hoisted_count > 0, "not hoisted: %s", h->why_not);
+      qd_cuda_hoist_destroy(h);
+      qd_cuda_lowering_destroy(l);
+    }
+    qd_graph_destroy(g);
+  }
 }
 END_TEST
 
@@ -134,7 +173,7 @@ START_TEST(flux_conditioning_is_hoisted) {
   for (int64_t batch = 1; batch <= 2; batch++) {
     qd_graph_t* g = flux_graph("dev", batch, 4096, 512);
     qd_cuda_lowering_t* l;
-    QD_ASSERT_OK(qd_cuda_lowering_create(g, true, true, true, qd_allocator_system(), &l));
+    QD_ASSERT_OK(qd_cuda_lowering_create(g, QD_LOWER_DEFAULT | QD_LOWER_BATCH_LINEARS, qd_allocator_system(), &l));
     qd_cuda_hoist_t* h;
     QD_ASSERT_OK(qd_cuda_hoist_plan(g, l, "hidden_states", "timestep", qd_allocator_system(), &h));
     ck_assert_msg(h->hoisted_count > 0, "not hoisted: %s", h->why_not);
@@ -181,7 +220,7 @@ END_TEST
 START_TEST(unhoistable_programs_say_why) {
   qd_graph_t* g = flux_graph("dev", 1, 256, 512);
   qd_cuda_lowering_t* l;
-  QD_ASSERT_OK(qd_cuda_lowering_create(g, true, true, true, qd_allocator_system(), &l));
+  QD_ASSERT_OK(qd_cuda_lowering_create(g, QD_LOWER_DEFAULT | QD_LOWER_BATCH_LINEARS, qd_allocator_system(), &l));
   static const struct {
     const char *state, *step, *why;
   } cases[] = {
@@ -212,7 +251,7 @@ END_TEST
 START_TEST(linears_sharing_an_input_are_batched) {
   qd_graph_t* g = flux_graph("dev", 1, 1024, 512);
   qd_cuda_lowering_t* l;
-  QD_ASSERT_OK(qd_cuda_lowering_create(g, true, true, true, qd_allocator_system(), &l));
+  QD_ASSERT_OK(qd_cuda_lowering_create(g, QD_LOWER_DEFAULT | QD_LOWER_BATCH_LINEARS, qd_allocator_system(), &l));
   int32_t threes = 0, twos = 0;
   for (int32_t i = 0; i < g->node_count; i++) {
     int32_t members[QD_CUDA_MAX_BATCH];
@@ -234,8 +273,11 @@ START_TEST(linears_sharing_an_input_are_batched) {
       ck_assert_uint_eq(offset, bytes * (uint64_t)j);
     }
   }
-  ck_assert_int_eq(threes, 19 * 2 + 38); /* q, k, v: double blocks' image and text streams, single blocks */
-  ck_assert_int_eq(twos, 0);             /* every block's adaLN reads the same embedding, but not side by side */
+  /* q, k, v: single blocks; in double blocks the values are written in place into the joint attention's [text;
+   * image] values, so q and k are batched there (every block's adaLN reads the same embedding, but not side by
+   * side: no batch) */
+  ck_assert_int_eq(threes, 38);
+  ck_assert_int_eq(twos, 19 * 2);
   check_view_lifetimes(g, l);
   qd_cuda_lowering_destroy(l);
   qd_graph_destroy(g);
@@ -248,7 +290,7 @@ static Suite* lowering_suite(void) {
   tcase_add_test(tc, slices_with_contiguous_bytes_are_views);
   tcase_add_test(tc, linears_sharing_an_input_are_batched);
   tcase_add_test(tc, batched_slices_still_copy);
-  tcase_add_test(tc, concat_into_a_linear_runs_as_parts);
+  tcase_add_test(tc, concatenations_in_place_or_in_parts);
   tcase_add_test(tc, flux_conditioning_is_hoisted);
   tcase_add_test(tc, unhoistable_programs_say_why);
   suite_add_tcase(s, tc);

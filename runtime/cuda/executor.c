@@ -263,8 +263,14 @@ void qd_cuda_executor_options_default(qd_cuda_executor_options_t* o) {
   o->gelu_epilogue = true;
   o->batch_linears = false; /* measured: no faster on the H200 (docs/performance.md, 2026-11-29) */
   o->concat_parts = true;
+  o->concat_in_place = true;
   o->autotune_candidates = 8;
   o->stream_slots = 2;
+}
+
+unsigned qd_cuda_executor_lowering_flags(const qd_cuda_executor_options_t* o) {
+  return (o->gelu_epilogue ? QD_LOWER_GELU_EPILOGUE : 0u) | (o->batch_linears ? QD_LOWER_BATCH_LINEARS : 0u) |
+         (o->concat_parts ? QD_LOWER_CONCAT_PARTS : 0u) | (o->concat_in_place ? QD_LOWER_CONCAT_IN_PLACE : 0u);
 }
 
 /* --- kernels -------------------------------------------------------------------------------------------- */
@@ -483,12 +489,13 @@ static qd_status_t qd_exec_unsupported_(const qd_cuda_executor_t* e, const qd_no
 static qd_status_t qd_exec_gemm_index_(qd_cuda_executor_t* e, int64_t m, int64_t n, int64_t k, qd_gemm_epilogue_t ep,
                                        const qd_gemm_batch_t* batch, const qd_gemm_part_t* part, int32_t* out) {
   qd_gemm_batch_t one = {1, 0, 0, 0}, b = batch && batch->count > 1 ? *batch : one;
-  qd_gemm_part_t whole = {k, false}, pt = part ? *part : whole;
+  qd_gemm_part_t whole = {k, n, false}, pt = part ? *part : whole;
   if (pt.w_ld <= 0) pt.w_ld = k;
+  if (pt.y_ld <= 0) pt.y_ld = n;
   for (int32_t i = 0; i < e->gemm_count; i++) {
     const qd_gemm_t* x = &e->gemms[i];
     if (x->m == m && x->n == n && x->k == k && x->epilogue == ep && x->batch.count == b.count &&
-        x->part.w_ld == pt.w_ld && x->part.accumulate == pt.accumulate &&
+        x->part.w_ld == pt.w_ld && x->part.y_ld == pt.y_ld && x->part.accumulate == pt.accumulate &&
         (b.count == 1 || (x->batch.w_stride == b.w_stride && x->batch.y_stride == b.y_stride &&
                           x->batch.bias_stride == b.bias_stride))) {
       *out = i;
@@ -563,9 +570,10 @@ static bool qd_exec_batchable_(const qd_cuda_executor_t* e, const int32_t* membe
   return true;
 }
 
-/* One linear node (optionally with gelu fused) writing y: a dequantize step when its weight is NF4, then the GEMM. */
+/* One linear node (optionally with gelu fused) writing y, its rows y_ld elements apart (0: n): a dequantize step
+ * when its weight is NF4, then the GEMM. */
 static qd_status_t qd_exec_linear_one_(qd_cuda_executor_t* e, int32_t node, const qd_node_t* lin, CUdeviceptr y,
-                                       int64_t m, int64_t n, int64_t k, qd_gemm_epilogue_t ep) {
+                                       int64_t y_ld, int64_t m, int64_t n, int64_t k, qd_gemm_epilogue_t ep) {
   int32_t wi = lin->weights[QD_WEIGHT_SLOT_MAIN], bi = lin->weights[QD_WEIGHT_SLOT_BIAS];
   if (bi < 0 && ep == QD_GEMM_BIAS) ep = QD_GEMM_PLAIN;
   CUdeviceptr x = qd_exec_ptr_(e, lin->inputs[0]);
@@ -576,7 +584,8 @@ static qd_status_t qd_exec_linear_one_(qd_cuda_executor_t* e, int32_t node, cons
   }
   qd_step_t* s;
   QD_TRY(qd_exec_push_(e, QD_STEP_GEMM, node, QD_CLASS_LINEAR, &s));
-  QD_TRY(qd_exec_gemm_index_(e, m, n, k, ep, NULL, NULL, &s->gemm));
+  qd_gemm_part_t part = {k, y_ld, false};
+  QD_TRY(qd_exec_gemm_index_(e, m, n, k, ep, NULL, &part, &s->gemm));
   s->slot = slot;
   s->u.gemm.y = y;
   s->u.gemm.x = x;
@@ -603,7 +612,7 @@ static qd_status_t qd_exec_linear_parts_(qd_cuda_executor_t* e, int32_t node, co
   for (int32_t j = 0; j < cat->input_count; j++) {
     const qd_shape_t* ps = &g->values[cat->inputs[j]].shape;
     int64_t k = ps->dims[ps->rank - 1];
-    qd_gemm_part_t part = {k_total, j > 0};
+    qd_gemm_part_t part = {k_total, n, j > 0};
     qd_gemm_epilogue_t ep = j == 0 && bi >= 0 ? QD_GEMM_BIAS : QD_GEMM_PLAIN;
     qd_step_t* s;
     QD_TRY(qd_exec_push_(e, QD_STEP_GEMM, node, QD_CLASS_LINEAR, &s));
@@ -624,8 +633,8 @@ static qd_status_t qd_exec_linear_each_(qd_cuda_executor_t* e, const int32_t* me
                                         int64_t n, int64_t k, qd_gemm_epilogue_t ep) {
   const qd_graph_t* g = e->cur->graph;
   for (int32_t j = 0; j < count; j++)
-    QD_TRY(qd_exec_linear_one_(e, members[j], &g->nodes[members[j]], qd_exec_ptr_(e, g->nodes[members[j]].output), m,
-                               n, k, ep));
+    QD_TRY(qd_exec_linear_one_(e, members[j], &g->nodes[members[j]], qd_exec_ptr_(e, g->nodes[members[j]].output), 0,
+                               m, n, k, ep));
   return QD_OK;
 }
 
@@ -638,7 +647,9 @@ static qd_status_t qd_exec_linear_(qd_cuda_executor_t* e, int32_t node, const qd
   int64_t k = xs->dims[xs->rank - 1], n = lin->attrs[QD_LINEAR_FEATURES].i, m = qd_shape_numel(xs) / k;
   int32_t members[QD_CUDA_MAX_BATCH];
   int32_t count = lin == &g->nodes[node] ? qd_cuda_batch_members(e->cur->lowering, node, members) : 0;
-  if (count < 2) return qd_exec_linear_one_(e, node, lin, qd_exec_ptr_(e, out_value), m, n, k, ep);
+  if (count < 2)
+    return qd_exec_linear_one_(e, node, lin, qd_exec_ptr_(e, out_value), e->cur->lowering->row_stride[out_value], m,
+                               n, k, ep);
   if (!qd_exec_batchable_(e, members, count, n, k)) {
     return qd_exec_linear_each_(e, members, count, m, n, k, ep);
   }
@@ -825,7 +836,8 @@ static qd_status_t qd_exec_node_(qd_cuda_executor_t* e, int32_t i) {
 
   if (pattern == QD_CUDA_PATTERN_GROUP_NORM_SILU)
     return qd_exec_group_norm_(e, i, &g->nodes[g->values[n->inputs[0]].producer], n->output);
-  if (e->cur->lowering->view_of[n->output] >= 0) return QD_OK; /* a view (slice or alias): nothing to launch */
+  /* A view (slice or alias) launches nothing; an in-place part of a concatenation is written by its producer. */
+  if (e->cur->lowering->view_of[n->output] >= 0 && !e->cur->lowering->in_place[n->output]) return QD_OK;
   switch (n->op) {
     case QD_OP_LINEAR: return qd_exec_linear_(e, i, n, n->output, QD_GEMM_BIAS);
     case QD_OP_GATED_ADD: {
@@ -898,13 +910,16 @@ static qd_status_t qd_exec_node_(qd_cuda_executor_t* e, int32_t i) {
         s->kind = QD_STEP_ATTENTION_MASKED;
         s->u.attn_masked = (qd_attention_masked_args_t){
             .q = q, .k = k, .v = v, .o = o, .bias = bias_ptr, .batch = xs->dims[0], .sq = xs->dims[1],
-            .sk = ks->dims[1], .heads = h, .head_dim = xs->dims[2] / h, .bias_batch = bias_batch,
+            .sk = ks->dims[1], .heads = h, .head_dim = xs->dims[2] / h,
+            .o_row_stride = e->cur->lowering->row_stride[n->output], .bias_batch = bias_batch,
             .bias_heads = bias_heads, .scale = scale, .causal = n->attrs[QD_ATTN_CAUSAL].i != 0};
         return QD_OK;
       }
+      /* An in-place part of a concatenation (lowering.h) has rows further apart. */
       s->u.attn = (qd_attention_args_t){.q = q, .k = k, .v = v, .o = o, .bias = bias_ptr, .batch = xs->dims[0],
-                                        .sq = xs->dims[1], .sk = ks->dims[1], .heads = h, .bias_batch = bias_batch,
-                                        .bias_heads = bias_heads, .scale = scale};
+                                        .sq = xs->dims[1], .sk = ks->dims[1], .heads = h,
+                                        .o_row_stride = e->cur->lowering->row_stride[n->output],
+                                        .bias_batch = bias_batch, .bias_heads = bias_heads, .scale = scale};
       return QD_OK;
     }
     case QD_OP_TIMESTEP_EMBEDDING: {
@@ -1597,7 +1612,8 @@ static qd_status_t qd_exec_build_launches_(qd_cuda_executor_t* e, qd_exec_progra
   e->cur = p;
   for (int32_t i = 0; i < g->node_count; i++) {
     bool hoisted = e->hoist && e->hoist->hoisted[i];
-    if (p->lowering->role[i] == QD_CUDA_MEMBER || hoisted != conditioning) continue;
+    if (p->lowering->role[i] == QD_CUDA_MEMBER || p->lowering->role[i] == QD_CUDA_ELIDED || hoisted != conditioning)
+      continue;
     QD_TRY(qd_exec_node_(e, i));
   }
   return QD_OK;
@@ -1754,15 +1770,13 @@ static qd_status_t qd_exec_create_(qd_cuda_executor_t* e, int32_t component, int
    * compiler used, so the layout is right even for a plan made by another qd. */
   QD_TRY(qd_plan_instantiate(e->plan, component, resolution, e->allocator, &e->prog.graph));
   const qd_graph_t* g = e->prog.graph;
-  QD_TRY(qd_cuda_lowering_create(g, e->options.gelu_epilogue, e->options.batch_linears, e->options.concat_parts,
-                                 e->allocator,
-                                 &e->prog.lowering));
+  QD_TRY(qd_cuda_lowering_create(g, qd_cuda_executor_lowering_flags(&e->options), e->allocator, &e->prog.lowering));
   e->cur = &e->prog;
   e->selected_step = -1;
   e->pack_kernel = -1;
   if (e->options.hoist_state_input && e->options.hoist_step_input) QD_TRY(qd_exec_plan_hoist_(e));
   qd_exec_sizes_t sizes = {e->prog.lowering, e->hoist, false};
-  qd_memory_lifetimes_t lifetimes = {e->prog.lowering->last_use};
+  qd_memory_lifetimes_t lifetimes = {e->prog.lowering->last_use, e->prog.lowering->first_def};
   QD_TRY(qd_memory_plan_create(g, qd_exec_value_bytes_, &sizes, &lifetimes, e->allocator, &e->prog.memory));
   e->prog.arena_bytes = e->prog.memory->arena_bytes;
   if (e->hoist) QD_TRY(qd_exec_alloc_(e, &e->cond_current, e->hoist->block_bytes, "the step's conditioning"));
@@ -1909,8 +1923,7 @@ static qd_status_t qd_exec_build_conditioning_(qd_cuda_executor_t* e, int32_t st
   QD_TRY(qd_plan_instantiate_batch(e->plan, e->component, e->resolution, steps * h->batch, e->allocator, &c->graph));
   const qd_graph_t* g = c->graph;
   QD_TRY(qd_exec_check_conditioning_(e, g, steps));
-  QD_TRY(qd_cuda_lowering_create(g, e->options.gelu_epilogue, e->options.batch_linears, e->options.concat_parts,
-                                 e->allocator, &c->lowering));
+  QD_TRY(qd_cuda_lowering_create(g, qd_cuda_executor_lowering_flags(&e->options), e->allocator, &c->lowering));
   /* Boundary values live until the packing at the end. */
   int32_t* last_use;
   QD_TRY(qd_malloc(e->allocator, (size_t)g->value_count * sizeof *last_use, (void**)&last_use));
@@ -1918,7 +1931,7 @@ static qd_status_t qd_exec_build_conditioning_(qd_cuda_executor_t* e, int32_t st
   for (int32_t v = 0; v < g->value_count; v++)
     if (h->block_offset[v] >= 0) last_use[v] = last_use[qd_cuda_view_root(c->lowering, v, NULL)] = g->node_count;
   qd_exec_sizes_t sizes = {c->lowering, h, true};
-  qd_memory_lifetimes_t lifetimes = {last_use};
+  qd_memory_lifetimes_t lifetimes = {last_use, c->lowering->first_def};
   qd_status_t s = qd_memory_plan_create(g, qd_exec_value_bytes_, &sizes, &lifetimes, e->allocator, &c->memory);
   qd_free(e->allocator, last_use, (size_t)g->value_count * sizeof *last_use);
   QD_TRY(s);

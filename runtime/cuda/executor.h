@@ -34,6 +34,7 @@ typedef struct qd_cuda_executor_options {
   bool gelu_epilogue;  /* fuse linear + gelu_tanh into cuBLASLt's GELU_BIAS epilogue */
   bool batch_linears;  /* run consecutive linears of one input (q, k, v) as one batched GEMM (default off) */
   bool concat_parts;   /* a linear over a concatenation runs one GEMM per part, without the copy (default on) */
+  bool concat_in_place; /* concatenations written in place by their parts' producers (default on) */
   bool autotune;       /* time cuBLASLt's candidate algorithms per GEMM shape at creation */
   int autotune_candidates;
   /* Hoisting (runtime/cuda/hoist.h): the graph inputs that are the step's state (FLUX: "hidden_states") and its
@@ -56,6 +57,8 @@ typedef struct qd_cuda_executor_options {
 } qd_cuda_executor_options_t;
 
 void qd_cuda_executor_options_default(qd_cuda_executor_options_t* options);
+/* The lowering (runtime/cuda/lowering.h) the options ask for. */
+unsigned qd_cuda_executor_lowering_flags(const qd_cuda_executor_options_t* options);
 
 qd_status_t qd_cuda_executor_create(const qd_plan_t* plan, int32_t component, int32_t resolution,
                                     const qd_cuda_executor_options_t* options, qd_allocator_t allocator,

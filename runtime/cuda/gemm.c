@@ -33,8 +33,9 @@ qd_status_t qd_gemm_init(qd_gemm_t* g, cublasLtHandle_t handle, int64_t m, int64
   g->k = k;
   g->epilogue = epilogue;
   g->batch = batch && batch->count > 1 ? *batch : (qd_gemm_batch_t){1, 0, 0, 0};
-  g->part = part ? *part : (qd_gemm_part_t){0, false};
+  g->part = part ? *part : (qd_gemm_part_t){0, 0, false};
   if (g->part.w_ld <= 0) g->part.w_ld = k;
+  if (g->part.y_ld <= 0) g->part.y_ld = n;
   QD_CUBLASLT_TRY(lt->cublasLtMatmulDescCreate(&g->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
   cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
   QD_CUBLASLT_TRY(lt->cublasLtMatmulDescSetAttribute(g->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
@@ -48,10 +49,10 @@ qd_status_t qd_gemm_init(qd_gemm_t* g, cublasLtHandle_t handle, int64_t m, int64
     QD_CUBLASLT_TRY(lt->cublasLtMatmulDescSetAttribute(g->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt));
   }
   /* Column-major views: A = W^T stored as [K, N] (ld: the weight's row length), B = x^T as [K, M] (ld K),
-   * D = y^T as [N, M] (ld N). */
+   * D = y^T as [N, M] (ld: the output's row length). */
   QD_TRY(qd_gemm_layout_(lt, &g->a, (uint64_t)k, (uint64_t)n, g->part.w_ld));
   QD_TRY(qd_gemm_layout_(lt, &g->b, (uint64_t)k, (uint64_t)m, k));
-  QD_TRY(qd_gemm_layout_(lt, &g->d, (uint64_t)n, (uint64_t)m, n));
+  QD_TRY(qd_gemm_layout_(lt, &g->d, (uint64_t)n, (uint64_t)m, g->part.y_ld));
   if (g->batch.count > 1) {
     QD_TRY(qd_gemm_layout_batch_(lt, g->a, g->batch.count, g->batch.w_stride));
     QD_TRY(qd_gemm_layout_batch_(lt, g->b, g->batch.count, 0)); /* every GEMM reads the same x */

@@ -11,9 +11,10 @@
  * and bias i at w + i * w_stride and bias + i * bias_stride, output i at y + i * y_stride (strides in elements).
  * cuBLASLt's strided batch: one launch whose tiles cover every GEMM of the batch.
  *
- * Parts of K (lowering.h's concat -> linear): a GEMM over columns k0..k0+k of a weight whose rows are w_ld elements
- * long (the caller passes w + k0), and with `accumulate` adding into y instead of overwriting it (beta 1): a linear
- * over a concatenation is the sum of one GEMM per part, the first with the bias, the others accumulating. */
+ * Parts (lowering.h): a GEMM over columns k0..k0+k of a weight whose rows are w_ld elements long (the caller passes
+ * w + k0), and with `accumulate` adding into y instead of overwriting it (beta 1): a linear over a concatenation is
+ * the sum of one GEMM per part, the first with the bias, the others accumulating. And an output whose rows are y_ld
+ * elements apart: a part of a concatenation written in place (the caller passes y + its first column). */
 #ifndef QD_RUNTIME_CUDA_GEMM_H
 #define QD_RUNTIME_CUDA_GEMM_H
 
@@ -34,10 +35,10 @@ typedef struct qd_gemm_batch {
   int64_t w_stride, y_stride, bias_stride; /* elements */
 } qd_gemm_batch_t;
 
-/* How a GEMM reads its weight and writes its output: the weight's row length in elements (0: k) and whether it adds
- * to the output. */
+/* How a GEMM reads its weight and writes its output: the weight's and the output's row lengths in elements (0: k
+ * and n) and whether it adds to the output. */
 typedef struct qd_gemm_part {
-  int64_t w_ld;
+  int64_t w_ld, y_ld;
   bool accumulate;
 } qd_gemm_part_t;
 
@@ -46,7 +47,7 @@ typedef struct qd_gemm {
   int64_t m, n, k;
   qd_gemm_epilogue_t epilogue;
   qd_gemm_batch_t batch;
-  qd_gemm_part_t part;  /* w_ld resolved (never 0) */
+  qd_gemm_part_t part;  /* w_ld and y_ld resolved (never 0) */
   cublasLtMatmulDesc_t desc;
   cublasLtMatrixLayout_t a, b, d;
   cublasLtMatmulAlgo_t algo;

@@ -106,6 +106,11 @@ static void qd_hoist_classify_(qd_cuda_hoist_t* h, const qd_graph_t* g, const qd
       qd_hoist_refuse_(h, "%s: a batch of linears would be split", g->nodes[i].origin);
       return;
     }
+    int32_t out = g->nodes[i].output;
+    if (l->in_place[out] && h->hoisted[i] != h->hoisted[g->values[l->view_of[out]].producer]) {
+      qd_hoist_refuse_(h, "%s: a concatenation made in place would be split", g->nodes[i].origin);
+      return;
+    }
     if (l->role[i] != QD_CUDA_MEMBER || l->batch_head[i] >= 0) continue; /* a batch's outputs are stored */
     if (dep[g->nodes[i].output] & (h->hoisted[i] ? READ_STEP : READ_HOISTED)) {
       qd_hoist_refuse_(h, "%s: a fused group would be split", g->nodes[i].origin);

@@ -83,7 +83,7 @@ qd_status_t qd_cuda_node_kernel(const qd_graph_t* g, const qd_cuda_lowering_t* l
                                 qd_cuda_kernel_target_t t, int32_t i, qd_cuda_kernel_t* k, bool* out_has) {
   *out_has = false;
   /* A batched linear's member needs its own dequantization (its weight's format may differ from the head's). */
-  if (l->role[i] == QD_CUDA_MEMBER && l->batch_head[i] < 0) return QD_OK;
+  if ((l->role[i] == QD_CUDA_MEMBER && l->batch_head[i] < 0) || l->role[i] == QD_CUDA_ELIDED) return QD_OK;
   const qd_node_t* n = &g->nodes[i];
   uint8_t pattern = l->role[i] == QD_CUDA_GROUP_END ? l->pattern[i] : QD_CUDA_PATTERN_NONE;
   const qd_node_t* lin = NULL;
@@ -306,7 +306,8 @@ qd_status_t qd_cuda_kernel_list_add_program(qd_cuda_kernel_list_t* list, const q
                                             const qd_plan_weight_t* weights) {
   for (int gelu = 1; gelu >= 0; gelu--) {
     qd_cuda_lowering_t* l;
-    QD_TRY(qd_cuda_lowering_create(g, gelu != 0, false, true, list->allocator, &l));
+    QD_TRY(qd_cuda_lowering_create(g, gelu ? QD_LOWER_DEFAULT : QD_LOWER_DEFAULT & ~QD_LOWER_GELU_EPILOGUE,
+                                   list->allocator, &l));
     /* The two lowerings share almost every node: count a node the kernels lack once, in the default lowering. */
     int32_t unsupported = list->unsupported;
     qd_status_t s = qd_cuda_kernel_list_add(list, g, l, weights);

@@ -39,6 +39,9 @@ void qd_cuda_lowering_destroy(qd_cuda_lowering_t* l) {
   qd_free(l->allocator, l->view_offset, nv * sizeof *l->view_offset);
   qd_free(l->allocator, l->batch_head, nn * sizeof *l->batch_head);
   qd_free(l->allocator, l->batch_size, nn);
+  qd_free(l->allocator, l->in_place, nv * sizeof *l->in_place);
+  qd_free(l->allocator, l->row_stride, nv * sizeof *l->row_stride);
+  qd_free(l->allocator, l->first_def, nv * sizeof *l->first_def);
   qd_free(l->allocator, l, sizeof *l);
 }
 
@@ -65,7 +68,8 @@ static void qd_group_(qd_cuda_lowering_t* l, const qd_graph_t* g, const int32_t*
 static void qd_find_batches_(qd_cuda_lowering_t* l, const qd_graph_t* g) {
   for (int32_t i = 0; i < g->node_count; i++) {
     const qd_node_t* h = &g->nodes[i];
-    if (h->op != QD_OP_LINEAR || l->role[i] != QD_CUDA_SINGLE || l->batch_head[i] >= 0) continue;
+    if (h->op != QD_OP_LINEAR || l->role[i] != QD_CUDA_SINGLE || l->batch_head[i] >= 0 || l->in_place[h->output])
+      continue;
     /* A graph output must stay where it is; outputs read several times are fine (they are stored). */
     bool is_output = false;
     for (int32_t o = 0; o < g->output_count; o++) is_output = is_output || g->outputs[o].value == h->output;
@@ -79,6 +83,7 @@ static void qd_find_batches_(qd_cuda_lowering_t* l, const qd_graph_t* g) {
       bool out = false;
       for (int32_t o = 0; o < g->output_count; o++) out = out || g->outputs[o].value == m->output;
       if (m->op != QD_OP_LINEAR || l->role[j] != QD_CUDA_SINGLE || l->batch_head[j] >= 0 || out ||
+          l->in_place[m->output] ||
           m->inputs[0] != h->inputs[0] || m->attrs[QD_LINEAR_FEATURES].i != h->attrs[QD_LINEAR_FEATURES].i ||
           (m->weights[QD_WEIGHT_SLOT_BIAS] >= 0) != (h->weights[QD_WEIGHT_SLOT_BIAS] >= 0) ||
           l->storage[m->output] != l->storage[h->output])
@@ -135,6 +140,48 @@ static void qd_find_views_(qd_cuda_lowering_t* l, const qd_graph_t* g) {
   }
 }
 
+/* Whether node p can write its output's rows into a concatenation: a linear (alone, or with its GELU fused), an
+ * attention; for a part that is one contiguous run (strided false) also a gated residual. */
+static bool qd_writes_in_place_(const qd_cuda_lowering_t* l, const qd_graph_t* g, int32_t p, bool strided) {
+  const qd_node_t* n = &g->nodes[p];
+  if (l->role[p] == QD_CUDA_GROUP_END) return l->pattern[p] == QD_CUDA_PATTERN_LINEAR_GELU;
+  if (l->role[p] != QD_CUDA_SINGLE) return false;
+  return n->op == QD_OP_LINEAR || n->op == QD_OP_ATTENTION || (!strided && n->op == QD_OP_GATED_ADD);
+}
+
+/* Concatenation node c made in place by its parts' producers when they all can (lowering.h). */
+static void qd_concat_in_place_(qd_cuda_lowering_t* l, const qd_graph_t* g, int32_t c) {
+  const qd_node_t* n = &g->nodes[c];
+  const qd_shape_t* os = &g->values[n->output].shape;
+  int32_t axis = (int32_t)n->attrs[QD_CONCAT_AXIS].i;
+  bool last = axis == os->rank - 1, contiguous = qd_shape_prod(os, 0, axis) == 1;
+  if (l->role[c] != QD_CUDA_SINGLE || (!last && !contiguous) || n->input_count < 2 ||
+      l->storage[n->output] != QD_DTYPE_BF16 || l->virtual_value[n->output])
+    return;
+  bool strided = !contiguous;
+  for (int32_t k = 0; k < n->input_count; k++) {
+    int32_t v = n->inputs[k], p = g->values[v].producer;
+    if (p < 0 || l->storage[v] != QD_DTYPE_BF16 || l->virtual_value[v] || l->view_of[v] >= 0 ||
+        qd_sole_reader_(g, v, k) != c || !qd_writes_in_place_(l, g, p, strided))
+      return;
+    for (int32_t j = 0; j < k; j++)
+      if (n->inputs[j] == v) return; /* one value twice cannot be in two places */
+  }
+  /* Parts' offsets: columns of each row (last axis), or consecutive runs (contiguous). */
+  uint64_t offset = 0;
+  for (int32_t k = 0; k < n->input_count; k++) {
+    int32_t v = n->inputs[k];
+    const qd_shape_t* vs = &g->values[v].shape;
+    l->in_place[v] = true;
+    l->view_of[v] = n->output;
+    l->view_offset[v] = offset;
+    l->row_stride[v] = strided ? os->dims[os->rank - 1] : 0;
+    offset += (uint64_t)(strided ? vs->dims[vs->rank - 1] : qd_shape_numel(vs)) * 2;
+    if (g->values[v].producer < l->first_def[n->output]) l->first_def[n->output] = g->values[v].producer;
+  }
+  l->role[c] = QD_CUDA_ELIDED;
+}
+
 /* Whether linear node i reads a concatenation on the last axis that it alone reads, of 2 to
  * QD_CUDA_MAX_CONCAT_PARTS bf16 parts not in another group: then its GEMM runs over the parts (lowering.h). */
 static bool qd_concat_linear_(const qd_cuda_lowering_t* l, const qd_graph_t* g, int32_t i, int32_t* out_concat) {
@@ -153,8 +200,8 @@ static bool qd_concat_linear_(const qd_cuda_lowering_t* l, const qd_graph_t* g, 
   return true;
 }
 
-qd_status_t qd_cuda_lowering_create(const qd_graph_t* g, bool gelu_epilogue, bool batch_linears, bool concat_parts,
-                                    qd_allocator_t a, qd_cuda_lowering_t** out) {
+qd_status_t qd_cuda_lowering_create(const qd_graph_t* g, unsigned flags, qd_allocator_t a, qd_cuda_lowering_t** out) {
+  bool gelu_epilogue = flags & QD_LOWER_GELU_EPILOGUE, concat_parts = flags & QD_LOWER_CONCAT_PARTS;
   *out = NULL;
   qd_cuda_lowering_t* l;
   QD_TRY(qd_calloc(a, 1, sizeof *l, (void**)&l));
@@ -171,6 +218,9 @@ qd_status_t qd_cuda_lowering_create(const qd_graph_t* g, bool gelu_epilogue, boo
   if (!s) s = qd_calloc(a, nv, sizeof *l->view_offset, (void**)&l->view_offset);
   if (!s) s = qd_calloc(a, nn, sizeof *l->batch_head, (void**)&l->batch_head);
   if (!s) s = qd_calloc(a, nn, 1, (void**)&l->batch_size);
+  if (!s) s = qd_calloc(a, nv, sizeof *l->in_place, (void**)&l->in_place);
+  if (!s) s = qd_calloc(a, nv, sizeof *l->row_stride, (void**)&l->row_stride);
+  if (!s) s = qd_calloc(a, nv, sizeof *l->first_def, (void**)&l->first_def);
   if (s) {
     qd_cuda_lowering_destroy(l);
     return s;
@@ -181,6 +231,7 @@ qd_status_t qd_cuda_lowering_create(const qd_graph_t* g, bool gelu_epilogue, boo
     l->view_of[v] = -1;
     l->storage[v] = g->values[v].dtype == QD_DTYPE_F32 ? QD_DTYPE_BF16 : g->values[v].dtype;
     l->last_use[v] = g->values[v].last_use;
+    l->first_def[v] = g->values[v].producer;
   }
   for (int32_t i = g->node_count - 1; i >= 0; i--) {
     const qd_node_t* n = &g->nodes[i];
@@ -232,13 +283,16 @@ qd_status_t qd_cuda_lowering_create(const qd_graph_t* g, bool gelu_epilogue, boo
       }
     }
   }
-  /* After the other groups: a concatenation that feeds a fused kernel stays with it. */
+  /* After the other groups (a concatenation that feeds a fused kernel stays with it): concatenations made in place,
+   * then linears over the others' parts. */
+  for (int32_t i = 0; i < g->node_count && (flags & QD_LOWER_CONCAT_IN_PLACE); i++)
+    if (g->nodes[i].op == QD_OP_CONCAT) qd_concat_in_place_(l, g, i);
   for (int32_t i = 0; i < g->node_count && concat_parts; i++) {
     int32_t p;
     if (g->nodes[i].op == QD_OP_LINEAR && qd_concat_linear_(l, g, i, &p))
       qd_group_(l, g, &p, 1, i, QD_CUDA_PATTERN_CONCAT_LINEAR);
   }
-  if (batch_linears) qd_find_batches_(l, g);
+  if (flags & QD_LOWER_BATCH_LINEARS) qd_find_batches_(l, g);
   qd_find_views_(l, g);
   *out = l;
   return QD_OK;

@@ -10,9 +10,8 @@
  *   rms_norm, rms_norm, ... -> concat (axis 1) -> rope       one qk_norm_rope per part, writing its rows of the
  *                                                           rope's output (FLUX's joint attention: no concat copy)
  *   concat (last axis, 2 to 4 parts) -> linear              one GEMM per part over its columns of the weight, the
- *                                                           later ones adding into the output (gemm.h's parts):
- *                                                           FLUX's single blocks feed [attention | MLP] (15360
- *                                                           features, 283 MB to copy at 1024x1024) to proj_out
+ *                                                           later ones adding into the output (gemm.h's parts),
+ *                                                           for a concatenation not made in place (below)
  * A group applies only when every intermediate value is read by the next node of the group alone and is not a
  * graph output. Values inside a group are never materialized (no arena bytes); the group's inputs must stay alive
  * until the group's last node, where the fused kernel reads them.
@@ -25,6 +24,15 @@
  * QD_CUDA_MAX_BATCH. Measured on the H200 for FLUX.1-dev it is no faster (cuBLASLt's batched kernels ran the image
  * q/k/v at the same rate, the text and single-block ones faster, the step within noise), so the executor leaves
  * it off unless asked (qd_cuda_executor_options_t.batch_linears).
+ *
+ * Concatenations in place: when every part of a concatenation is made by a kernel that can write into it (a linear
+ * or linear + GELU outside a batch, an attention; for a concatenation whose parts are contiguous runs of its bytes,
+ * also a gated residual) and read by the concatenation alone, the parts' producers write their rows straight into
+ * the concatenation's bytes and the concatenation launches nothing (role ELIDED). Each part is then an in_place view
+ * of the concatenation: at view_offset, rows row_stride elements apart when the concatenation is on the last axis
+ * (0 when the part is one contiguous run: a middle axis with extent 1 before it). The concatenation's bytes are
+ * written from its first part's producer on (first_def). FLUX: the single blocks' [attention | MLP] (15360 features,
+ * 283 MB to copy at 1024x1024), the joint attention's values [text; image] and the single blocks' input.
  *
  * Views: a slice whose bytes are contiguous in its input (every axis before the sliced one has extent 1, as the
  * adaLN chunks and the text/image halves of a batch-1 step), an alias and a reshape are views: they name bytes of their input
@@ -44,6 +52,7 @@ typedef enum qd_cuda_role {
   QD_CUDA_SINGLE = 0,   /* its own kernel */
   QD_CUDA_MEMBER,       /* part of a group emitted later */
   QD_CUDA_GROUP_END,    /* emits its group */
+  QD_CUDA_ELIDED,       /* a concatenation its parts' producers wrote in place: nothing to launch */
 } qd_cuda_role_t;
 
 typedef enum qd_cuda_pattern {
@@ -69,15 +78,24 @@ typedef struct qd_cuda_lowering {
   uint64_t* view_offset; /* per value: a view's first byte in view_of's bytes */
   int32_t* batch_head;   /* per node: for a batched linear, its batch's head node (the head's is itself); else -1 */
   uint8_t* batch_size;   /* per node: for a batch's head, how many linears the batch has; else 0 */
+  bool* in_place;        /* per value: a part its producer writes into a concatenation (view_of) in place */
+  int64_t* row_stride;   /* per value: for an in_place part, elements from one row to the next there (0: dense) */
+  int32_t* first_def;    /* per value: the first node that writes its bytes (its producer, or an in-place part's) */
 } qd_cuda_lowering_t;
 
 enum { QD_CUDA_MAX_BATCH = 4, QD_CUDA_MAX_CONCAT_PARTS = 4 };
 
-/* gelu_epilogue: whether linear -> gelu_tanh may fuse (cuBLASLt's GELU epilogue is the tanh form); batch_linears:
- * whether consecutive linears of one input become batches; concat_parts: whether concat -> linear runs as GEMMs
- * over the parts. */
-qd_status_t qd_cuda_lowering_create(const qd_graph_t* graph, bool gelu_epilogue, bool batch_linears,
-                                    bool concat_parts, qd_allocator_t allocator, qd_cuda_lowering_t** out_lowering);
+/* What a lowering may do, or'ed together. */
+enum {
+  QD_LOWER_GELU_EPILOGUE = 1 << 0,   /* linear -> gelu_tanh fuses (cuBLASLt's GELU epilogue is the tanh form) */
+  QD_LOWER_BATCH_LINEARS = 1 << 1,   /* consecutive linears of one input become batches */
+  QD_LOWER_CONCAT_PARTS = 1 << 2,    /* concat -> linear runs as GEMMs over the parts */
+  QD_LOWER_CONCAT_IN_PLACE = 1 << 3, /* concatenations made in place by their parts' producers */
+  QD_LOWER_DEFAULT = QD_LOWER_GELU_EPILOGUE | QD_LOWER_CONCAT_PARTS | QD_LOWER_CONCAT_IN_PLACE,
+};
+
+qd_status_t qd_cuda_lowering_create(const qd_graph_t* graph, unsigned flags, qd_allocator_t allocator,
+                                    qd_cuda_lowering_t** out_lowering);
 void qd_cuda_lowering_destroy(qd_cuda_lowering_t* lowering);
 
 /* Bytes a value takes in the arena (0 for graph inputs, which live outside it, virtual values and views; a batch

@@ -52,7 +52,7 @@ qd_status_t qd_schedule_component_sizes(const qd_plan_weight_t* weights, int32_t
   qd_cuda_executor_options_t eo;
   qd_cuda_executor_options_default(&eo);
   qd_cuda_lowering_t* l = NULL;
-  QD_TRY(qd_cuda_lowering_create(g, eo.gelu_epilogue, eo.batch_linears, eo.concat_parts, qd_allocator_system(), &l));
+  QD_TRY(qd_cuda_lowering_create(g, qd_cuda_executor_lowering_flags(&eo), qd_allocator_system(), &l));
   /* qd_cuda_memory_needs reads the component's weight table and section size only. */
   qd_plan_component_t comp;
   memset(&comp, 0, sizeof comp);
