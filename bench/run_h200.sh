@@ -4,7 +4,7 @@
 # optionally the diffusers peer's step in the same run. Binaries and shared libraries come prebuilt in $QD_CARRY
 # (bin/, lib/); the peer's packages in $QD_CARRY/peer. Results (JSON lines) go to $OUT.
 #   usage: bench/run_h200.sh [tests] [nf4] [bf16] [peer] [kernel-tests] [pipeline-tests] [pipeline] [pipeline-peer]
-#                            [stream-tests] [offload] [offload-peer] [batch] [sequential] [tiles] [concat] [pin] [probe]
+#                            [stream-tests] [offload] [offload-peer] [batch] [sequential] [tiles] [concat] [pin] [final] [probe]
 # pipeline: the full-size FLUX.1-dev pipeline (random weights from qdc synth, the real FLUX tokenizers from
 # tests/data/tokenizers/flux_full, carried) compiled with qdc's defaults and timed with bench/flux_pipeline;
 # pipeline-peer: the same with diffusers' FluxPipeline (NF4 transformer and T5, torch.compile; the anchors' bench)
@@ -16,7 +16,8 @@
 # offload, and under budgets small enough that the VAE must decode in tiles (compared with the whole decode).
 # concat: linears over concatenations as GEMMs over the parts (lowering.h), checked on the small transformer and
 # the small pipeline, then timed against the copy on the full-size step. pin: ways to pin host memory
-# (bench/pin_probe.c), the small transformer against the CPU, and the first group-offload image's load.
+# (bench/pin_probe.c), the small transformer against the CPU, and the first group-offload image's load. final: the
+# small pipeline's GPU test, then the full-size pipeline resident and with group offload.
 set -u
 CARRY=${QD_CARRY:-.carry}
 B=$CARRY/bin
@@ -228,6 +229,15 @@ for STAGE in $STAGES; do
     QD_FULL_RESOLUTIONS=1024x1024 build_full_plan > "$OUT/full_plan.txt" 2>&1; tail -2 "$OUT/full_plan.txt"
     echo "== cold group offload (the first image pins the weights)"
     timeout 150 "$B/flux_pipeline" /tmp/flux_full.qplan --runs 1 --offload group 2>&1 | grep -a -v "^upload: [0-9]" ;;
+  final)
+    echo "== the small pipeline on CUDA against the CPU (every schedule, tiles, allocation failures)"
+    QD_QDC=$B/qdc timeout 240 "$B/test_gpu_pipeline" 2>&1 | grep -a -v "^pin \|^upload: [0-9]" | tail -14
+    QD_FULL_RESOLUTIONS=1024x1024 build_full_plan > "$OUT/full_plan.txt" 2>&1; tail -3 "$OUT/full_plan.txt"
+    for args in "--offload none --runs 3" "--offload group --runs 1"; do
+      echo "== the pipeline at 1024x1024: $args"
+      timeout 150 "$B/flux_pipeline" /tmp/flux_full.qplan $args --jsonl "$OUT/pipeline.jsonl" 2>&1 \
+        | grep -a -v "^pin \|^upload: [0-9]"
+    done ;;
   probe)
     timeout 120 python3 "$CARRY/probe/pin_probe.py" 2>&1 | tail -12 ;;
   kernel-tests)

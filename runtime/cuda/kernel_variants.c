@@ -183,10 +183,19 @@ qd_status_t qd_cuda_node_kernel(const qd_graph_t* g, const qd_cuda_lowering_t* l
       *out_has = true;
       return qd_ck_template_(t, "image_ops.cu", "qd_permute", NULL, 0, k);
     case QD_OP_CONV2D: {
-      qd_kernel_define_t defs[] = {{"CONV_K", (int)n->attrs[QD_CONV_KERNEL].i},
-                                   {"CONV_STRIDE", (int)n->attrs[QD_CONV_STRIDE].i}};
+      /* Tiles from the H200 sweep of test_gpu_image_kernels (docs/performance.md): 32 pixels a warp instead of 64
+       * ran every VAE convolution of 128 channels or more 20-25% faster; 16 output channels a warp ran the 3-channel
+       * conv_out 2.7x faster. */
+      int64_t cout = g->values[n->output].shape.dims[1];
+      qd_kernel_define_t defs[4] = {{"CONV_K", (int)n->attrs[QD_CONV_KERNEL].i},
+                                    {"CONV_STRIDE", (int)n->attrs[QD_CONV_STRIDE].i}};
+      size_t count = 2;
+      if (cout <= 16)
+        defs[count++] = (qd_kernel_define_t){"CONV_WARP_M", 16};
+      else
+        defs[count++] = (qd_kernel_define_t){"CONV_WARP_N", 32};
       *out_has = true;
-      return qd_ck_template_defs_(t, "conv2d.cu", "qd_conv2d", defs, 2, k);
+      return qd_ck_template_defs_(t, "conv2d.cu", "qd_conv2d", defs, count, k);
     }
     case QD_OP_TIMESTEP_EMBEDDING:
       *out_has = true;
