@@ -612,7 +612,8 @@ static qd_status_t qd_exec_linear_parts_(qd_cuda_executor_t* e, int32_t node, co
   for (int32_t j = 0; j < cat->input_count; j++) {
     const qd_shape_t* ps = &g->values[cat->inputs[j]].shape;
     int64_t k = ps->dims[ps->rank - 1];
-    qd_gemm_part_t part = {k_total, n, j > 0};
+    /* The output may itself be an in-place part of a concatenation (rows further apart). */
+    qd_gemm_part_t part = {k_total, e->cur->lowering->row_stride[lin->output], j > 0};
     qd_gemm_epilogue_t ep = j == 0 && bi >= 0 ? QD_GEMM_BIAS : QD_GEMM_PLAIN;
     qd_step_t* s;
     QD_TRY(qd_exec_push_(e, QD_STEP_GEMM, node, QD_CLASS_LINEAR, &s));
