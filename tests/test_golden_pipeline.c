@@ -823,6 +823,11 @@ START_TEST(qdrun_errors) {
   ck_assert_int_eq(run(args, log), 2);
   snprintf(args, sizeof args, "'%s' --prompt x --device cuda --offload group --keep -1G", plan_bf16);
   ck_assert_int_eq(run(args, log), 2);
+  snprintf(args, sizeof args, "'%s' --prompt x --vae-tiling sometimes", plan_bf16);
+  ck_assert_int_eq(run(args, log), 2);
+  text = slurp(err, NULL);
+  ck_assert_ptr_nonnull(strstr(text, "--vae-tiling takes auto, on or off, not 'sometimes'"));
+  free(text);
   /* A budget picks the schedule itself: with --offload too it is refused before anything loads. */
   snprintf(args, sizeof args, "'%s' --prompt x --device cuda --offload model --vram-budget 8G -o '%s/never.png'",
            plan_bf16, tmp);
@@ -1060,6 +1065,27 @@ START_TEST(vae_tiles_blend_into_the_whole_decode) {
                 qd_status_message(st));
   qd_status_free(st);
   qd_plan_close(plan);
+  /* The command line: qdrun --check shows the tiled schedule, qdrun --vae-tiling on says it tiled, and qdc
+   * refuses a tile size that is no multiple of 16. */
+  char log[600], err[640], args[2400];
+  snprintf(log, sizeof log, "%s/tiles.log", tmp);
+  snprintf(err, sizeof err, "%s.err", log);
+  snprintf(args, sizeof args, "--check '%s'", plan_path);
+  run(args, log); /* exits 1 without a GPU that can run it; the schedules are printed either way */
+  char* text = slurp(log, NULL);
+  ck_assert_msg(strstr(text, "with the VAE in tiles"), "%s", text);
+  free(text);
+  snprintf(args, sizeof args, "'%s' --prompt x --steps 1 --vae-tiling on -o '%s/tiles.png'", plan_path, tmp);
+  ck_assert_int_eq(run(args, log), 0);
+  text = slurp(log, NULL);
+  ck_assert_msg(strstr(text, "decode      in 6 tiles of 64x64, blended"), "%s", text);
+  free(text);
+  snprintf(cmd, sizeof cmd, "'%s' compile '%s' -o '%s/never.qplan' --vae-tile 100x64 -q 2> '%s'", getenv("QD_QDC"),
+           dir_path, tmp, err);
+  ck_assert_int_ne(system(cmd), 0);
+  text = slurp(err, NULL);
+  ck_assert_msg(strstr(text, "--vae-tile takes WxH (multiples of 16) or none, not '100x64'"), "%s", text);
+  free(text);
 }
 END_TEST
 
