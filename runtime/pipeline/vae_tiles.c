@@ -73,15 +73,22 @@ void qd_vae_tile_accumulate(const qd_vae_tile_grid_t* t, int32_t row, int32_t co
   const int64_t cell = QD_VAE_TILE_CELL;
   int64_t th = t->tile_h * cell, tw = t->tile_w * cell, H = t->grid_h * cell, W = t->grid_w * cell;
   int64_t y0 = qd_vae_tile_row_start(t, row) * cell, x0 = qd_vae_tile_col_start(t, col) * cell;
-  for (int64_t y = 0; y < th; y++) {
-    float wy = qd_vt_weight_(t->grid_h, t->tile_h, t->rows, row, y0 + y);
-    if (wy == 0.0f) continue;
-    for (int64_t x = 0; x < tw; x++) {
-      float w = wy * qd_vt_weight_(t->grid_w, t->tile_w, t->cols, col, x0 + x);
-      if (w == 0.0f) continue;
-      int64_t at = (y0 + y) * W + x0 + x;
-      weight[at] += w;
-      for (int64_t ch = 0; ch < 3; ch++) sum[ch * H * W + at] += w * tile_image[(ch * th + y) * tw + x];
+  /* Column weights once per block of columns (not once per pixel), then every row of the block. */
+  enum { BLOCK = 512 };
+  float wx[BLOCK];
+  for (int64_t xb = 0; xb < tw; xb += BLOCK) {
+    int64_t xn = tw - xb < BLOCK ? tw - xb : BLOCK;
+    for (int64_t x = 0; x < xn; x++) wx[x] = qd_vt_weight_(t->grid_w, t->tile_w, t->cols, col, x0 + xb + x);
+    for (int64_t y = 0; y < th; y++) {
+      float wy = qd_vt_weight_(t->grid_h, t->tile_h, t->rows, row, y0 + y);
+      if (wy == 0.0f) continue;
+      for (int64_t x = 0; x < xn; x++) {
+        float w = wy * wx[x];
+        if (w == 0.0f) continue;
+        int64_t at = (y0 + y) * W + x0 + xb + x;
+        weight[at] += w;
+        for (int64_t ch = 0; ch < 3; ch++) sum[ch * H * W + at] += w * tile_image[(ch * th + y) * tw + xb + x];
+      }
     }
   }
 }
