@@ -2,7 +2,7 @@
  *
  * usage: flux_pipeline PLAN [--runs N] [--steps N] [--size WxH] [--offload none|model|group|sequential]
  *                      [--keep SIZE] [--vram-budget SIZE] [--vae-tiling auto|on|off] [--compare-whole]
- *                      [--prompt TEXT] [--jsonl FILE]
+ *                      [--prompt TEXT] [--jsonl FILE] [--verbose]
  *
  * Creates one CUDA generator and generates N + 1 images from the same prompt and seed: the first (cold) one
  * prepares the executors (weights uploaded, kernels loaded, CUDA graphs captured); the others are what an
@@ -11,7 +11,9 @@
  * not counted, as torch's max_memory_allocated, the peer's figure, does not count it). Prints one row per image
  * (seconds per phase, per step, total, peak memory) and the median of the warm ones; with --jsonl, appends one JSON
  * line for docs/performance.md. With --compare-whole, when the VAE decoded in tiles, the last image is made again
- * by a generator that decodes whole (offload model) and the two are compared (PSNR of the 8-bit pixels). */
+ * by a generator that decodes whole (offload model) and the two are compared (PSNR of the 8-bit pixels).
+ * --verbose logs at debug level: among others, where each executor's preparation time went (runtime/cuda/executor.h,
+ * qd_cuda_executor_times_t) and each CUDA graph capture. */
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -21,6 +23,7 @@
 #include <time.h>
 
 #include "qd/generator.h"
+#include "qd/log.h"
 #include "qd/progress.h"
 #include "runtime/cuda_driver.h"
 #include "runtime/pipeline/schedule.h"
@@ -92,6 +95,8 @@ int main(int argc, char** argv) {
       prompt = argv[++i];
     } else if (strcmp(argv[i], "--jsonl") == 0 && i + 1 < argc) {
       jsonl = argv[++i];
+    } else if (strcmp(argv[i], "--verbose") == 0) {
+      qd_log_set_level(QD_LOG_DEBUG);
     } else if (argv[i][0] != '-' && !plan_path) {
       plan_path = argv[i];
     } else {
@@ -102,7 +107,7 @@ int main(int argc, char** argv) {
   if (!plan_path || runs < 1 || runs > 100) {
     fprintf(stderr, "usage: flux_pipeline PLAN [--runs 1..100] [--steps N] [--size WxH] [--offload "
                     "none|model|group|sequential] [--keep SIZE] [--vram-budget SIZE] [--vae-tiling auto|on|off] "
-                    "[--compare-whole] [--prompt TEXT] [--jsonl FILE]\n");
+                    "[--compare-whole] [--prompt TEXT] [--jsonl FILE] [--verbose]\n");
     return 2;
   }
   qd_offload_mode_t offload;

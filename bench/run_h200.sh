@@ -4,7 +4,7 @@
 # optionally the diffusers peer's step in the same run. Binaries and shared libraries come prebuilt in $QD_CARRY
 # (bin/, lib/); the peer's packages in $QD_CARRY/peer. Results (JSON lines) go to $OUT.
 #   usage: bench/run_h200.sh [tests] [nf4] [bf16] [peer] [kernel-tests] [pipeline-tests] [pipeline] [pipeline-peer]
-#                            [stream-tests] [offload] [offload-peer] [batch] [sequential] [tiles] [concat] [pin] [final] [probe]
+#                            [stream-tests] [offload] [offload-peer] [batch] [sequential] [tiles] [concat] [pin] [final] [reuse] [probe]
 # pipeline: the full-size FLUX.1-dev pipeline (random weights from qdc synth, the real FLUX tokenizers from
 # tests/data/tokenizers/flux_full, carried) compiled with qdc's defaults and timed with bench/flux_pipeline;
 # pipeline-peer: the same with diffusers' FluxPipeline (NF4 transformer and T5, torch.compile; the anchors' bench)
@@ -17,7 +17,9 @@
 # concat: linears over concatenations as GEMMs over the parts (lowering.h), checked on the small transformer and
 # the small pipeline, then timed against the copy on the full-size step. pin: ways to pin host memory
 # (bench/pin_probe.c), the small transformer against the CPU, and the first group-offload image's load. final: the
-# small pipeline's GPU test, then the full-size pipeline resident and with group offload.
+# small pipeline's GPU test, then the full-size pipeline resident and with group offload. reuse: the same with
+# none (decoding in tiles), model and group, logging where each executor's preparation went (kernel modules are kept across images),
+# with the SM clock and power sampled by nvidia-smi meanwhile.
 set -u
 CARRY=${QD_CARRY:-.carry}
 B=$CARRY/bin
@@ -238,6 +240,27 @@ for STAGE in $STAGES; do
       timeout 150 "$B/flux_pipeline" /tmp/flux_full.qplan $args --jsonl "$OUT/pipeline.jsonl" 2>&1 \
         | grep -a -v "^pin \|^upload: [0-9]"
     done ;;
+  reuse)
+    echo "== the small pipeline on CUDA against the CPU (every schedule, tiles, allocation failures)"
+    QD_QDC=$B/qdc timeout 240 "$B/test_gpu_pipeline" > "$OUT/gpu_pipeline.txt" 2>&1; echo "test_gpu_pipeline rc=$?"
+    grep -a -E "FAIL|error" "$OUT/gpu_pipeline.txt" | head -5; tail -2 "$OUT/gpu_pipeline.txt"
+    QD_FULL_RESOLUTIONS=1024x1024 build_full_plan > "$OUT/full_plan.txt" 2>&1; tail -3 "$OUT/full_plan.txt"
+    nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu,utilization.gpu \
+      --format=csv,noheader -lms 250 > "$OUT/smi.csv" 2>&1 &
+    SMI=$!
+    for args in "--offload none --runs 3 --vae-tiling on" "--offload model --runs 3" "--offload group --runs 3"; do
+      echo "== the pipeline at 1024x1024: $args (executors prepared per image: --verbose)"
+      timeout 150 "$B/flux_pipeline" /tmp/flux_full.qplan $args --verbose --jsonl "$OUT/pipeline.jsonl" \
+        > "$OUT/pipeline_${args//[ -]/_}.txt" 2>&1
+      grep -a -E "prepared on the GPU|captured as|^(cold|warm|image|offload)|error" "$OUT/pipeline_${args//[ -]/_}.txt" \
+        | sed -e 's/^.*: \(.*prepared on the GPU\)/\1/' | cut -c1-170 | tail -40
+    done
+    kill $SMI 2>/dev/null
+    echo "-- SM clock / power while the pipeline ran (MHz, W): min, median, max over samples with utilization > 50%"
+    awk -F', ' '$6+0 > 50 {print $2+0, $4+0}' "$OUT/smi.csv" | sort -n | awk '{c[NR]=$1; p[NR]=$2} END {
+      if (NR) printf "clock %d %d %d MHz over %d samples\n", c[1], c[int((NR+1)/2)], c[NR], NR}'
+    awk -F', ' '$6+0 > 50 {print $4+0}' "$OUT/smi.csv" | sort -n | awk '{p[NR]=$1} END {
+      if (NR) printf "power %.0f %.0f %.0f W\n", p[1], p[int((NR+1)/2)], p[NR]}' ;;
   probe)
     timeout 120 python3 "$CARRY/probe/pin_probe.py" 2>&1 | tail -12 ;;
   kernel-tests)

@@ -124,6 +124,46 @@ CUresult CUDAAPI cuMemFree(CUdeviceptr ptr) {
   return CUDA_ERROR_INVALID_VALUE;
 }
 
+/* A primary context and modules, counted, for tests of what keeps modules loaded (runtime/cuda/module_cache.h).
+ * Each loaded module is a distinct handle; the counts are read back through fake_cuda_counts (dlsym). */
+static int fake_retains, fake_releases, fake_loads, fake_unloads;
+static char fake_module_storage[4096];
+
+CUresult CUDAAPI cuDevicePrimaryCtxRetain(CUcontext* ctx, CUdevice dev) {
+  if (dev < 0 || dev > 1 || !ctx) return CUDA_ERROR_INVALID_VALUE;
+  *ctx = (CUcontext)(fake_module_storage + dev);
+  fake_retains++;
+  return CUDA_SUCCESS;
+}
+
+CUresult CUDAAPI cuDevicePrimaryCtxRelease(CUdevice dev) {
+  if (dev < 0 || dev > 1) return CUDA_ERROR_INVALID_VALUE;
+  fake_releases++;
+  return CUDA_SUCCESS;
+}
+
+CUresult CUDAAPI cuCtxSetCurrent(CUcontext ctx) {
+  (void)ctx;
+  return CUDA_SUCCESS;
+}
+
+CUresult CUDAAPI cuModuleLoadData(CUmodule* module, const void* image) {
+  if (!module || !image) return CUDA_ERROR_INVALID_VALUE;
+  if (fake_loads >= (int)sizeof fake_module_storage - 2) return CUDA_ERROR_OUT_OF_MEMORY;
+  *module = (CUmodule)(fake_module_storage + 2 + fake_loads++);
+  return CUDA_SUCCESS;
+}
+
+CUresult CUDAAPI cuModuleUnload(CUmodule module) {
+  if (!module) return CUDA_ERROR_INVALID_VALUE;
+  fake_unloads++;
+  return CUDA_SUCCESS;
+}
+
+void fake_cuda_counts(int* retains, int* releases, int* loads, int* unloads) {
+  *retains = fake_retains, *releases = fake_releases, *loads = fake_loads, *unloads = fake_unloads;
+}
+
 /* Two flavors under one name, as the real driver has them: CUDA 12's cuCtxSynchronize(void), and CUDA 13.0's,
  * which takes the context. A loader that asks a 13.x driver for the 13.0 ABI gets the second and calls it without
  * an argument; the real one then fails with CONTEXT_IS_DESTROYED, and so does this one. */
@@ -151,6 +191,10 @@ static const fake_entry fake_entries[] = {
     FAKE_ENTRY("cuDeviceGetName", cuDeviceGetName),       FAKE_ENTRY("cuDeviceGetAttribute", cuDeviceGetAttribute),
     FAKE_ENTRY("cuDeviceTotalMem", cuDeviceTotalMem),     FAKE_ENTRY("cuDeviceGetUuid", cuDeviceGetUuid),
     FAKE_ENTRY("cuMemAlloc", cuMemAlloc),                 FAKE_ENTRY("cuMemFree", cuMemFree),
+    FAKE_ENTRY("cuDevicePrimaryCtxRetain", cuDevicePrimaryCtxRetain),
+    FAKE_ENTRY("cuDevicePrimaryCtxRelease", cuDevicePrimaryCtxRelease),
+    FAKE_ENTRY("cuCtxSetCurrent", cuCtxSetCurrent),       FAKE_ENTRY("cuModuleLoadData", cuModuleLoadData),
+    FAKE_ENTRY("cuModuleUnload", cuModuleUnload),
 };
 
 CUresult CUDAAPI cuGetProcAddress_v2(const char* symbol, void** pfn, int cuda_version, cuuint64_t flags,

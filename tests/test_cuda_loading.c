@@ -6,6 +6,7 @@
  * machine with a driver and a GPU the real_driver_* tests also check real devices, compile a kernel with NVRTC,
  * run it and create a cuBLASLt handle. */
 #include <cjson/cJSON.h>
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -23,6 +24,7 @@
 #include "qd/allocator.h"
 #include "qd/device.h"
 #include "qd_test.h"
+#include "runtime/cuda/module_cache.h"
 #include "runtime/cuda_cublaslt.h"
 #include "runtime/cuda_driver.h"
 #include "runtime/cuda_nvrtc.h"
@@ -234,6 +236,120 @@ START_TEST(fake_driver_query_survives_allocation_failures) {
     ck_assert_int_eq(t.live_count, 0);
     ck_assert_uint_lt(n, 100);
   }
+}
+END_TEST
+
+/* --- the kernel module cache (runtime/cuda/module_cache.h) on the fake driver -------------------------------- */
+
+typedef struct {
+  int retains, releases, loads, unloads;
+} fake_counts_t;
+
+static fake_counts_t fake_counts(void) {
+  fake_counts_t c = {0};
+  void* h = dlopen(fake_driver(), RTLD_NOW | RTLD_NOLOAD);
+  ck_assert_msg(h != NULL, "the fake driver is not loaded");
+  void (*fn)(int*, int*, int*, int*);
+  void* sym = dlsym(h, "fake_cuda_counts");
+  ck_assert_ptr_nonnull(sym);
+  memcpy(&fn, &sym, sizeof fn);
+  fn(&c.retains, &c.releases, &c.loads, &c.unloads);
+  dlclose(h);
+  return c;
+}
+
+START_TEST(module_cache_loads_each_kernel_once) {
+  if (!use_fake_driver("ok")) return;
+  qd_kernel_module_cache_t* c;
+  QD_ASSERT_OK(qd_kernel_module_cache_create(qd_allocator_system(), 1, &c));
+  static const char one[] = "image one", two[] = "image two";
+  qd_kernel_module_t *a, *b, *a_again, *a_other_arch;
+  QD_ASSERT_OK(qd_kernel_module_cache_load(c, "k.cu:f A=1 src=1", "sm_90", one, &a));
+  QD_ASSERT_OK(qd_kernel_module_cache_load(c, "k.cu:f A=2 src=1", "sm_90", two, &b));
+  QD_ASSERT_OK(qd_kernel_module_cache_load(c, "k.cu:f A=1 src=1", "sm_90", one, &a_again));
+  QD_ASSERT_OK(qd_kernel_module_cache_load(c, "k.cu:f A=1 src=1", "sm_90a", one, &a_other_arch));
+  ck_assert_ptr_eq(a, a_again);
+  ck_assert_ptr_ne(a, b);
+  ck_assert_ptr_ne(a, a_other_arch);
+  /* past the first growth of the table */
+  for (int i = 0; i < 40; i++) {
+    char key[32];
+    snprintf(key, sizeof key, "k.cu:g N=%d", i);
+    qd_kernel_module_t* m;
+    QD_ASSERT_OK(qd_kernel_module_cache_load(c, key, "sm_90", one, &m));
+  }
+  qd_kernel_module_t* b_again;
+  QD_ASSERT_OK(qd_kernel_module_cache_load(c, "k.cu:f A=2 src=1", "sm_90", two, &b_again));
+  ck_assert_ptr_eq(b, b_again);
+  int32_t loaded;
+  int64_t reused;
+  qd_kernel_module_cache_counts(c, &loaded, &reused);
+  ck_assert_int_eq(loaded, 43);
+  ck_assert_int_eq(reused, 2);
+  fake_counts_t f = fake_counts();
+  ck_assert_int_eq(f.loads, 43);
+  ck_assert_int_eq(f.retains, 1);
+  ck_assert_int_eq(f.unloads, 0);
+  qd_kernel_module_cache_destroy(c);
+  f = fake_counts();
+  ck_assert_int_eq(f.unloads, 43);
+  ck_assert_int_eq(f.releases, 1);
+  qd_kernel_module_cache_destroy(NULL);
+  qd_kernel_module_cache_counts(NULL, &loaded, &reused);
+  ck_assert_int_eq(loaded, 0);
+}
+END_TEST
+
+START_TEST(module_cache_refuses_bad_arguments) {
+  if (!use_fake_driver("ok")) return;
+  qd_kernel_module_cache_t* c;
+  qd_status_t s = qd_kernel_module_cache_create(qd_allocator_system(), 7, &c);
+  ck_assert_ptr_nonnull(s);
+  char msg[512];
+  ck_assert_int_eq(status_text(s, msg, sizeof msg), QD_E_CUDA_DRIVER_ERROR);
+  ASSERT_CONTAINS(msg, "cuDeviceGet");
+  ck_assert_ptr_null(c);
+  QD_ASSERT_OK(qd_kernel_module_cache_create(qd_allocator_system(), 0, &c));
+  qd_kernel_module_t* m;
+  status_text(qd_kernel_module_cache_load(c, NULL, "sm_90", "x", &m), msg, sizeof msg);
+  ASSERT_CONTAINS(msg, "no cache, key or architecture");
+  ck_assert_ptr_null(m);
+  char long_key[400];
+  memset(long_key, 'k', sizeof long_key - 1);
+  long_key[sizeof long_key - 1] = 0;
+  status_text(qd_kernel_module_cache_load(c, long_key, "sm_90", "x", &m), msg, sizeof msg);
+  ASSERT_CONTAINS(msg, "too long for the module cache");
+  status_text(qd_kernel_module_cache_load(c, "k.cu:f", "sm_90", NULL, &m), msg, sizeof msg);
+  ASSERT_CONTAINS(msg, "no image");
+  qd_kernel_module_cache_destroy(c);
+  ck_assert_int_eq(fake_counts().loads, 0);
+}
+END_TEST
+
+START_TEST(module_cache_survives_allocation_failures) {
+  if (!use_fake_driver("ok")) return;
+  for (uint64_t n = 1;; n++) {
+    qd_test_allocator_t t;
+    qd_test_allocator_init(&t, qd_allocator_system(), n);
+    qd_allocator_t a = qd_test_allocator_as_allocator(&t);
+    qd_kernel_module_cache_t* c;
+    qd_status_t s = qd_kernel_module_cache_create(a, 0, &c);
+    for (int i = 0; !s && i < 3; i++) {
+      char key[32];
+      snprintf(key, sizeof key, "k.cu:f N=%d", i);
+      qd_kernel_module_t* m;
+      s = qd_kernel_module_cache_load(c, key, "sm_90", "image", &m);
+    }
+    qd_kernel_module_cache_destroy(c);
+    ck_assert_int_eq(t.live_count, 0);
+    if (!s) break;
+    ck_assert_int_eq(qd_status_detail(s), QD_E_OUT_OF_MEMORY);
+    qd_status_free(s);
+    ck_assert_uint_lt(n, 100);
+  }
+  fake_counts_t f = fake_counts();
+  ck_assert_int_eq(f.loads, f.unloads);
+  ck_assert_int_eq(f.retains, f.releases);
 }
 END_TEST
 
@@ -868,6 +984,9 @@ static Suite* cuda_loading_suite(void) {
   tcase_add_test(driver, fake_driver_query_survives_allocation_failures);
   tcase_add_test(driver, fake_driver_newer_than_headers_gets_the_12_0_abi);
   tcase_add_test(driver, loading_races_to_one_table);
+  tcase_add_test(driver, module_cache_loads_each_kernel_once);
+  tcase_add_test(driver, module_cache_refuses_bad_arguments);
+  tcase_add_test(driver, module_cache_survives_allocation_failures);
   tcase_add_test(driver, fake_driver_missing_entry_point);
   tcase_add_test(driver, fake_driver_init_failure_means_no_device);
   tcase_add_test(driver, fake_driver_without_devices);

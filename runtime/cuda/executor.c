@@ -22,6 +22,7 @@
 #include "runtime/cuda/kernels_image.h"
 #include "runtime/cuda/kernels_text.h"
 #include "runtime/cuda/lowering.h"
+#include "runtime/cuda/module_cache.h"
 #include "runtime/cuda/weight_stream.h"
 #include "runtime/cuda_cublaslt.h"
 #include "runtime/cuda_driver.h"
@@ -74,6 +75,7 @@ typedef struct qd_exec_kernel {
   char key[256];
   qd_kernel_config_t config;
   qd_kernel_module_t* module;
+  bool module_borrowed;     /* from options.module_cache: the cache unloads it */
   qd_kernel_function_t fn;
   qd_kernel_function_t fn2; /* the kernel's function2 (kernel_variants.h): group norm's apply, beside its stats */
   /* attention only */
@@ -252,6 +254,7 @@ struct qd_cuda_executor {
   qd_gemm_t gemms[QD_EXEC_MAX_GEMMS];
   int32_t gemm_count;
   qd_cuda_tuning_t tuning;
+  qd_cuda_executor_times_t create_times;
 
   int next_slot; /* alternates the NF4 scratch slot between consecutive NF4 linears */
 };
@@ -397,13 +400,21 @@ static qd_status_t qd_exec_node_kernel_(qd_cuda_executor_t* e, int32_t node, int
   const uint8_t* image;
   qd_nvrtc_output_t built;
   QD_TRY_CTX(qd_exec_kernel_image_(e, &kv, &image, &built), "%s", e->cur->graph->nodes[node].origin);
-  qd_status_t s = qd_kernel_module_load(e->allocator, image, &k->module);
+  double t0 = qd_now_seconds();
+  qd_status_t s;
+  if (e->options.module_cache) {
+    s = qd_kernel_module_cache_load(e->options.module_cache, kv.key, kv.arch, image, &k->module);
+    k->module_borrowed = true;
+  } else {
+    s = qd_kernel_module_load(e->allocator, image, &k->module);
+  }
+  e->create_times.modules += qd_now_seconds() - t0;
   qd_nvrtc_output_deinit(&built);
   if (!s) s = qd_kernel_module_get_function(k->module, kv.function, &k->fn);
   if (!s && kv.function2) s = qd_kernel_module_get_function(k->module, kv.function2, &k->fn2);
   if (!s && kv.shared_bytes) s = qd_kernel_function_set_max_dynamic_shared(&k->fn, (int)kv.shared_bytes);
   if (s) {
-    qd_kernel_module_unload(k->module);
+    if (!k->module_borrowed) qd_kernel_module_unload(k->module);
     return qd_status_annotate(s, "loading %s for %s", kv.key, kv.arch);
   }
   *out_index = e->kernel_count++;
@@ -504,7 +515,9 @@ static qd_status_t qd_exec_gemm_index_(qd_cuda_executor_t* e, int64_t m, int64_t
   }
   if (e->gemm_count == QD_EXEC_MAX_GEMMS)
     return QD_ERR(INTERNAL, INTERNAL, "more than %d GEMM shapes in one program", QD_EXEC_MAX_GEMMS);
+  double t0 = qd_now_seconds();
   qd_status_t s = qd_gemm_init(&e->gemms[e->gemm_count], e->lt_handle, m, n, k, ep, &b, &pt, QD_EXEC_WORKSPACE);
+  e->create_times.gemms += qd_now_seconds() - t0;
   if (s) {
     qd_gemm_deinit(&e->gemms[e->gemm_count]);
     return s;
@@ -1257,6 +1270,7 @@ static qd_status_t qd_exec_enqueue_step_(qd_cuda_executor_t* e) {
     return QD_ERR(INVALID_ARGUMENT, INVALID_ARGUMENT, "graph '%s': the step's conditioning is hoisted; prepare it "
                   "(qd_cuda_executor_prepare_steps) and select a step before running one", e->prog.graph->name);
   if (e->options.use_graph && !e->prog.graph_exec) {
+    double t0 = qd_now_seconds();
     CUgraph graph;
     QD_CU_TRY(cu->cuStreamBeginCapture(e->stream, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL));
     qd_status_t s = qd_exec_enqueue_(e, &e->prog, e->options.overlap);
@@ -1269,6 +1283,9 @@ static qd_status_t qd_exec_enqueue_step_(qd_cuda_executor_t* e) {
     s = QD_CU_STATUS(cu->cuGraphInstantiate(&e->prog.graph_exec, graph, 0));
     cu->cuGraphDestroy(graph);
     QD_TRY(s);
+    e->create_times.graph = qd_now_seconds() - t0;
+    QD_LOG_DEBUG("%s: '%s': the step captured as a CUDA graph of %d launches in %.1f ms", qd_plan_path(e->plan),
+                 e->comp->name, e->prog.step_count, e->create_times.graph * 1e3);
   }
   if (e->hoist)
     QD_CU_TRY(cu->cuMemcpyDtoDAsync(e->cond_current, e->cond_all + (uint64_t)e->selected_step * e->hoist->block_bytes,
@@ -1437,6 +1454,8 @@ void qd_cuda_executor_memory(const qd_cuda_executor_t* e, qd_cuda_memory_t* m) {
 
 void qd_cuda_executor_tuning(const qd_cuda_executor_t* e, qd_cuda_tuning_t* out) { *out = e->tuning; }
 
+void qd_cuda_executor_times(const qd_cuda_executor_t* e, qd_cuda_executor_times_t* out) { *out = e->create_times; }
+
 /* --- creation ------------------------------------------------------------------------------------------------ */
 
 /* Frees a program's device buffers (with a driver) and host state, leaving it zeroed. */
@@ -1482,7 +1501,8 @@ void qd_cuda_executor_destroy(qd_cuda_executor_t* e) {
   qd_exec_program_free_(e, &e->prog);
   if (cu && e->context) {
     for (int32_t i = 0; i < e->gemm_count; i++) qd_gemm_deinit(&e->gemms[i]);
-    for (int32_t i = 0; i < e->kernel_count; i++) qd_kernel_module_unload(e->kernels[i].module);
+    for (int32_t i = 0; i < e->kernel_count; i++)
+      if (!e->kernels[i].module_borrowed) qd_kernel_module_unload(e->kernels[i].module);
     if (e->lt_handle) e->lt->cublasLtDestroy(e->lt_handle);
     CUdeviceptr ptrs[] = {e->weights, e->scratch[0], e->workspace, e->nested_map, e->cond_current, e->embed_error,
                           e->gn_workspace};
@@ -1769,6 +1789,7 @@ static qd_status_t qd_exec_create_(qd_cuda_executor_t* e, int32_t component, int
 
   /* The program, its lowering and its memory. The executor plans its own arena with the same lowering the
    * compiler used, so the layout is right even for a plan made by another qd. */
+  double t_program = qd_now_seconds();
   QD_TRY(qd_plan_instantiate(e->plan, component, resolution, e->allocator, &e->prog.graph));
   const qd_graph_t* g = e->prog.graph;
   QD_TRY(qd_cuda_lowering_create(g, qd_cuda_executor_lowering_flags(&e->options), e->allocator, &e->prog.lowering));
@@ -1780,6 +1801,8 @@ static qd_status_t qd_exec_create_(qd_cuda_executor_t* e, int32_t component, int
   qd_memory_lifetimes_t lifetimes = {e->prog.lowering->last_use, e->prog.lowering->first_def};
   QD_TRY(qd_memory_plan_create(g, qd_exec_value_bytes_, &sizes, &lifetimes, e->allocator, &e->prog.memory));
   e->prog.arena_bytes = e->prog.memory->arena_bytes;
+  e->create_times.program = qd_now_seconds() - t_program;
+  double t_memory = qd_now_seconds();
   if (e->hoist) QD_TRY(qd_exec_alloc_(e, &e->cond_current, e->hoist->block_bytes, "the step's conditioning"));
   QD_TRY(qd_exec_alloc_(e, &e->prog.arena, e->prog.arena_bytes, "activations"));
   QD_TRY(qd_exec_alloc_(e, &e->workspace, QD_EXEC_WORKSPACE, "the cuBLASLt workspace"));
@@ -1803,6 +1826,8 @@ static qd_status_t qd_exec_create_(qd_cuda_executor_t* e, int32_t component, int
     QD_TRY(qd_exec_alloc_(e, &e->scratch[0], 2 * slot, "NF4 dequantization scratch"));
     e->scratch[1] = e->scratch[0] + slot;
   }
+  e->create_times.memory = qd_now_seconds() - t_memory;
+  double t_weights = qd_now_seconds();
   QD_TRY(qd_exec_weight_copies_(e));
   if (e->options.stream_weights) {
     QD_TRY(qd_calloc(e->allocator, (size_t)(e->weight_count ? e->weight_count : 1), sizeof *e->resident,
@@ -1813,8 +1838,12 @@ static qd_status_t qd_exec_create_(qd_cuda_executor_t* e, int32_t component, int
     QD_TRY(qd_exec_slots_(e, &e->prog));
   }
   QD_TRY(qd_exec_upload_weights_(e));
+  e->create_times.weights = qd_now_seconds() - t_weights;
   /* The launch list. */
+  double t_launches = qd_now_seconds();
   QD_TRY(qd_exec_build_launches_(e, &e->prog, false));
+  e->create_times.launches = qd_now_seconds() - t_launches;
+  e->create_times.kernels = e->kernel_count;
   if (e->gn_workspace_bytes) {
     QD_TRY(qd_exec_alloc_(e, &e->gn_workspace, e->gn_workspace_bytes, "group norm statistics"));
     for (int32_t i = 0; i < e->prog.step_count; i++)
@@ -1859,11 +1888,18 @@ qd_status_t qd_cuda_executor_create(const qd_plan_t* plan, int32_t component, in
     qd_cuda_executor_options_default(&e->options);
   e->component = component;
   e->resolution = resolution;
+  double t0 = qd_now_seconds();
   qd_status_t s = qd_exec_create_(e, component, resolution);
   if (s) {
     qd_cuda_executor_destroy(e);
     return s;
   }
+  qd_cuda_executor_times_t* t = &e->create_times;
+  t->total = qd_now_seconds() - t0;
+  QD_LOG_DEBUG("%s: '%s' prepared on the GPU in %.1f ms: launches %.1f (%d kernel modules %.1f, GEMMs %.1f), "
+               "weights %.1f, memory %.1f, program %.1f", qd_plan_path(plan), e->comp->name, t->total * 1e3,
+               t->launches * 1e3, t->kernels, t->modules * 1e3, t->gemms * 1e3, t->weights * 1e3, t->memory * 1e3,
+               t->program * 1e3);
   *out = e;
   return QD_OK;
 }

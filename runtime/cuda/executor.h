@@ -26,6 +26,7 @@
 
 typedef struct qd_cuda_executor qd_cuda_executor_t;
 typedef struct qd_cuda_host_weights qd_cuda_host_weights_t; /* runtime/cuda/host_weights.h */
+typedef struct qd_kernel_module_cache qd_kernel_module_cache_t; /* runtime/cuda/module_cache.h */
 
 typedef struct qd_cuda_executor_options {
   int device;          /* ordinal */
@@ -54,6 +55,9 @@ typedef struct qd_cuda_executor_options {
   int stream_slots;
   uint64_t stream_keep_bytes;
   bool stream_layers; /* stream layer by layer (slots a layer large: the sequential schedule) instead of by block */
+  /* Kernel modules shared with other executors (borrowed; must outlive the executor; runtime/cuda/module_cache.h):
+   * the modules this executor launches are loaded there once and not unloaded with it. NULL: its own. */
+  qd_kernel_module_cache_t* module_cache;
 } qd_cuda_executor_options_t;
 
 void qd_cuda_executor_options_default(qd_cuda_executor_options_t* options);
@@ -134,5 +138,21 @@ typedef struct qd_cuda_tuning {
   double default_ms, tuned_ms;
 } qd_cuda_tuning_t;
 void qd_cuda_executor_tuning(const qd_cuda_executor_t* executor, qd_cuda_tuning_t* out_tuning);
+
+/* Where the time of making an executor went, in seconds (logged at debug level too): what an offloaded pipeline
+ * pays again for every component of every image. graph is the first step's CUDA graph capture and instantiation
+ * (0 until then). modules and gemms are parts of launches. */
+typedef struct qd_cuda_executor_times {
+  double total;    /* qd_cuda_executor_create */
+  double program;  /* instantiating, lowering, hoisting and planning the program's memory */
+  double memory;   /* device allocations */
+  double weights;  /* uploads and the copies made beside the section */
+  double launches; /* the launch list: */
+  double modules;  /*   loading kernel modules (0 for those a module cache already had) */
+  double gemms;    /*   cuBLASLt descriptors and algorithm choice */
+  int kernels;     /* modules the executor uses */
+  double graph;
+} qd_cuda_executor_times_t;
+void qd_cuda_executor_times(const qd_cuda_executor_t* executor, qd_cuda_executor_times_t* out_times);
 
 #endif

@@ -32,6 +32,7 @@
 #include "runtime/cpu/executor.h"
 #include "runtime/cuda/executor.h"
 #include "runtime/cuda/host_weights.h"
+#include "runtime/cuda/module_cache.h"
 #include "runtime/cuda_driver.h"
 #include "runtime/pipeline/generator_internal.h"
 #include "runtime/pipeline/latents.h"
@@ -80,6 +81,9 @@ struct qd_generator {
   qd_gen_component_t comps[QD_GEN_COUNT];
   bool guidance; /* the transformer takes a guidance input (FLUX.1-dev) */
   bool vae_tiles_after_oom; /* the whole decode ran out of GPU memory once: AUTO tiles from then on */
+  /* CUDA: the kernel modules every executor launches, loaded on first use and kept while the generator lives, so
+   * that the executors an offloaded pipeline makes for every image do not load them again. */
+  qd_kernel_module_cache_t* modules;
   qd_generator_trace_t trace;
 };
 
@@ -302,6 +306,8 @@ static qd_status_t qd_gen_executor_create_(qd_generator_t* g, int c) {
     }
   }
   o.host_weights = comp->host;
+  if (!g->modules) QD_TRY(qd_kernel_module_cache_create(g->allocator, o.device, &g->modules));
+  o.module_cache = g->modules;
   /* Offloaded, the transformer streams the weights only its hoisted conditioning reads (once per image) and keeps
    * the step's: all of them with MODEL, those options.keep_bytes holds with GROUP and SEQUENTIAL, which stream
    * T5's too (by block, or layer by layer). */
@@ -433,6 +439,7 @@ void qd_generator_destroy(qd_generator_t* g) {
     qd_graph_destroy(g->comps[c].graph);
     if (g->comps[c].weights) qd_plan_weights_f32_free(g->plan, g->comps[c].index, g->allocator, g->comps[c].weights);
   }
+  qd_kernel_module_cache_destroy(g->modules); /* after the executors, which borrowed from it */
   for (int t = 0; t < 2; t++) qd_tokenizer_destroy(g->tokenizers[t]);
   qd_threadpool_destroy(g->pool);
   qd_free(g->allocator, g, sizeof *g);
