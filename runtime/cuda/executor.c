@@ -23,6 +23,7 @@
 #include "runtime/cuda/kernels_text.h"
 #include "runtime/cuda/lowering.h"
 #include "runtime/cuda/module_cache.h"
+#include "runtime/cuda/packed_weights.h"
 #include "runtime/cuda/weight_stream.h"
 #include "runtime/cuda_cublaslt.h"
 #include "runtime/cuda_driver.h"
@@ -781,19 +782,31 @@ static qd_status_t qd_exec_conv_weight_(qd_cuda_executor_t* e, const qd_node_t* 
     const qd_plan_weight_t* pw = &e->comp->weights[w];
     if (pw->format == QD_WEIGHT_FORMAT_NF4) return qd_exec_unsupported_(e, n, "with an NF4 weight");
     uint64_t count = (uint64_t)qd_shape_numel(&pw->shape), packed = (uint64_t)qd_conv2d_packed_weight_elems(cout, cin, k);
+    const uint8_t* data = e->comp->weight_data + pw->data.offset;
+    /* Packed by an earlier executor of this plan (options.packed_weights), else here. */
+    const void* ready = qd_packed_weights_find(e->options.packed_weights, data, packed * 2);
     uint16_t *src = NULL, *dst = NULL;
-    qd_status_t s = qd_malloc(e->allocator, count * 2, (void**)&src);
-    if (!s) s = qd_malloc(e->allocator, packed * 2, (void**)&dst);
-    if (!s) {
-      const uint8_t* data = e->comp->weight_data + pw->data.offset;
-      if (pw->format == QD_WEIGHT_FORMAT_F32)
-        for (uint64_t i = 0; i < count; i++) src[i] = qd_f32_to_bf16(((const float*)(const void*)data)[i]);
-      else
-        memcpy(src, data, count * 2);
-      qd_conv2d_pack_weight_host(src, dst, cout, cin, k);
-      s = qd_exec_alloc_(e, &e->weight_packed[w], packed * 2, pw->name);
+    qd_status_t s = QD_OK;
+    if (!ready) {
+      s = qd_malloc(e->allocator, count * 2, (void**)&src);
+      if (!s) s = qd_malloc(e->allocator, packed * 2, (void**)&dst);
+      if (!s) {
+        if (pw->format == QD_WEIGHT_FORMAT_F32)
+          for (uint64_t i = 0; i < count; i++) src[i] = qd_f32_to_bf16(((const float*)(const void*)data)[i]);
+        else
+          memcpy(src, data, count * 2);
+        qd_conv2d_pack_weight_host(src, dst, cout, cin, k);
+        ready = dst;
+        /* Keeping a copy is an optimization: without the memory for it, this executor still has its own. */
+        qd_status_t kept = e->options.packed_weights
+                               ? qd_packed_weights_put(e->options.packed_weights, data, dst, packed * 2, &ready)
+                               : QD_OK;
+        if (kept) ready = dst;
+        qd_status_free(kept);
+      }
     }
-    if (!s) s = QD_CU_STATUS(e->cu->cuMemcpyHtoD(e->weight_packed[w], dst, packed * 2));
+    if (!s) s = qd_exec_alloc_(e, &e->weight_packed[w], packed * 2, pw->name);
+    if (!s) s = QD_CU_STATUS(e->cu->cuMemcpyHtoD(e->weight_packed[w], ready, packed * 2));
     if (src) qd_free(e->allocator, src, count * 2);
     if (dst) qd_free(e->allocator, dst, packed * 2);
     QD_TRY(s);

@@ -27,6 +27,7 @@
 typedef struct qd_cuda_executor qd_cuda_executor_t;
 typedef struct qd_cuda_host_weights qd_cuda_host_weights_t; /* runtime/cuda/host_weights.h */
 typedef struct qd_kernel_module_cache qd_kernel_module_cache_t; /* runtime/cuda/module_cache.h */
+typedef struct qd_packed_weights qd_packed_weights_t;           /* runtime/cuda/packed_weights.h */
 
 typedef struct qd_cuda_executor_options {
   int device;          /* ordinal */
@@ -58,6 +59,10 @@ typedef struct qd_cuda_executor_options {
   /* Kernel modules shared with other executors (borrowed; must outlive the executor; runtime/cuda/module_cache.h):
    * the modules this executor launches are loaded there once and not unloaded with it. NULL: its own. */
   qd_kernel_module_cache_t* module_cache;
+  /* Repacked weights kept on the host for the executors of the same plan that follow (borrowed; must outlive the
+   * executor; runtime/cuda/packed_weights.h): convolution filters are packed once, not by every executor. NULL:
+   * this executor packs its own. */
+  qd_packed_weights_t* packed_weights;
 } qd_cuda_executor_options_t;
 
 void qd_cuda_executor_options_default(qd_cuda_executor_options_t* options);

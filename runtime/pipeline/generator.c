@@ -33,6 +33,7 @@
 #include "runtime/cuda/executor.h"
 #include "runtime/cuda/host_weights.h"
 #include "runtime/cuda/module_cache.h"
+#include "runtime/cuda/packed_weights.h"
 #include "runtime/cuda_driver.h"
 #include "runtime/pipeline/generator_internal.h"
 #include "runtime/pipeline/latents.h"
@@ -84,6 +85,8 @@ struct qd_generator {
   /* CUDA: the kernel modules every executor launches, loaded on first use and kept while the generator lives, so
    * that the executors an offloaded pipeline makes for every image do not load them again. */
   qd_kernel_module_cache_t* modules;
+  /* CUDA: the VAE's convolution filters repacked for conv2d.cu, kept likewise (runtime/cuda/packed_weights.h). */
+  qd_packed_weights_t* packed;
   qd_generator_trace_t trace;
 };
 
@@ -307,7 +310,9 @@ static qd_status_t qd_gen_executor_create_(qd_generator_t* g, int c) {
   }
   o.host_weights = comp->host;
   if (!g->modules) QD_TRY(qd_kernel_module_cache_create(g->allocator, o.device, &g->modules));
+  if (!g->packed) QD_TRY(qd_packed_weights_create(g->allocator, &g->packed));
   o.module_cache = g->modules;
+  o.packed_weights = g->packed;
   /* Offloaded, the transformer streams the weights only its hoisted conditioning reads (once per image) and keeps
    * the step's: all of them with MODEL, those options.keep_bytes holds with GROUP and SEQUENTIAL, which stream
    * T5's too (by block, or layer by layer). */
@@ -439,7 +444,8 @@ void qd_generator_destroy(qd_generator_t* g) {
     qd_graph_destroy(g->comps[c].graph);
     if (g->comps[c].weights) qd_plan_weights_f32_free(g->plan, g->comps[c].index, g->allocator, g->comps[c].weights);
   }
-  qd_kernel_module_cache_destroy(g->modules); /* after the executors, which borrowed from it */
+  qd_kernel_module_cache_destroy(g->modules); /* after the executors, which borrowed from these */
+  qd_packed_weights_destroy(g->packed);
   for (int t = 0; t < 2; t++) qd_tokenizer_destroy(g->tokenizers[t]);
   qd_threadpool_destroy(g->pool);
   qd_free(g->allocator, g, sizeof *g);
