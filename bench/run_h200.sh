@@ -268,7 +268,11 @@ for STAGE in $STAGES; do
     timeout 150 "$B/test_gpu_kernels" --no-bench > "$OUT/gpu_kernels.txt" 2>&1; echo "test_gpu_kernels rc=$?"
     grep -E "FAIL|error" "$OUT/gpu_kernels.txt" | head -20; tail -1 "$OUT/gpu_kernels.txt"
     timeout 120 "$B/test_attention" --no-bench > "$OUT/attention.txt" 2>&1; echo "test_attention rc=$?"
-    tail -1 "$OUT/attention.txt" ;;
+    tail -1 "$OUT/attention.txt"
+    for t in test_gpu_text_kernels test_gpu_image_kernels; do
+      timeout 200 "$B/$t" --no-bench ${QD_KERNEL_TESTS_ONLY:+--only $QD_KERNEL_TESTS_ONLY} > "$OUT/$t.txt" 2>&1
+      echo "$t rc=$?"; grep -E "FAIL|error" "$OUT/$t.txt" | head -10; tail -1 "$OUT/$t.txt"
+    done ;;
   nf4|bf16)
     quant=$STAGE; [ "$quant" = bf16 ] && quant=none
     echo "== full-size FLUX.1-dev, $STAGE plan"

@@ -186,6 +186,48 @@ int cfg_value(const qd_kernel_config_t* c, const char* name) {
   return v;
 }
 
+size_t variant_function_names(const variant_t* v, gh_name_of_fn name_of, int op_count, const char** names) {
+  size_t n = 0;
+  for (int op = 0; op < op_count; op++) {
+    const char* f = name_of(op, &v->cfg);
+    bool seen = false;
+    for (size_t i = 0; f && i < n; i++) seen |= strcmp(names[i], f) == 0;
+    if (f && !seen && n < GH_MAX_FNS) names[n++] = f;
+  }
+  return n;
+}
+
+void variant_load_functions(variant_t* v, const char* const* names, size_t n, const char* arch_name) {
+  if (n == 0 || n > GH_MAX_FNS) {
+    fprintf(stderr, "%s: variant %s: %zu functions to load\n", gh_program, v->label, n);
+    exit(1);
+  }
+  qd_kernel_variant_t var;
+  qd_kernel_config_variant(&v->cfg, names[0], &var);
+  qd_kernel_binary_t bin;
+  MUST(qd_kernel_compile(qd_allocator_system(), &var, arch_name ? arch_name : arch, 0, &bin));
+  MUST(qd_kernel_module_load(qd_allocator_system(), bin.image.cubin, &v->module));
+  for (size_t i = 0; i < n; i++) MUST(qd_kernel_module_get_function(v->module, names[i], &v->fns[i]));
+  v->fn_count = n;
+  v->loaded = true;
+  if (bin.resources.known && bin.resources.spill_bytes > 0)
+    printf("  note: %s spills %d bytes per thread\n", v->label, bin.resources.spill_bytes);
+  /* The driver and ptxas must agree on what the kernel uses. */
+  if (bin.resources.known && v->fns[0].resources.registers != bin.resources.registers) {
+    printf("  FAIL %s: ptxas reported %d registers, the driver %d\n", v->label, bin.resources.registers,
+           v->fns[0].resources.registers);
+    failures++;
+  }
+  qd_kernel_binary_deinit(&bin);
+}
+
+const qd_kernel_function_t* variant_function(const variant_t* v, const char* name, const char* what) {
+  for (size_t i = 0; name && i < v->fn_count; i++)
+    if (strcmp(v->fns[i].name, name) == 0) return &v->fns[i];
+  fprintf(stderr, "%s: variant %s has no kernel for %s\n", gh_program, v->label, what);
+  exit(1);
+}
+
 void variants_free(variant_t* v, size_t n) {
   for (size_t i = 0; i < n; i++) {
     qd_kernel_module_unload(v[i].module);

@@ -97,6 +97,16 @@ typedef struct {
  * next, and a variant that is never loaded must not keep the previous one's (already unloaded) module. */
 void variant_init(variant_t* v, const qd_kernel_config_t* cfg);
 int cfg_value(const qd_kernel_config_t* c, const char* name);
+/* The names a family's launchers use for v's configuration, each once: name_of(op, cfg) for op in [0, op_count)
+ * (NULL where an op is not this template's). Returns how many went into names[0..GH_MAX_FNS). */
+typedef const char* (*gh_name_of_fn)(int op, const qd_kernel_config_t* cfg);
+size_t variant_function_names(const variant_t* v, gh_name_of_fn name_of, int op_count, const char** names);
+/* Compiles v's configuration for `arch_name` (NULL: the device's), built around names[0], loads it and takes the
+ * functions names[0..n) from the module; marks v loaded. Checks what ptxas reported: a spill is noted, and the
+ * driver's register count must match ptxas' (a FAIL is counted otherwise). Exits on a compile or load failure. */
+void variant_load_functions(variant_t* v, const char* const* names, size_t n, const char* arch_name);
+/* v's function called `name`; exits (a bug in the test) when v has none, naming `what`. */
+const qd_kernel_function_t* variant_function(const variant_t* v, const char* name, const char* what);
 /* Unloads the modules of v[0..n) and forgets them, so that nothing can unload them twice. */
 void variants_free(variant_t* v, size_t n);
 

@@ -66,38 +66,18 @@ static float* rand_f32(size_t n, float a, float b) {
 
 /* ---- variants ----------------------------------------------------------------------------------------------- */
 
+static const char* op_name_(int op, const qd_kernel_config_t* cfg) {
+  return qd_kernel_function_name((qd_kernel_op_t)op, cfg);
+}
+
 static const qd_kernel_function_t* fn_of(const variant_t* v, qd_kernel_op_t op) {
-  const char* name = qd_kernel_function_name(op, &v->cfg);
-  for (size_t i = 0; name && i < v->fn_count; i++)
-    if (strcmp(v->fns[i].name, name) == 0) return &v->fns[i];
-  fprintf(stderr, "test_gpu_kernels: variant %s has no kernel for op %d\n", v->label, (int)op);
-  exit(1);
+  return variant_function(v, qd_kernel_function_name(op, &v->cfg), qd_kernel_template_name(op));
 }
 
 /* Compiles and loads one configuration: every kernel of its template that a launcher uses. */
 static void variant_load(variant_t* v) {
   const char* names[MAX_FNS];
-  size_t n = 0;
-  for (int op = 0; op < QD_KERNEL_OP_COUNT_; op++) {
-    const char* f = qd_kernel_function_name((qd_kernel_op_t)op, &v->cfg);
-    bool seen = false;
-    for (size_t i = 0; f && i < n; i++) seen |= strcmp(names[i], f) == 0;
-    if (f && !seen && n < MAX_FNS) names[n++] = f;
-  }
-  qd_kernel_variant_t var;
-  qd_kernel_config_variant(&v->cfg, names[0], &var);
-  qd_kernel_binary_t bin;
-  MUST(qd_kernel_compile(qd_allocator_system(), &var, arch, 0, &bin));
-  MUST(qd_kernel_module_load(qd_allocator_system(), bin.image.cubin, &v->module));
-  for (size_t i = 0; i < n; i++) MUST(qd_kernel_module_get_function(v->module, names[i], &v->fns[i]));
-  v->fn_count = n;
-  /* The driver and ptxas must agree on what the kernel uses. */
-  if (bin.resources.known && v->fns[0].resources.registers != bin.resources.registers) {
-    printf("  FAIL %s: ptxas reported %d registers, the driver %d\n", v->label, bin.resources.registers,
-           v->fns[0].resources.registers);
-    failures++;
-  }
-  qd_kernel_binary_deinit(&bin);
+  variant_load_functions(v, names, variant_function_names(v, op_name_, QD_KERNEL_OP_COUNT_, names), NULL);
 }
 
 /* The defaults, then each documented select/tunable value with the others at defaults; `fixed` (may be NULL)

@@ -52,38 +52,24 @@ static int refusals, skipped;
 
 /* ---- variants ----------------------------------------------------------------------------------------------- */
 
+static const char* op_name_(int op, const qd_kernel_config_t* cfg) {
+  return qd_text_kernel_function_name((qd_text_kernel_op_t)op, cfg);
+}
+
 static const qd_kernel_function_t* fn_of(const variant_t* v, qd_text_kernel_op_t op) {
-  const char* name = qd_text_kernel_function_name(op, &v->cfg);
-  for (size_t i = 0; name && i < v->fn_count; i++)
-    if (strcmp(v->fns[i].name, name) == 0) return &v->fns[i];
-  fprintf(stderr, "test_gpu_text_kernels: variant %s has no kernel for op %d\n", v->label, (int)op);
-  exit(1);
+  return variant_function(v, qd_text_kernel_function_name(op, &v->cfg), v->cfg.template_name);
 }
 
 /* Compiles and loads one configuration (every kernel of its template); attention variants are allowed the dynamic
  * shared memory they need, or marked unusable when the device has less. */
 static void variant_load(variant_t* v) {
-  const char* names[QD_TEXT_KERNEL_OP_COUNT_];
-  size_t n = 0;
-  for (int op = 0; op < QD_TEXT_KERNEL_OP_COUNT_; op++) {
-    const char* f = qd_text_kernel_function_name((qd_text_kernel_op_t)op, &v->cfg);
-    if (f) names[n++] = f;
-  }
+  const char* names[GH_MAX_FNS];
+  size_t n = variant_function_names(v, op_name_, QD_TEXT_KERNEL_OP_COUNT_, names);
   const bool attention = strcmp(v->cfg.template_name, "attention_masked.cu") == 0;
   v->smem = attention ? qd_attention_masked_shared_bytes(&v->cfg) : 0;
-  v->loaded = v->smem <= (size_t)smem_optin;
-  if (!v->loaded) return;
-  qd_kernel_variant_t var;
-  qd_kernel_config_variant(&v->cfg, names[0], &var);
-  qd_kernel_binary_t bin;
-  MUST(qd_kernel_compile(qd_allocator_system(), &var, arch, 0, &bin));
-  MUST(qd_kernel_module_load(qd_allocator_system(), bin.image.cubin, &v->module));
-  for (size_t i = 0; i < n; i++) MUST(qd_kernel_module_get_function(v->module, names[i], &v->fns[i]));
-  v->fn_count = n;
-  if (bin.resources.known && bin.resources.spill_bytes > 0)
-    printf("  note: %s spills %d bytes per thread\n", v->label, bin.resources.spill_bytes);
+  if (v->smem > (size_t)smem_optin) return; /* not loaded */
+  variant_load_functions(v, names, n, NULL);
   if (v->smem > 48 * 1024) MUST(qd_kernel_function_set_max_dynamic_shared(&v->fns[0], (int)v->smem));
-  qd_kernel_binary_deinit(&bin);
 }
 
 /* `base` first, then each documented tunable value that differs from the base's; combinations the template does
