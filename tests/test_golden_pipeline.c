@@ -987,7 +987,8 @@ static void keep_image(void* user, const float* image, size_t count) {
 /* The whole decode of a 128x96 image and its decode in 64x64 tiles (the plan's VAE also compiled at that size):
  * the same image up to what tiling changes (each tile's own GroupNorm statistics, zero padding at the cuts, the
  * mid-block attention over one tile), in 2 x 3 tiles; ON without a tile program, and AUTO without a budget,
- * decode whole. And a budget picks tiles where the whole decode does not fit. */
+ * decode whole; a second image from each generator is the first's. And a budget picks tiles where the whole decode
+ * does not fit. */
 START_TEST(vae_tiles_blend_into_the_whole_decode) {
   enum { TW = 128, TH = 96 };
   char plan_path[600], cmd[2048];
@@ -1015,6 +1016,15 @@ START_TEST(vae_tiles_blend_into_the_whole_decode) {
     qd_generator_trace_t t = {&images[k], NULL, NULL, NULL, NULL, keep_image};
     qd_generator_set_trace(g, &t);
     QD_ASSERT_OK(qd_generator_generate(g, &p, &r[k]));
+    /* Again with the same generator: the size was checked already and the VAE keeps the program it decoded with
+     * (the tile program after a tiled decode); the same pixels. */
+    qd_generator_set_trace(g, NULL);
+    qd_generate_result_t again;
+    QD_ASSERT_OK(qd_generator_generate(g, &p, &again));
+    ck_assert_int_eq(again.vae_tiles, r[k].vae_tiles);
+    ck_assert_uint_eq(again.image_bytes, r[k].image_bytes);
+    ck_assert_int_eq(memcmp(again.pixels, r[k].pixels, r[k].image_bytes), 0);
+    qd_generate_result_deinit(&again);
     qd_generator_destroy(g);
   }
   ck_assert_int_eq(r[0].vae_tiles, 0);

@@ -72,6 +72,14 @@ typedef struct qd_gen_component {
   uint64_t budget_keep;
 } qd_gen_component_t;
 
+/* The shapes of what flows between the four programs, checked once per set of resolutions. */
+typedef struct qd_gen_shapes {
+  int64_t clip_batch, clip_tokens, pooled_dim;
+  int64_t t5_batch, txt_tokens, joint_dim;
+  int64_t batch, img_tokens, packed_channels;
+  int64_t width, height;
+} qd_gen_shapes_t;
+
 struct qd_generator {
   qd_allocator_t allocator;
   const qd_plan_t* plan;
@@ -88,6 +96,14 @@ struct qd_generator {
   /* CUDA: the VAE's convolution filters repacked for conv2d.cu, kept likewise (runtime/cuda/packed_weights.h). */
   qd_packed_weights_t* packed;
   qd_generator_trace_t trace;
+  /* The last image size whose four programs were checked together (batch 0: none yet), and what the check found:
+   * the next image of that size need not instantiate the whole-size VAE again (its decode may be tiled). */
+  int64_t checked_width, checked_height, checked_batch;
+  qd_gen_shapes_t checked;
+  /* Under a VRAM budget: whether the budget's schedule decodes images of budget_tiles_size in tiles (a size of
+   * batch 0: not asked yet). The budget is the generator's, so the answer for a size never changes. */
+  int64_t budget_tiles_size[3];
+  bool budget_tiles;
 };
 
 /* --- options and parameters --------------------------------------------------------------------------------------- */
@@ -183,14 +199,6 @@ static qd_status_t qd_gen_disagree_(const qd_generator_t* g, const char* what, c
                 qd_shape_format(sb, y, sizeof y));
 }
 
-/* The shapes of what flows between the four programs, checked once per set of resolutions. */
-typedef struct qd_gen_shapes {
-  int64_t clip_batch, clip_tokens, pooled_dim;
-  int64_t t5_batch, txt_tokens, joint_dim;
-  int64_t batch, img_tokens, packed_channels;
-  int64_t width, height;
-} qd_gen_shapes_t;
-
 static qd_status_t qd_gen_check_(const qd_generator_t* g, qd_gen_shapes_t* s) {
   const qd_graph_t* clip = g->comps[QD_GEN_CLIP].graph;
   const qd_graph_t* t5 = g->comps[QD_GEN_T5].graph;
@@ -262,17 +270,30 @@ static qd_status_t qd_gen_prepare_(qd_generator_t* g, int64_t width, int64_t hei
   /* Text encoders do not depend on the image size: batch 1 when the plan has it (encode once, repeat the rows).
    * T5's text length is checked against the transformer's afterwards (a plan built from mismatched pieces says so
    * rather than "no resolution"). */
+  /* The same size as the last checked one: the programs fit already. The VAE is left at whatever program it
+   * has (its tile program after a tiled decode: qd_gen_decode_ picks the one it needs), so that a tiled decode
+   * does not cost its executor every image. */
+  const bool same = g->checked_batch && width == g->checked_width && height == g->checked_height &&
+                    batch == g->checked_batch;
   static const int order[] = {QD_GEN_TRANSFORMER, QD_GEN_VAE, QD_GEN_CLIP, QD_GEN_T5};
   for (int k = 0; k < 4; k++) {
+    if (same && order[k] == QD_GEN_VAE) continue;
     int32_t res;
     QD_TRY(qd_schedule_component_resolution(g->plan, order[k], g->comps[order[k]].index, width, height, batch, &res));
     QD_TRY(qd_gen_use_resolution_(g, order[k], res));
   }
+  if (same) {
+    *shapes = g->checked;
+    return QD_OK;
+  }
+  g->checked_batch = 0;
   QD_TRY(qd_gen_check_(g, shapes));
   if (shapes->width != width || shapes->height != height || shapes->batch != batch)
     return QD_ERR(BAD_INPUT, PIPELINE_COMPONENTS_DISAGREE, "%s: the programs compiled for %lldx%lld (batch %lld) make "
                   "%lldx%lld images for %lld", qd_plan_path(g->plan), (long long)width, (long long)height,
                   (long long)batch, (long long)shapes->width, (long long)shapes->height, (long long)shapes->batch);
+  g->checked = *shapes;
+  g->checked_width = width, g->checked_height = height, g->checked_batch = batch;
   return QD_OK;
 }
 
@@ -706,9 +727,14 @@ static qd_status_t qd_gen_tiles_wanted_(qd_generator_t* g, int64_t w, int64_t h,
   if (g->options.vae_tiling == QD_VAE_TILING_ON || g->vae_tiles_after_oom) {
     *tiled = true;
   } else if (g->options.vram_budget) {
-    qd_schedule_estimate_t e;
-    QD_TRY(qd_schedule_for_budget(g->plan, w, h, b, g->options.vram_budget, &e));
-    *tiled = e.vae_tiled;
+    int64_t* k = g->budget_tiles_size;
+    if (!(k[0] == w && k[1] == h && k[2] == b)) {
+      qd_schedule_estimate_t e;
+      QD_TRY(qd_schedule_for_budget(g->plan, w, h, b, g->options.vram_budget, &e));
+      g->budget_tiles = e.vae_tiled;
+      k[0] = w, k[1] = h, k[2] = b;
+    }
+    *tiled = g->budget_tiles;
   }
   return QD_OK;
 }
@@ -764,6 +790,11 @@ static qd_status_t qd_gen_decode_(qd_generator_t* g, const float* latents, const
   bool tiled;
   QD_TRY(qd_gen_tiles_wanted_(g, sh->width, sh->height, sh->batch, &tile_res, &tiled));
   if (!tiled) {
+    /* The whole-size program (the VAE may still have the tile program of an earlier image). */
+    int32_t whole;
+    QD_TRY(qd_schedule_component_resolution(g->plan, QD_GEN_VAE, g->comps[QD_GEN_VAE].index, sh->width, sh->height,
+                                            sh->batch, &whole));
+    QD_TRY(qd_gen_use_resolution_(g, QD_GEN_VAE, whole));
     qd_gen_input_t inputs[] = {{"latents", latents}};
     qd_tensor_t decoded[1];
     memset(decoded, 0, sizeof decoded);
