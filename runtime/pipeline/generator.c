@@ -269,10 +269,9 @@ static qd_status_t qd_gen_prepare_(qd_generator_t* g, int64_t width, int64_t hei
                                    qd_gen_shapes_t* shapes) {
   /* Text encoders do not depend on the image size: batch 1 when the plan has it (encode once, repeat the rows).
    * T5's text length is checked against the transformer's afterwards (a plan built from mismatched pieces says so
-   * rather than "no resolution"). */
-  /* The same size as the last checked one: the programs fit already. The VAE is left at whatever program it
-   * has (its tile program after a tiled decode: qd_gen_decode_ picks the one it needs), so that a tiled decode
-   * does not cost its executor every image. */
+   * rather than "no resolution"). For the size checked last the programs are known to fit: the VAE keeps whatever
+   * program it has (its tile program after a tiled decode; qd_gen_decode_ picks the one it needs), so that a tiled
+   * decode does not cost a new VAE executor every image. */
   const bool same = g->checked_batch && width == g->checked_width && height == g->checked_height &&
                     batch == g->checked_batch;
   static const int order[] = {QD_GEN_TRANSFORMER, QD_GEN_VAE, QD_GEN_CLIP, QD_GEN_T5};
