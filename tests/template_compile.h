@@ -1,5 +1,5 @@
-/* Compiling every documented variant of a kernel template with NVRTC, shared by tests/test_kernel_templates.c and
- * tests/test_image_templates.c (Check tests; include after qd_test.h).
+/* Compiling every documented variant of a kernel template with NVRTC, and checking launchers without a GPU, shared
+ * by tests/test_kernel_templates.c and tests/test_image_templates.c (Check tests; include after qd_test.h).
  *
  * Every variant (the defaults, then each documented value of each parameter with the others at their defaults) is
  * compiled for sm_90, the architecture CI requires every variant to build for; sm_80, sm_86 and sm_89, and sm_90a,
@@ -95,6 +95,35 @@ static void tc_compile_template(const tc_options_t* o, const char* tmpl) {
   printf("%s: %-*s %3d variants compiled, %.0f ms in NVRTC (%.0f ms each), up to %d registers, %d spilling\n",
          o->program, o->name_width, tmpl, tally.compiled, tally.ms, tally.ms / tally.compiled, tally.max_regs,
          tally.spilling);
+}
+
+/* ---- launchers refuse bad arguments before the driver ------------------------------------------------------- */
+
+/* A function value as if loaded, without a driver: launching it stops at "never loaded". */
+static qd_kernel_function_t fake_fn(const char* name) {
+  qd_kernel_function_t f;
+  memset(&f, 0, sizeof f);
+  snprintf(f.name, sizeof f.name, "%s", name);
+  f.max_threads_per_block = 1024;
+  f.max_dynamic_shared_bytes = 48 * 1024;
+  return f;
+}
+
+/* Valid arguments pass every check and reach qd_kernel_launch, which refuses the unloaded function. */
+#define ASSERT_REACHES_LAUNCH(expr)                                                                    \
+  do {                                                                                                 \
+    qd_status_t s_ = (expr);                                                                           \
+    char m_[1024];                                                                                     \
+    qd_status_format(s_, m_, sizeof m_);                                                               \
+    ck_assert_msg(s_ && qd_status_detail(s_) == QD_E_INVALID_ARGUMENT && strstr(m_, "never loaded"), \
+                  "%s: %s", #expr, s_ ? m_ : "succeeded");                                             \
+    qd_status_free(s_);                                                                                \
+  } while (0)
+
+static qd_kernel_config_t config_of(const char* tmpl) {
+  qd_kernel_config_t c;
+  QD_ASSERT_OK(qd_kernel_config_init(tmpl, &c));
+  return c;
 }
 
 #endif

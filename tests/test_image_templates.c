@@ -110,32 +110,6 @@ END_TEST
 
 /* ---- launchers ---------------------------------------------------------------------------------------------- */
 
-static qd_kernel_function_t fake_fn(const char* name) {
-  qd_kernel_function_t f;
-  memset(&f, 0, sizeof f);
-  snprintf(f.name, sizeof f.name, "%s", name);
-  f.max_threads_per_block = 1024;
-  f.max_dynamic_shared_bytes = 48 * 1024;
-  return f;
-}
-
-/* Valid arguments pass every check and reach qd_kernel_launch, which refuses the unloaded function. */
-#define ASSERT_REACHES_LAUNCH(expr)                                                                    \
-  do {                                                                                                 \
-    qd_status_t s_ = (expr);                                                                           \
-    char m_[1024];                                                                                     \
-    qd_status_format(s_, m_, sizeof m_);                                                               \
-    ck_assert_msg(s_ && qd_status_detail(s_) == QD_E_INVALID_ARGUMENT && strstr(m_, "never loaded"), \
-                  "%s: %s", #expr, s_ ? m_ : "succeeded");                                             \
-    qd_status_free(s_);                                                                                \
-  } while (0)
-
-static qd_kernel_config_t config_of(const char* tmpl) {
-  qd_kernel_config_t c;
-  QD_ASSERT_OK(qd_kernel_config_init(tmpl, &c));
-  return c;
-}
-
 START_TEST(group_norm_launcher_checks) {
   qd_kernel_config_t c = config_of("image_ops.cu");
   qd_kernel_function_t st = fake_fn("qd_group_norm_stats"), ap = fake_fn("qd_group_norm_apply");
