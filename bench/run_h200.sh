@@ -105,6 +105,22 @@ run_peer_offload() {
 }
 
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,memory.used --format=csv,noheader
+# The SM clock and board power while a stage runs (the H200 caps at 700 W; a step under the cap runs ~18% below its
+# top clock, docs/performance.md): smi_start before, smi_report after (min, median, max of the busy samples).
+smi_start() {
+  nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu,utilization.gpu \
+    --format=csv,noheader -lms 250 > "$OUT/smi_$1.csv" 2>&1 &
+  SMI=$!
+}
+smi_report() {
+  kill $SMI 2>/dev/null; wait $SMI 2>/dev/null
+  echo "-- SM clock / power while it ran (samples with utilization > 50%)"
+  awk -F', ' '$6+0 > 50 {print $2+0}' "$OUT/smi_$1.csv" | sort -n | awk '{c[NR]=$1} END {
+    if (NR) printf "clock min %d, median %d, max %d MHz over %d samples\n", c[1], c[int((NR+1)/2)], c[NR], NR}'
+  awk -F', ' '$6+0 > 50 {print $4+0}' "$OUT/smi_$1.csv" | sort -n | awk '{p[NR]=$1} END {
+    if (NR) printf "power min %.0f, median %.0f, max %.0f W\n", p[1], p[int((NR+1)/2)], p[NR]}'
+}
+
 for STAGE in $STAGES; do
   case $STAGE in
   tests)
@@ -245,9 +261,7 @@ for STAGE in $STAGES; do
     QD_QDC=$B/qdc timeout 240 "$B/test_gpu_pipeline" > "$OUT/gpu_pipeline.txt" 2>&1; echo "test_gpu_pipeline rc=$?"
     grep -a -E "FAIL|error" "$OUT/gpu_pipeline.txt" | head -5; tail -2 "$OUT/gpu_pipeline.txt"
     QD_FULL_RESOLUTIONS=1024x1024 build_full_plan > "$OUT/full_plan.txt" 2>&1; tail -3 "$OUT/full_plan.txt"
-    nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu,utilization.gpu \
-      --format=csv,noheader -lms 250 > "$OUT/smi.csv" 2>&1 &
-    SMI=$!
+    smi_start reuse
     for args in "--offload none --runs 3 --vae-tiling on" "--offload model --runs 3" "--offload group --runs 3"; do
       echo "== the pipeline at 1024x1024: $args (executors prepared per image: --verbose)"
       timeout 150 "$B/flux_pipeline" /tmp/flux_full.qplan $args --verbose --jsonl "$OUT/pipeline.jsonl" \
@@ -255,12 +269,7 @@ for STAGE in $STAGES; do
       grep -a -E "prepared on the GPU|captured as|^(cold|warm|image|offload)|error" "$OUT/pipeline_${args//[ -]/_}.txt" \
         | sed -e 's/^.*: \(.*prepared on the GPU\)/\1/' | cut -c1-170 | tail -40
     done
-    kill $SMI 2>/dev/null
-    echo "-- SM clock / power while the pipeline ran (MHz, W): min, median, max over samples with utilization > 50%"
-    awk -F', ' '$6+0 > 50 {print $2+0, $4+0}' "$OUT/smi.csv" | sort -n | awk '{c[NR]=$1; p[NR]=$2} END {
-      if (NR) printf "clock %d %d %d MHz over %d samples\n", c[1], c[int((NR+1)/2)], c[NR], NR}'
-    awk -F', ' '$6+0 > 50 {print $4+0}' "$OUT/smi.csv" | sort -n | awk '{p[NR]=$1} END {
-      if (NR) printf "power %.0f %.0f %.0f W\n", p[1], p[int((NR+1)/2)], p[NR]}' ;;
+    smi_report reuse ;;
   probe)
     timeout 120 python3 "$CARRY/probe/pin_probe.py" 2>&1 | tail -12 ;;
   kernel-tests)
@@ -278,8 +287,10 @@ for STAGE in $STAGES; do
     echo "== full-size FLUX.1-dev, $STAGE plan"
     /usr/bin/time -f "synth: %e s" "$B/qdc" synth models/flux-transformer.json --plan /tmp/dev_$STAGE.qplan \
       --quant $quant --resolutions 1024x1024,512x512 --seed 1 -q
+    smi_start $STAGE
     timeout 240 "$B/flux_step" /tmp/dev_$STAGE.qplan --resolution 1024x1024,512x512 --iters 20 \
       --jsonl "$OUT/step.jsonl" ${QD_BENCH_FLAGS:-}
+    smi_report $STAGE
     echo "-- the same without hoisting the conditioning"
     timeout 240 "$B/flux_step" /tmp/dev_$STAGE.qplan --resolution 1024x1024,512x512 --iters 20 --no-hoist \
       --jsonl "$OUT/step.jsonl" ${QD_BENCH_FLAGS:-}
