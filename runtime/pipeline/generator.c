@@ -66,10 +66,6 @@ typedef struct qd_gen_component {
   qd_cuda_executor_t* exec; /* CUDA: for `resolution`; NULL until a generation needs it */
   qd_cuda_host_weights_t* host; /* CUDA with offload: the weights in pinned host memory, from the first use */
   bool host_failed;             /* pinning failed once: uploads read the mapped plan (model offload only) */
-  /* The transformer under a VRAM budget: the block bytes to keep at budget_keep_resolution (-1: not decided yet).
-   * Offloaded executors are made again every image; the budget's answer for a size is worked out once. */
-  int32_t budget_keep_resolution;
-  uint64_t budget_keep;
 } qd_gen_component_t;
 
 /* The shapes of what flows between the four programs, checked once per set of resolutions. */
@@ -100,10 +96,10 @@ struct qd_generator {
    * the next image of that size need not instantiate the whole-size VAE again (its decode may be tiled). */
   int64_t checked_width, checked_height, checked_batch;
   qd_gen_shapes_t checked;
-  /* Under a VRAM budget: whether the budget's schedule decodes images of budget_tiles_size in tiles (a size of
-   * batch 0: not asked yet). The budget is the generator's, so the answer for a size never changes. */
-  int64_t budget_tiles_size[3];
-  bool budget_tiles;
+  /* Under a VRAM budget: its schedule for images of budget_size {width, height, batch} (batch 0: none asked yet),
+   * which sizes the transformer's kept blocks and decides whether the VAE tiles (qd_gen_budget_estimate_). */
+  int64_t budget_size[3];
+  qd_schedule_estimate_t budget_estimate;
 };
 
 /* --- options and parameters --------------------------------------------------------------------------------------- */
@@ -302,6 +298,21 @@ typedef struct qd_gen_input {
   const void* data;
 } qd_gen_input_t;
 
+/* The VRAM budget's schedule for images of w x h at batch b, worked out once per size: the budget is the
+ * generator's, so the answer for a size never changes, and offloaded executors, made again every image, ask for it
+ * each time. */
+static qd_status_t qd_gen_budget_estimate_(qd_generator_t* g, int64_t w, int64_t h, int64_t b,
+                                           qd_schedule_estimate_t* out) {
+  int64_t* k = g->budget_size;
+  if (!(k[0] == w && k[1] == h && k[2] == b)) {
+    k[2] = 0; /* nothing cached while it is worked out */
+    QD_TRY(qd_schedule_for_budget(g->plan, w, h, b, g->options.vram_budget, &g->budget_estimate));
+    k[0] = w, k[1] = h, k[2] = b;
+  }
+  *out = g->budget_estimate;
+  return QD_OK;
+}
+
 /* Creates component c's CUDA executor under the current offload mode. */
 static qd_status_t qd_gen_executor_create_(qd_generator_t* g, int c) {
   qd_gen_component_t* comp = &g->comps[c];
@@ -343,18 +354,15 @@ static qd_status_t qd_gen_executor_create_(qd_generator_t* g, int c) {
     o.stream_keep_bytes = c != QD_GEN_TRANSFORMER ? 0 : mode == QD_OFFLOAD_MODEL ? UINT64_MAX : g->options.keep_bytes;
     /* Under a budget the kept blocks are sized for this resolution: a smaller image leaves room for more. */
     if (c == QD_GEN_TRANSFORMER && mode >= QD_OFFLOAD_GROUP && g->options.vram_budget) {
-      if (comp->budget_keep_resolution != comp->resolution) {
-        int64_t w, h, b;
-        qd_plan_resolution(g->plan, comp->index, comp->resolution, &w, &h, &b);
-        qd_schedule_estimate_t est;
-        qd_status_t bs = qd_schedule_for_budget(g->plan, w, h, b, g->options.vram_budget, &est);
-        comp->budget_keep = 0;
-        if (!bs && est.mode == mode) comp->budget_keep = est.keep;
-        if (!bs && est.mode < QD_OFFLOAD_GROUP) comp->budget_keep = UINT64_MAX; /* everything fits here */
-        qd_status_free(bs);
-        comp->budget_keep_resolution = comp->resolution;
-      }
-      if (comp->budget_keep > o.stream_keep_bytes) o.stream_keep_bytes = comp->budget_keep;
+      int64_t w, h, b;
+      qd_plan_resolution(g->plan, comp->index, comp->resolution, &w, &h, &b);
+      qd_schedule_estimate_t est;
+      qd_status_t bs = qd_gen_budget_estimate_(g, w, h, b, &est);
+      uint64_t keep = 0; /* the schedule's keep only for the mode it chose (not one fallen back to) */
+      if (!bs && est.mode == mode) keep = est.keep;
+      if (!bs && est.mode < QD_OFFLOAD_GROUP) keep = UINT64_MAX; /* everything fits here */
+      qd_status_free(bs);
+      if (keep > o.stream_keep_bytes) o.stream_keep_bytes = keep;
     }
   }
   return qd_cuda_executor_create(g->plan, comp->index, comp->resolution, &o, g->allocator, &comp->exec);
@@ -391,7 +399,6 @@ static qd_status_t qd_gen_executor_(qd_generator_t* g, int c, double* load_secon
     }
     g->options.offload = mode + 1;
     g->options.keep_bytes = 0;
-    g->comps[QD_GEN_TRANSFORMER].budget_keep_resolution = -1; /* decided for the mode left behind */
   }
   *load_seconds += qd_now_seconds() - t0;
   *out = comp->exec;
@@ -602,7 +609,7 @@ qd_status_t qd_generator_create(const qd_plan_t* plan, const qd_generator_option
   g->allocator = a;
   g->plan = plan;
   g->options = o;
-  for (int c = 0; c < QD_GEN_COUNT; c++) g->comps[c].resolution = g->comps[c].budget_keep_resolution = -1;
+  for (int c = 0; c < QD_GEN_COUNT; c++) g->comps[c].resolution = -1;
   qd_status_t s = qd_gen_components_(g);
   if (!s) s = qd_gen_tokenizers_(g);
   /* The first resolution's programs: what the defaults depend on (guidance), and a check that the pieces fit. */
@@ -726,14 +733,9 @@ static qd_status_t qd_gen_tiles_wanted_(qd_generator_t* g, int64_t w, int64_t h,
   if (g->options.vae_tiling == QD_VAE_TILING_ON || g->vae_tiles_after_oom) {
     *tiled = true;
   } else if (g->options.vram_budget) {
-    int64_t* k = g->budget_tiles_size;
-    if (!(k[0] == w && k[1] == h && k[2] == b)) {
-      qd_schedule_estimate_t e;
-      QD_TRY(qd_schedule_for_budget(g->plan, w, h, b, g->options.vram_budget, &e));
-      g->budget_tiles = e.vae_tiled;
-      k[0] = w, k[1] = h, k[2] = b;
-    }
-    *tiled = g->budget_tiles;
+    qd_schedule_estimate_t e;
+    QD_TRY(qd_gen_budget_estimate_(g, w, h, b, &e));
+    *tiled = e.vae_tiled;
   }
   return QD_OK;
 }
