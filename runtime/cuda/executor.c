@@ -211,6 +211,7 @@ struct qd_cuda_executor {
   int cc;        /* 90 */
   CUstream stream, side;
   CUevent dq_done[2], gemm_done[2], fork, join;
+  unsigned class_filter; /* qd_cuda_executor_set_class_filter: 0, or the op classes the step launches */
   cublasLtHandle_t lt_handle;
 
   qd_exec_program_t prog;  /* the step */
@@ -1225,6 +1226,11 @@ static qd_status_t qd_exec_copy_group_(qd_cuda_executor_t* e, const qd_exec_prog
  * makes the reused events right: each wait refers to the latest record of its event. */
 static qd_status_t qd_exec_enqueue_(qd_cuda_executor_t* e, const qd_exec_program_t* p, bool overlap) {
   const qd_cuda_driver_t* cu = e->cu;
+  /* A benchmark's filter (qd_cuda_executor_set_class_filter) skips launches; the two streams only when both sides
+   * of the overlap run (a capture cannot wait for an event it never recorded). */
+  unsigned only = p == &e->prog ? e->class_filter : 0;
+  const unsigned both = 1u << QD_CLASS_LINEAR | 1u << QD_CLASS_DEQUANT;
+  if (only && (only & both) != both) overlap = false;
   const qd_weight_stream_t* ws = p->stream && p->stream->group_count ? p->stream : NULL;
   if (overlap || ws) QD_CU_TRY(cu->cuEventRecord(e->fork, e->stream));
   if (overlap) {
@@ -1239,6 +1245,7 @@ static qd_status_t qd_exec_enqueue_(qd_cuda_executor_t* e, const qd_exec_program
   int32_t main_group = -1, side_group = -1; /* the group each compute stream last waited for */
   for (int32_t i = 0; i < p->step_count; i++) {
     const qd_step_t* s = &p->steps[i];
+    if (only && !(only & (1u << s->op_class))) continue;
     bool on_side = overlap && s->kind == QD_STEP_DEQUANT;
     CUstream stream = on_side ? e->side : e->stream;
     int32_t* waited = on_side ? &side_group : &main_group;
@@ -1321,6 +1328,21 @@ qd_status_t qd_cuda_executor_run(qd_cuda_executor_t* e) {
     if (first != QD_EMBEDDING_NO_ERROR)
       return QD_ERR(INVALID_ARGUMENT, INPUT_VALUE, "graph '%s': element %llu of an embedding's ids is outside its "
                     "table", e->prog.graph->name, (unsigned long long)first);
+  }
+  return QD_OK;
+}
+
+qd_status_t qd_cuda_executor_set_class_filter(qd_cuda_executor_t* e, unsigned class_mask) {
+  if (class_mask && e->prog.stream && e->prog.stream->group_count)
+    return QD_ERR(INVALID_ARGUMENT, INVALID_ARGUMENT, "graph '%s': launches cannot be filtered by class while weights "
+                  "are streamed", e->prog.graph->name);
+  if (class_mask == e->class_filter) return QD_OK;
+  e->class_filter = class_mask;
+  if (e->prog.graph_exec) {
+    QD_CU_TRY(e->cu->cuCtxSetCurrent(e->context));
+    QD_CU_TRY(e->cu->cuStreamSynchronize(e->stream));
+    e->cu->cuGraphExecDestroy(e->prog.graph_exec);
+    e->prog.graph_exec = NULL;
   }
   return QD_OK;
 }
@@ -1877,6 +1899,7 @@ static qd_status_t qd_exec_create_(qd_cuda_executor_t* e, int32_t component, int
       int uses = 0;
       for (int32_t i = 0; i < e->prog.step_count; i++) uses += e->prog.steps[i].kind == QD_STEP_GEMM && e->prog.steps[i].gemm == gi;
       e->tuning.shapes++;
+      e->tuning.changed += best < def;
       e->tuning.default_ms += def * uses;
       e->tuning.tuned_ms += best * uses;
     }

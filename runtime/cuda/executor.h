@@ -127,6 +127,12 @@ typedef struct qd_cuda_timing {
 const char* qd_cuda_op_class_name(int op_class);
 qd_status_t qd_cuda_executor_time(qd_cuda_executor_t* executor, int iterations, bool per_class,
                                   qd_cuda_timing_t* out_timing);
+/* Benchmarks only: from the next run on, the step launches just its steps of these op classes (bit 1 << class, in
+ * qd_cuda_op_class_name's numbering; 0: all, the default), in the step's own order, memory and streams (the CUDA
+ * graph is captured again), so that one class can be timed under the step's conditions. Outputs are meaningless
+ * while a filter is set. The hoisted conditioning is not filtered. Errors: INVALID_ARGUMENT with streamed weights
+ * (a skipped launch could leave a copy waiting for its slot). */
+qd_status_t qd_cuda_executor_set_class_filter(qd_cuda_executor_t* executor, unsigned class_mask);
 
 typedef struct qd_cuda_memory {
   uint64_t weights, arena, scratch, workspace, inputs;
@@ -140,7 +146,8 @@ void qd_cuda_executor_memory(const qd_cuda_executor_t* executor, qd_cuda_memory_
 /* How GEMM tuning went: shapes, and the heuristic's and the best candidate's total time. */
 typedef struct qd_cuda_tuning {
   int shapes;
-  double default_ms, tuned_ms;
+  int changed; /* shapes where another candidate beat the heuristic's first */
+  double default_ms, tuned_ms; /* per step, as the tuning timed them (single runs) */
 } qd_cuda_tuning_t;
 void qd_cuda_executor_tuning(const qd_cuda_executor_t* executor, qd_cuda_tuning_t* out_tuning);
 
