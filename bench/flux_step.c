@@ -1,8 +1,10 @@
 /* Benchmark: one denoising step (a forward pass of a plan's transformer) on the GPU.
  *
- * usage: flux_step PLAN [PLAN...] [--resolution WxH] [--batch N] [--iters N] [--autotune] [--no-graph] [--no-overlap]
+ * usage: flux_step PLAN [PLAN...] [--resolution WxH] [--batch N] [--iters N] [--autotune [--autotune-candidates N]]
+ *                  [--no-graph] [--no-overlap]
  *                  [--no-gelu-epilogue] [--no-hoist] [--stream [--layers] [--slots K] [--keep GIB]] [--check-cpu]
  *                  [--jsonl FILE] [--gemm-profile] [--batch-linears] [--no-concat-parts] [--no-concat-in-place]
+ *                  [--class-sweep]
  *
  * --stream: the blocks' weights stay in pinned host memory and are copied in while the step runs
  * (runtime/cuda/weight_stream.h), through K slots (default 2); the first blocks that fit GIB stay resident.
@@ -12,6 +14,11 @@
  * --no-concat-in-place: concatenations are not written in place by their parts' producers (lowering.h); with
  * --no-concat-parts too, a linear over one (the single blocks' proj_out) copies it and runs one GEMM instead of one
  * GEMM per part.
+ * --autotune: cuBLASLt's first N (8) candidates timed per GEMM shape (single runs).
+ * --class-sweep: after the step, times the step's launches of one op class at a time (and a few unions: GEMMs with
+ * their dequantization, everything but the dequantization) in the step's order and memory
+ * (qd_cuda_executor_set_class_filter): what each class costs under the power it draws itself.
+ * Every timing line carries the SM clock and board power NVML saw while it ran (bench/gpu_sampler.h).
  *
  * For each plan: builds a CUDA executor for the compiled resolution, feeds inputs shaped as FluxPipeline makes them
  * (random latents and text states, the pipeline's position ids, t = 0.5, guidance 3.5), checks that the output is
@@ -33,6 +40,7 @@
 #include "runtime/cuda/executor.h"
 #include "runtime/cuda_driver.h"
 #include "runtime/plan_internal.h"
+#include "bench/gpu_sampler.h"
 
 static uint64_t rng_state = 0x1234567u;
 static float randn(void) {
@@ -80,13 +88,61 @@ static qd_status_t make_input(const qd_graph_t* g, int32_t i, int64_t width, qd_
   return QD_OK;
 }
 
+/* --class-sweep: the step's launches of some op classes only, timed like the step. */
+static qd_status_t sweep_classes(qd_cuda_executor_t* e, int iters, qd_gpu_sampler_t* sampler) {
+  static const struct {
+    const char* name;
+    unsigned mask; /* bits as qd_cuda_op_class_name numbers the classes */
+  } sets[] = {
+      {"linear", 1u << 0},
+      {"dequantize", 1u << 1},
+      {"linear + dequantize", 1u << 0 | 1u << 1},
+      {"attention", 1u << 2},
+      {"norm + elementwise + other", 1u << 3 | 1u << 4 | 1u << 5},
+      {"all but dequantize", 63u & ~(1u << 1)},
+      {"all", 0},
+  };
+  printf("  class sweep: the step's launches of these classes only, in its order (median of %d):\n", iters);
+  for (size_t k = 0; k < sizeof sets / sizeof sets[0]; k++) {
+    QD_TRY(qd_cuda_executor_set_class_filter(e, sets[k].mask));
+    qd_cuda_timing_t t;
+    qd_gpu_sample_report_t r;
+    qd_gpu_sampler_start(sampler);
+    qd_status_t s = qd_cuda_executor_time(e, iters, false, &t);
+    qd_gpu_sampler_stop(sampler, &r);
+    if (s) {
+      qd_cuda_executor_set_class_filter(e, 0);
+      return s;
+    }
+    char text[128];
+    printf("    %-28s %8.2f ms (min %.2f)%s\n", sets[k].name, t.median_ms, t.min_ms, qd_gpu_sample_text(&r, text, sizeof text));
+  }
+  return QD_OK;
+}
+
+/* After the sweep (filter cleared, the CUDA graph captured again): the step must give the output it gave before,
+ * bit for bit, whatever the filtered runs left in the arena. */
+static qd_status_t check_same_output(qd_cuda_executor_t* e, const qd_tensor_t* before) {
+  qd_tensor_t again = {0};
+  qd_status_t s = qd_cuda_executor_run(e);
+  if (!s) s = qd_cuda_executor_get_output(e, 0, &again);
+  int64_t n = qd_shape_numel(&before->shape), differ = 0;
+  for (int64_t k = 0; !s && k < n; k++) differ += memcmp(&((float*)again.data)[k], &((float*)before->data)[k], 4) != 0;
+  qd_tensor_free(qd_allocator_system(), &again);
+  if (!s && differ)
+    s = QD_ERR(INTERNAL, INTERNAL, "after the class sweep %lld of %lld output values differ from the step's before it",
+               (long long)differ, (long long)n);
+  if (!s) printf("  after the sweep the step's output is bit-identical to its first\n");
+  return s;
+}
+
 int main(int argc, char** argv) {
   const char* plans[8];
   int plan_count = 0, iters = 20, batch = 1;
   int64_t widths[8] = {1024}, heights[8] = {1024};
   int res_count = 1;
   const char* jsonl = NULL;
-  bool check_cpu = false, gemm_profile = false;
+  bool check_cpu = false, gemm_profile = false, class_sweep = false;
   qd_cuda_executor_options_t opt;
   qd_cuda_executor_options_default(&opt);
   opt.hoist_state_input = "hidden_states";
@@ -101,6 +157,8 @@ int main(int argc, char** argv) {
       iters = atoi(argv[++i]);
     } else if (strcmp(argv[i], "--autotune") == 0) {
       opt.autotune = true;
+    } else if (strcmp(argv[i], "--autotune-candidates") == 0 && i + 1 < argc) {
+      opt.autotune_candidates = atoi(argv[++i]);
     } else if (strcmp(argv[i], "--no-graph") == 0) {
       opt.use_graph = false;
     } else if (strcmp(argv[i], "--no-overlap") == 0) {
@@ -127,6 +185,8 @@ int main(int argc, char** argv) {
       opt.concat_in_place = false;
     } else if (strcmp(argv[i], "--gemm-profile") == 0) {
       gemm_profile = true;
+    } else if (strcmp(argv[i], "--class-sweep") == 0) {
+      class_sweep = true;
     } else if (strcmp(argv[i], "--check-cpu") == 0) {
       check_cpu = true;
     } else if (strcmp(argv[i], "--jsonl") == 0 && i + 1 < argc) {
@@ -143,6 +203,12 @@ int main(int argc, char** argv) {
   if (s) {
     qd_status_fprint(stderr, "flux_step", s, false);
     return 77;
+  }
+  qd_gpu_sampler_t* sampler = NULL;
+  s = qd_gpu_sampler_create(cu, opt.device, 20, &sampler);
+  if (s) {
+    qd_status_fprint(stderr, "flux_step", s, false);
+    return 1;
   }
   printf("%-28s %-9s %9s %9s %8s %7s %9s %9s  %s\n", "plan", "res", "median", "min", "TFLOP/s", "floor", "weights",
          "peak", "per class (ms)");
@@ -213,8 +279,15 @@ int main(int argc, char** argv) {
       if (w) qd_plan_weights_f32_free(plan, comp, a, w);
       qd_graph_destroy(cg);
     }
-    qd_cuda_timing_t t = {0};
-    if (!s) s = qd_cuda_executor_time(e, iters, true, &t);
+    qd_cuda_timing_t t = {0}, classes = {0};
+    qd_gpu_sample_report_t clock;
+    qd_gpu_sampler_start(sampler);
+    if (!s) s = qd_cuda_executor_time(e, iters, false, &t);
+    qd_gpu_sampler_stop(sampler, &clock);
+    if (!s) s = qd_cuda_executor_time(e, 0, true, &classes);
+    memcpy(t.class_ms, classes.class_ms, sizeof t.class_ms);
+    t.gemm_count = classes.gemm_count;
+    memcpy(t.gemms, classes.gemms, sizeof t.gemms);
     if (s) {
       qd_status_fprint(stderr, plans[p], s, true);
       qd_status_free(s);
@@ -235,9 +308,20 @@ int main(int argc, char** argv) {
              floor_ms, m.weights / 1073741824.0, (m.device_used_after - m.device_used_before) / 1073741824.0);
       for (int c = 0; c < 6; c++) printf(" %s %.1f", qd_cuda_op_class_name(c), t.class_ms[c]);
       printf("\n");
+      char clock_text[128];
+      if (clock.available) printf("  the timed steps ran%s\n", qd_gpu_sample_text(&clock, clock_text, sizeof clock_text));
+      if (class_sweep) s = sweep_classes(e, iters, sampler);
+      if (class_sweep && !s) s = check_same_output(e, &out);
+      if (s) {
+        qd_status_fprint(stderr, plans[p], s, true);
+        qd_status_free(s);
+        s = QD_OK;
+        rc = 1;
+      }
       if (check_cpu) printf("  vs CPU reference of the same plan: rel L2 %.3e (output norm %.3e)\n", rel, sqrt(norm));
-      if (tu.shapes) printf("  GEMM tuning: %d shapes, heuristic %.2f ms -> tuned %.2f ms per step\n", tu.shapes,
-                            tu.default_ms, tu.tuned_ms);
+      if (tu.shapes)
+        printf("  GEMM tuning: %d shapes, %d changed, heuristic %.2f ms -> tuned %.2f ms per step\n", tu.shapes,
+               tu.changed, tu.default_ms, tu.tuned_ms);
       if (gemm_profile)
         for (int k = 0; k < t.gemm_count; k++) {
           const qd_cuda_gemm_timing_t* gt = &t.gemms[k];
@@ -284,5 +368,6 @@ int main(int argc, char** argv) {
     qd_cuda_executor_destroy(e);
     qd_plan_close(plan);
   }
+  qd_gpu_sampler_destroy(sampler);
   return rc;
 }

@@ -5,6 +5,7 @@
 # (bin/, lib/); the peer's packages in $QD_CARRY/peer. Results (JSON lines) go to $OUT.
 #   usage: bench/run_h200.sh [tests] [nf4] [bf16] [peer] [kernel-tests] [pipeline-tests] [pipeline] [pipeline-peer]
 #                            [stream-tests] [offload] [offload-peer] [batch] [sequential] [tiles] [concat] [pin] [final] [reuse] [probe]
+#                            [sweep] [tune]
 # pipeline: the full-size FLUX.1-dev pipeline (random weights from qdc synth, the real FLUX tokenizers from
 # tests/data/tokenizers/flux_full, carried) compiled with qdc's defaults and timed with bench/flux_pipeline;
 # pipeline-peer: the same with diffusers' FluxPipeline (NF4 transformer and T5, torch.compile; the anchors' bench)
@@ -19,7 +20,9 @@
 # (bench/pin_probe.c), the small transformer against the CPU, and the first group-offload image's load. final: the
 # small pipeline's GPU test, then the full-size pipeline resident and with group offload. reuse: the same with
 # none (decoding in tiles), model and group, logging where each executor's preparation went (kernel modules are kept across images),
-# with the SM clock and power sampled by nvidia-smi meanwhile.
+# with the SM clock and power sampled by nvidia-smi meanwhile. sweep: the full-size NF4 step with each op class
+# alone in the step's order (flux_step --class-sweep), every line with its SM clock and power (NVML). tune: the
+# same with the GEMM algorithms from the heuristic and from tuning.
 set -u
 CARRY=${QD_CARRY:-.carry}
 B=$CARRY/bin
@@ -270,6 +273,23 @@ for STAGE in $STAGES; do
         | sed -e 's/^.*: \(.*prepared on the GPU\)/\1/' | cut -c1-170 | tail -40
     done
     smi_report reuse ;;
+  sweep)
+    echo "== full-size FLUX.1-dev NF4 step at 1024x1024: each op class alone in the step's order (--class-sweep)"
+    "$B/qdc" synth models/flux-transformer.json --plan /tmp/dev_nf4.qplan --quant nf4 --resolutions 1024x1024 \
+      --seed 1 -q
+    timeout 300 "$B/flux_step" /tmp/dev_nf4.qplan --resolution 1024x1024 --iters 30 --class-sweep \
+      --jsonl "$OUT/step.jsonl" ${QD_BENCH_FLAGS:-}
+    rm -f /tmp/dev_nf4.qplan ;;
+  tune)
+    echo "== full-size FLUX.1-dev NF4 step at 1024x1024: GEMM algorithms by heuristic and by tuning, class by class"
+    "$B/qdc" synth models/flux-transformer.json --plan /tmp/dev_nf4.qplan --quant nf4 --resolutions 1024x1024 \
+      --seed 1 -q
+    for flags in "" "--autotune"; do
+      echo "-- ${flags:-heuristic}"
+      timeout 400 "$B/flux_step" /tmp/dev_nf4.qplan --resolution 1024x1024 --iters 30 --class-sweep $flags \
+        --jsonl "$OUT/step.jsonl" 2>&1 | grep -a -v "^upload"
+    done
+    rm -f /tmp/dev_nf4.qplan ;;
   probe)
     timeout 120 python3 "$CARRY/probe/pin_probe.py" 2>&1 | tail -12 ;;
   kernel-tests)
