@@ -24,6 +24,7 @@
 #include "runtime/cuda/lowering.h"
 #include "runtime/cuda/module_cache.h"
 #include "runtime/cuda/packed_weights.h"
+#include "runtime/cuda/tuning.h"
 #include "runtime/cuda/weight_stream.h"
 #include "runtime/cuda_cublaslt.h"
 #include "runtime/cuda_driver.h"
@@ -212,6 +213,11 @@ struct qd_cuda_executor {
   CUstream stream, side;
   CUevent dq_done[2], gemm_done[2], fork, join;
   unsigned class_filter; /* qd_cuda_executor_set_class_filter: 0, or the op classes the step launches */
+  /* The plan's autotuning records for this component (TUNE, runtime/cuda/tuning.h), NULL without them or with
+   * options.ignore_tuning; tuned_gemms when its GEMM records are for the loaded cuBLASLt. */
+  qd_tuning_t* records;
+  bool tuned_gemms, tuning_warned;
+  int32_t tuned_gemm_count; /* GEMM shapes that run a recorded algorithm */
   cublasLtHandle_t lt_handle;
 
   qd_exec_program_t prog;  /* the step */
@@ -381,7 +387,8 @@ static qd_status_t qd_exec_kernel_image_(qd_cuda_executor_t* e, const qd_cuda_ke
 static qd_status_t qd_exec_node_kernel_(qd_cuda_executor_t* e, int32_t node, int32_t* out_index) {
   qd_cuda_kernel_t kv;
   bool has;
-  QD_TRY_CTX(qd_cuda_node_kernel(e->cur->graph, e->cur->lowering, e->comp->weights, e->kernels_from.target, node, &kv, &has),
+  QD_TRY_CTX(qd_cuda_node_kernel_tuned(e->cur->graph, e->cur->lowering, e->comp->weights, e->kernels_from.target,
+                                       e->records, node, &kv, &has),
              "%s", e->cur->graph->nodes[node].origin);
   if (!has)
     return QD_ERR(INTERNAL, INTERNAL, "%s: the executor launches a kernel for op '%s' but qd_cuda_node_kernel lists "
@@ -499,6 +506,43 @@ static qd_status_t qd_exec_unsupported_(const qd_cuda_executor_t* e, const qd_no
   return QD_ERR(UNSUPPORTED, INTERNAL, "%s: op '%s' %s on the CUDA executor", n->origin, qd_op_name(n->op), why);
 }
 
+/* The tuning record's key for a GEMM. */
+static qd_tuning_gemm_t qd_exec_gemm_key_(const qd_gemm_t* g) {
+  qd_tuning_gemm_t key;
+  memset(&key, 0, sizeof key);
+  key.m = g->m, key.n = g->n, key.k = g->k, key.epilogue = (int32_t)g->epilogue, key.batch = g->batch.count;
+  if (g->batch.count > 1)
+    key.w_stride = g->batch.w_stride, key.y_stride = g->batch.y_stride, key.bias_stride = g->batch.bias_stride;
+  key.w_ld = g->part.w_ld, key.y_ld = g->part.y_ld, key.accumulate = g->part.accumulate;
+  return key;
+}
+
+/* A freshly made GEMM takes the plan's tuned algorithm when there is one for its descriptor and cuBLASLt accepts it
+ * here (cublasLtMatmulAlgoCheck, within the workspace); otherwise it keeps the heuristic's, with one warning per
+ * executor. */
+static void qd_exec_gemm_tuned_(qd_cuda_executor_t* e, qd_gemm_t* g) {
+  qd_tuning_gemm_t key = qd_exec_gemm_key_(g);
+  const qd_tuning_gemm_t* rec = qd_tuning_find_gemm(e->records, &key);
+  if (!rec) return;
+  cublasLtMatmulAlgo_t algo;
+  _Static_assert(sizeof algo == QD_TUNING_ALGO_BYTES, "cublasLtMatmulAlgo_t is the size the TUNE records keep");
+  memcpy(&algo, rec->algo, sizeof algo);
+  cublasLtMatmulHeuristicResult_t check;
+  memset(&check, 0, sizeof check);
+  cublasStatus_t st = e->lt->cublasLtMatmulAlgoCheck(e->lt_handle, g->desc, g->a, g->b, g->d, g->d, &algo, &check);
+  if (st == CUBLAS_STATUS_SUCCESS && check.state == CUBLAS_STATUS_SUCCESS && check.workspaceSize <= QD_EXEC_WORKSPACE) {
+    g->algo = algo;
+    g->workspace_needed = check.workspaceSize;
+    e->tuned_gemm_count++;
+    return;
+  }
+  if (!e->tuning_warned)
+    QD_LOG_WARN("%s: '%s': cuBLASLt rejects the tuned algorithm of the %lldx%lldx%lld GEMM (%s); using its "
+                "heuristic's choice", qd_plan_path(e->plan), e->comp->name, (long long)g->m, (long long)g->n,
+                (long long)g->k, e->lt->cublasLtGetStatusName(st != CUBLAS_STATUS_SUCCESS ? st : check.state));
+  e->tuning_warned = true;
+}
+
 static qd_status_t qd_exec_gemm_index_(qd_cuda_executor_t* e, int64_t m, int64_t n, int64_t k, qd_gemm_epilogue_t ep,
                                        const qd_gemm_batch_t* batch, const qd_gemm_part_t* part, int32_t* out) {
   qd_gemm_batch_t one = {1, 0, 0, 0}, b = batch && batch->count > 1 ? *batch : one;
@@ -518,10 +562,12 @@ static qd_status_t qd_exec_gemm_index_(qd_cuda_executor_t* e, int64_t m, int64_t
   if (e->gemm_count == QD_EXEC_MAX_GEMMS)
     return QD_ERR(INTERNAL, INTERNAL, "more than %d GEMM shapes in one program", QD_EXEC_MAX_GEMMS);
   double t0 = qd_now_seconds();
-  qd_status_t s = qd_gemm_init(&e->gemms[e->gemm_count], e->lt_handle, m, n, k, ep, &b, &pt, QD_EXEC_WORKSPACE);
+  qd_gemm_t* gm = &e->gemms[e->gemm_count];
+  qd_status_t s = qd_gemm_init(gm, e->lt_handle, m, n, k, ep, &b, &pt, QD_EXEC_WORKSPACE);
+  if (!s && e->tuned_gemms) qd_exec_gemm_tuned_(e, gm);
   e->create_times.gemms += qd_now_seconds() - t0;
   if (s) {
-    qd_gemm_deinit(&e->gemms[e->gemm_count]);
+    qd_gemm_deinit(gm);
     return s;
   }
   *out = e->gemm_count++;
@@ -1332,6 +1378,211 @@ qd_status_t qd_cuda_executor_run(qd_cuda_executor_t* e) {
   return QD_OK;
 }
 
+/* --- autotuning (qdc compile --autotune) ------------------------------------------------------------------------ */
+
+static int qd_double_cmp_(const void* a, const void* b) {
+  double x = *(const double*)a, y = *(const double*)b;
+  return (x > y) - (x < y);
+}
+
+/* Microseconds per launch of step s: five batches of back-to-back launches (enough for about 0.5 ms each), the
+ * median batch. A launch that fails (a launcher's requirement) is the error. */
+static qd_status_t qd_exec_time_step_(qd_cuda_executor_t* e, const qd_step_t* s, double* out_us) {
+  const qd_cuda_driver_t* cu = e->cu;
+  CUevent a, b;
+  QD_CU_TRY(cu->cuEventCreate(&a, CU_EVENT_DEFAULT));
+  qd_status_t st = QD_CU_STATUS(cu->cuEventCreate(&b, CU_EVENT_DEFAULT));
+  if (st) {
+    cu->cuEventDestroy(a);
+    return st;
+  }
+  float ms = 0;
+  st = qd_exec_launch_(e, s, e->stream); /* warm-up, and the launch's own checks */
+  if (!st) st = QD_CU_STATUS(cu->cuEventRecord(a, e->stream));
+  if (!st) st = qd_exec_launch_(e, s, e->stream);
+  if (!st) st = QD_CU_STATUS(cu->cuEventRecord(b, e->stream));
+  if (!st) st = QD_CU_STATUS(cu->cuEventSynchronize(b));
+  if (!st) st = QD_CU_STATUS(cu->cuEventElapsedTime(&ms, a, b));
+  int per = ms >= 0.25f ? 2 : (int)(0.5f / (ms > 0.002f ? ms : 0.002f)) + 1;
+  double t[5];
+  for (int r = 0; r < 5 && !st; r++) {
+    st = QD_CU_STATUS(cu->cuEventRecord(a, e->stream));
+    for (int i = 0; i < per && !st; i++) st = qd_exec_launch_(e, s, e->stream);
+    if (!st) st = QD_CU_STATUS(cu->cuEventRecord(b, e->stream));
+    if (!st) st = QD_CU_STATUS(cu->cuEventSynchronize(b));
+    if (!st) st = QD_CU_STATUS(cu->cuEventElapsedTime(&ms, a, b));
+    t[r] = (double)ms * 1e3 / per;
+  }
+  cu->cuEventDestroy(a);
+  cu->cuEventDestroy(b);
+  if (st) return st;
+  qsort(t, 5, sizeof t[0], qd_double_cmp_);
+  *out_us = t[2];
+  return QD_OK;
+}
+
+/* Step s timed with kernel variant `kv` in place of its own (compiled with NVRTC, loaded, launched, unloaded). */
+static qd_status_t qd_exec_time_variant_(qd_cuda_executor_t* e, const qd_step_t* s, const qd_cuda_kernel_t* kv,
+                                         double* out_us) {
+  qd_nvrtc_output_t built;
+  QD_TRY(qd_cuda_kernel_compile(e->allocator, kv, e->arch, QD_NVRTC_OUTPUT_CUBIN, &built));
+  qd_exec_kernel_t cand, *k = &e->kernels[s->kernel];
+  memset(&cand, 0, sizeof cand);
+  snprintf(cand.key, sizeof cand.key, "%s", kv->key);
+  cand.config = kv->config;
+  qd_status_t st = qd_kernel_module_load(e->allocator, built.cubin, &cand.module);
+  qd_nvrtc_output_deinit(&built);
+  if (!st) st = qd_kernel_module_get_function(cand.module, kv->function, &cand.fn);
+  if (!st && kv->function2) st = qd_kernel_module_get_function(cand.module, kv->function2, &cand.fn2);
+  if (!st && kv->shared_bytes) st = qd_kernel_function_set_max_dynamic_shared(&cand.fn, (int)kv->shared_bytes);
+  if (!st) {
+    qd_exec_kernel_t own = *k;
+    *k = cand;
+    st = qd_exec_time_step_(e, s, out_us);
+    qd_status_t sync = QD_CU_STATUS(e->cu->cuStreamSynchronize(e->stream)); /* before the module goes */
+    *k = own;
+    if (!st) st = sync;
+    else qd_status_free(sync);
+  }
+  if (cand.module) qd_kernel_module_unload(cand.module);
+  return st;
+}
+
+/* One kernel site: the default variant against each tunable's other values (coordinate search; with `max`, rounds
+ * from the best until none improves). */
+static qd_status_t qd_exec_tune_site_(qd_cuda_executor_t* e, const qd_step_t* s, bool max, const char* shape,
+                                      qd_tuning_t* into, qd_cuda_kernel_list_t* tuned) {
+  qd_cuda_kernel_t base;
+  bool has;
+  QD_TRY(qd_cuda_node_kernel(e->prog.graph, e->prog.lowering, e->comp->weights, e->kernels_from.target, s->node,
+                             &base, &has));
+  if (!has || strcmp(base.key, e->kernels[s->kernel].key) != 0) return QD_OK; /* not this step's kernel */
+  double t_default;
+  QD_TRY(qd_exec_time_step_(e, s, &t_default));
+  qd_kernel_config_t best = base.config;
+  double t_best = t_default;
+  int32_t candidates = 0;
+  for (int round = 0; round < (max ? 4 : 1); round++) {
+    bool improved = false;
+    const qd_kernel_config_t from = best;
+    for (size_t p = 0; p < from.params.count; p++) {
+      const qd_kernel_param_t* param = &from.params.items[p];
+      if (param->kind != QD_KERNEL_PARAM_TUNABLE) continue;
+      for (size_t v = 0; v < param->value_count; v++) {
+        if (param->values[v] == from.values[p]) continue;
+        qd_cuda_kernel_t kv = base;
+        kv.config = from;
+        qd_status_t st = qd_kernel_config_set(&kv.config, param->name, param->values[v]);
+        if (!st) st = qd_cuda_kernel_rekey(&kv);
+        double t = 0;
+        if (!st) st = qd_exec_time_variant_(e, s, &kv, &t);
+        if (st) { /* does not compile, load or launch here: not a candidate */
+          QD_LOG_DEBUG("autotune: %s at %s: %s=%d skipped: %s", base.key, shape, param->name, param->values[v],
+                       qd_status_message(st));
+          qd_status_free(st);
+          continue;
+        }
+        candidates++;
+        if (t < t_best) {
+          t_best = t;
+          best = kv.config;
+          improved = true;
+        }
+      }
+    }
+    if (!improved) break;
+  }
+  if (!(t_best <= 0.98 * t_default)) return QD_OK;
+  qd_tuning_kernel_t rec;
+  memset(&rec, 0, sizeof rec);
+  snprintf(rec.site, sizeof rec.site, "%s", base.key);
+  snprintf(rec.shape, sizeof rec.shape, "%s", shape);
+  for (size_t p = 0; p < best.params.count && rec.define_count < QD_TUNING_MAX_DEFINES; p++)
+    if (best.values[p] != base.config.values[p]) {
+      snprintf(rec.defines[rec.define_count].name, sizeof rec.defines[0].name, "%s", best.params.items[p].name);
+      rec.defines[rec.define_count++].value = best.values[p];
+    }
+  rec.candidates = candidates;
+  rec.default_us = t_default;
+  rec.tuned_us = t_best;
+  QD_TRY(qd_tuning_add_kernel(into, &rec));
+  QD_LOG_DEBUG("autotune: %s at %s: %.2f -> %.2f us", base.key, shape, t_default, t_best);
+  if (!tuned) return QD_OK;
+  qd_cuda_kernel_t kv = base;
+  kv.config = best;
+  QD_TRY(qd_cuda_kernel_rekey(&kv));
+  if (qd_cuda_kernel_list_find(tuned, kv.key)) return QD_OK;
+  return qd_cuda_kernel_list_push(tuned, &kv);
+}
+
+qd_status_t qd_cuda_executor_autotune(qd_cuda_executor_t* e, bool max, const qd_progress_sink_t* progress,
+                                      qd_tuning_t* into, qd_cuda_kernel_list_t* tuned) {
+  if (!e->options.ignore_tuning || e->hoist || (e->prog.stream && e->prog.stream->group_count))
+    return QD_ERR(INVALID_ARGUMENT, INVALID_ARGUMENT, "graph '%s': autotuning needs an executor made with "
+                  "ignore_tuning, without hoisting or streamed weights", e->prog.graph->name);
+  const qd_cuda_driver_t* cu = e->cu;
+  QD_CU_TRY(cu->cuCtxSetCurrent(e->context));
+  snprintf(into->mode, sizeof into->mode, "%s", max ? "max" : "default");
+  QD_CU_TRY(cu->cuDeviceGetName(into->device, (int)sizeof into->device, e->device));
+  /* Kernel records apply to cubins of the architecture the kernels were built for here. */
+  bool kernels = !e->kernels_from.target.ptx;
+  snprintf(into->arch, sizeof into->arch, "sm_%d", e->kernels_from.target.cc);
+  into->driver = cu->driver_version;
+  into->cublaslt = (int32_t)e->lt->version;
+  /* The sites: the first step of each (kernel, shape). */
+  const qd_graph_t* g = e->prog.graph;
+  int32_t* first = NULL;
+  char (*shapes)[QD_TUNING_SHAPE_MAX] = NULL;
+  int32_t sites = 0;
+  qd_status_t st = qd_calloc(e->allocator, (size_t)e->prog.step_count + 1, sizeof *first, (void**)&first);
+  if (!st) st = qd_calloc(e->allocator, (size_t)e->prog.step_count + 1, sizeof *shapes, (void**)&shapes);
+  for (int32_t i = 0; i < e->prog.step_count && !st && kernels; i++) {
+    const qd_step_t* sp = &e->prog.steps[i];
+    if (sp->kernel < 0 || e->kernels[sp->kernel].is_attention || sp->kind == QD_STEP_GEMM ||
+        sp->kind == QD_STEP_ATTENTION || sp->kind == QD_STEP_ATTENTION_MASKED || sp->kind == QD_STEP_PACK ||
+        sp->kind == QD_STEP_MEMSET || sp->kind == QD_STEP_COPY)
+      continue;
+    qd_cuda_kernel_site_shape(g, sp->node, shapes[sites], sizeof shapes[0]);
+    bool seen = false;
+    for (int32_t j = 0; j < sites && !seen; j++)
+      seen = e->prog.steps[first[j]].kernel == sp->kernel && strcmp(shapes[j], shapes[sites]) == 0;
+    if (!seen) first[sites++] = i;
+  }
+  qd_progress_t pr;
+  qd_progress_begin(&pr, progress, g->name, (uint64_t)(e->gemm_count + sites), "GEMMs and kernels");
+  for (int32_t gi = 0; gi < e->gemm_count && !st; gi++) {
+    const qd_step_t* sp = NULL;
+    for (int32_t i = 0; i < e->prog.step_count && !sp; i++)
+      if (e->prog.steps[i].kind == QD_STEP_GEMM && e->prog.steps[i].gemm == gi) sp = &e->prog.steps[i];
+    if (sp) {
+      qd_gemm_t* gm = &e->gemms[gi];
+      float def = 0, best = 0;
+      st = qd_gemm_tune(gm, cu, e->lt_handle, max ? 32 : 8, 10, sp->u.gemm.y, sp->u.gemm.x, sp->u.gemm.w,
+                        sp->u.gemm.bias, e->workspace, QD_EXEC_WORKSPACE, e->stream, &def, &best);
+      /* Only a clear win is recorded: single runs favour algorithms that lose at the power limit. */
+      if (!st && best <= 0.97f * def) {
+        qd_tuning_gemm_t rec = qd_exec_gemm_key_(gm);
+        memcpy(rec.algo, &gm->algo, sizeof rec.algo);
+        rec.workspace = gm->workspace_needed;
+        rec.candidates = gm->candidates;
+        rec.heuristic_us = def * 1e3;
+        rec.tuned_us = best * 1e3;
+        st = qd_tuning_add_gemm(into, &rec);
+      }
+    }
+    if (!qd_progress_advance(&pr, 1) && !st) st = QD_ERR(CANCELLED, CANCELLED, "autotuning cancelled");
+  }
+  for (int32_t j = 0; j < sites && !st; j++) {
+    st = qd_exec_tune_site_(e, &e->prog.steps[first[j]], max, shapes[j], into, tuned);
+    if (st) st = qd_status_annotate(st, "autotuning %s", g->nodes[e->prog.steps[first[j]].node].origin);
+    if (!qd_progress_advance(&pr, 1) && !st) st = QD_ERR(CANCELLED, CANCELLED, "autotuning cancelled");
+  }
+  qd_progress_end(&pr);
+  qd_free(e->allocator, first, ((size_t)e->prog.step_count + 1) * sizeof *first);
+  qd_free(e->allocator, shapes, ((size_t)e->prog.step_count + 1) * sizeof *shapes);
+  return st;
+}
+
 qd_status_t qd_cuda_executor_set_class_filter(qd_cuda_executor_t* e, unsigned class_mask) {
   if (class_mask && e->prog.stream && e->prog.stream->group_count)
     return QD_ERR(INVALID_ARGUMENT, INVALID_ARGUMENT, "graph '%s': launches cannot be filtered by class while weights "
@@ -1347,10 +1598,6 @@ qd_status_t qd_cuda_executor_set_class_filter(qd_cuda_executor_t* e, unsigned cl
   return QD_OK;
 }
 
-static int qd_double_cmp_(const void* a, const void* b) {
-  double x = *(const double*)a, y = *(const double*)b;
-  return (x > y) - (x < y);
-}
 
 qd_status_t qd_cuda_executor_time(qd_cuda_executor_t* e, int iterations, bool per_class, qd_cuda_timing_t* t) {
   const qd_cuda_driver_t* cu = e->cu;
@@ -1534,6 +1781,7 @@ void qd_cuda_executor_destroy(qd_cuda_executor_t* e) {
   }
   qd_exec_cond_free_(e);
   qd_exec_program_free_(e, &e->prog);
+  qd_tuning_destroy(e->records);
   if (cu && e->context) {
     for (int32_t i = 0; i < e->gemm_count; i++) qd_gemm_deinit(&e->gemms[i]);
     for (int32_t i = 0; i < e->kernel_count; i++)
@@ -1791,6 +2039,29 @@ static qd_status_t qd_exec_weight_source_(qd_cuda_executor_t* e) {
   return QD_OK;
 }
 
+/* The plan's TUNE section for this component, if any. Its GEMM records count only for the cuBLASLt they were
+ * timed with (the library's algorithm structure is not portable across versions); its kernel records only for
+ * their architecture's cubins (qd_cuda_node_kernel_tuned). */
+static qd_status_t qd_exec_read_tuning_(qd_cuda_executor_t* e) {
+  const qd_plan_section_t* sec = qd_plan_file_find(qd_plan_container(e->plan), QD_PLAN_KIND_TUNE, e->comp->name);
+  if (!sec) return QD_OK;
+  char where[192];
+  snprintf(where, sizeof where, "%s: TUNE '%s'", qd_plan_path(e->plan), e->comp->name);
+  QD_TRY(qd_tuning_parse((const char*)sec->data, sec->size, where, e->allocator, &e->records));
+  const qd_tuning_t* t = e->records;
+  e->tuned_gemms = t->gemm_count > 0 && (size_t)t->cublaslt == e->lt->version;
+  if (t->gemm_count && !e->tuned_gemms) {
+    QD_LOG_WARN("%s: its GEMM algorithms were tuned with cuBLASLt %d and this is %zu; using the heuristic's "
+                "choices (re-tune with qdc compile --autotune to get them back)", where, (int)t->cublaslt,
+                e->lt->version);
+    e->tuning_warned = true;
+  }
+  if (t->kernel_count && strcmp(t->arch, e->arch) != 0)
+    QD_LOG_INFO("%s: kernels tuned on %s; this GPU is %s and runs the default variants", where, t->arch,
+                e->arch);
+  return QD_OK;
+}
+
 static qd_status_t qd_exec_create_(qd_cuda_executor_t* e, int32_t component, int32_t resolution) {
   QD_TRY(qd_cuda_driver_load(&e->cu));
   QD_TRY(qd_cublaslt_load(&e->lt));
@@ -1806,6 +2077,7 @@ static qd_status_t qd_exec_create_(qd_cuda_executor_t* e, int32_t component, int
   snprintf(e->arch, sizeof e->arch, "sm_%d", e->cc);
   /* Before any allocation: a plan without kernels for this GPU fails here, not after uploading its weights. */
   QD_TRY(qd_exec_kernel_source_(e));
+  if (!e->options.ignore_tuning) QD_TRY(qd_exec_read_tuning_(e));
   QD_CU_TRY(cu->cuDevicePrimaryCtxRetain(&e->context, e->device));
   QD_CU_TRY(cu->cuCtxSetCurrent(e->context));
   size_t free_b, total_b;

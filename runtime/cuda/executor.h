@@ -22,7 +22,10 @@
 
 #include "ir/graph.h"
 #include "qd/plan.h"
+#include "qd/progress.h"
 #include "runtime/cpu/executor.h"
+#include "runtime/cuda/kernel_variants.h"
+#include "runtime/cuda/tuning.h"
 
 typedef struct qd_cuda_executor qd_cuda_executor_t;
 typedef struct qd_cuda_host_weights qd_cuda_host_weights_t; /* runtime/cuda/host_weights.h */
@@ -38,6 +41,8 @@ typedef struct qd_cuda_executor_options {
   bool concat_parts;   /* a linear over a concatenation runs one GEMM per part, without the copy (default on) */
   bool concat_in_place; /* concatenations written in place by their parts' producers (default on) */
   bool autotune;       /* time cuBLASLt's candidate algorithms per GEMM shape at creation */
+  bool ignore_tuning;  /* leave the plan's autotuning records (TUNE) unused: the heuristic's GEMM algorithms and
+                          the default kernel variants, as qdc measures the untuned step */
   int autotune_candidates;
   /* Hoisting (runtime/cuda/hoist.h): the graph inputs that are the step's state (FLUX: "hidden_states") and its
    * per-step input known ahead ("timestep"). Both set: what depends on neither the state nor anything but the step
@@ -127,6 +132,19 @@ typedef struct qd_cuda_timing {
 const char* qd_cuda_op_class_name(int op_class);
 qd_status_t qd_cuda_executor_time(qd_cuda_executor_t* executor, int iterations, bool per_class,
                                   qd_cuda_timing_t* out_timing);
+/* Autotuning (qdc compile --autotune): times, on this executor's buffers (run the step once first so that they hold
+ * its values), cuBLASLt's candidate algorithms for every GEMM descriptor (the heuristic's first 8 with `max` false,
+ * all it offers, up to 32, with `max`; recorded when one beats the first by 3%) and the variants of every kernel site (a template kernel's default key and
+ * the launching node's shape; attention excluded): each tunable define's other values one at a time against the
+ * defaults, and with `max` again from the best until nothing improves. A variant that does not compile, load or
+ * launch (a launcher's requirement) is skipped. A kernel site is recorded only when a variant beats the default by
+ * 2% or more; the records go into `into` (its mode, device, arch, driver and cublaslt are set here), and the tuned
+ * kernels (key, configuration) into `tuned_kernels` (may be NULL) for the plan's KERN. Afterwards the executor runs
+ * the tuned GEMM algorithms and the default kernels. The executor must have been made with options.ignore_tuning
+ * and without hoisting or streamed weights (INVALID_ARGUMENT otherwise). Progress: one unit per GEMM and site. */
+qd_status_t qd_cuda_executor_autotune(qd_cuda_executor_t* executor, bool max, const qd_progress_sink_t* progress,
+                                      qd_tuning_t* into, qd_cuda_kernel_list_t* tuned_kernels);
+
 /* Benchmarks only: from the next run on, the step launches just its steps of these op classes (bit 1 << class, in
  * qd_cuda_op_class_name's numbering; 0: all, the default), in the step's own order, memory and streams (the CUDA
  * graph is captured again), so that one class can be timed under the step's conditions. Outputs are meaningless

@@ -7,6 +7,7 @@
 #include "qd/device.h"
 #include "runtime/cuda/kernel_sources.h"
 #include "runtime/cuda/kernels_text.h"
+#include "runtime/cuda/tuning.h"
 
 /* --- one node ------------------------------------------------------------------------------------------------- */
 
@@ -136,6 +137,11 @@ qd_status_t qd_cuda_node_kernel(const qd_graph_t* g, const qd_cuda_lowering_t* l
       *out_has = true;
       /* An additive bias (T5's, bf16) or a head wider than 256 (the VAE's 512): the masked kernel. */
       if (bias || d > 256) {
+        /* The masked kernel's own limits (attention_masked.cu's static assertions): said here, as the other
+         * kernel's are, so that qdc lists the node as unsupported instead of failing to compile it. */
+        if (d % 64 != 0 || d < 64 || d > 1024)
+          return QD_ERR(INVALID_ARGUMENT, INVALID_ARGUMENT, "attention variant: head_dim is %lld; the masked kernel "
+                        "takes multiples of 64 up to 1024", (long long)d);
         qd_kernel_define_t defs[7] = {{"HEAD_DIM", (int)d}, {"ATT_BIAS", bias ? 1 : 0}, {"ATT_CAUSAL", causal}};
         size_t count = 3;
         if (d > 256) {
@@ -263,6 +269,51 @@ qd_status_t qd_cuda_kernel_compile(qd_allocator_t a, const qd_cuda_kernel_t* k, 
   return QD_OK;
 }
 
+void qd_cuda_kernel_site_shape(const qd_graph_t* g, int32_t node, char* buf, size_t size) {
+  const qd_node_t* n = &g->nodes[node];
+  size_t used = 0;
+  buf[0] = 0;
+  for (int32_t v = -1; v < n->input_count && used < size; v++) {
+    const qd_shape_t* sh = &g->values[v < 0 ? n->output : n->inputs[v]].shape;
+    if (v >= 0) used += (size_t)snprintf(buf + used, size - used, "%c", v == 0 ? '<' : ',');
+    for (int32_t d = 0; d < sh->rank && used < size; d++)
+      used += (size_t)snprintf(buf + used, size - used, d ? "x%lld" : "%lld", (long long)sh->dims[d]);
+  }
+}
+
+qd_status_t qd_cuda_kernel_rekey(qd_cuda_kernel_t* k) {
+  qd_kernel_config_t config = k->config; /* the variant points into its configuration */
+  qd_kernel_variant_t v;
+  qd_kernel_config_variant(&config, k->function, &v);
+  if (qd_kernel_variant_format(&v, k->key, sizeof k->key) >= sizeof k->key)
+    return QD_ERR(INTERNAL, INTERNAL, "kernel key of %s:%s is longer than %d bytes", config.template_name,
+                  k->function, QD_CUDA_KERNEL_KEY_MAX - 1);
+  return qd_ck_seal_key_(k, config.template_name);
+}
+
+qd_status_t qd_cuda_node_kernel_tuned(const qd_graph_t* g, const qd_cuda_lowering_t* l, const qd_plan_weight_t* weights,
+                                      qd_cuda_kernel_target_t t, const qd_tuning_t* tuning, int32_t i,
+                                      qd_cuda_kernel_t* k, bool* out_has) {
+  QD_TRY(qd_cuda_node_kernel(g, l, weights, t, i, k, out_has));
+  if (!*out_has || !tuning || !tuning->kernel_count || k->attention || k->shared_bytes ||
+      strcmp(tuning->arch, k->arch) != 0)
+    return QD_OK;
+  char shape[QD_TUNING_SHAPE_MAX];
+  qd_cuda_kernel_site_shape(g, i, shape, sizeof shape);
+  const qd_tuning_kernel_t* rec = qd_tuning_find_kernel(tuning, k->key, shape);
+  if (!rec) return QD_OK;
+  for (int32_t d = 0; d < rec->define_count; d++) {
+    /* Only tunables: the rest decide what the kernel computes. */
+    const qd_kernel_param_t* p = qd_kernel_params_find(&k->config.params, rec->defines[d].name);
+    if (!p || p->kind != QD_KERNEL_PARAM_TUNABLE)
+      return QD_ERR(BAD_INPUT, KERNEL_DEFINE_INVALID, "the tuning record of %s at %s sets %s, which is not a tunable "
+                    "of %s", k->key, shape, rec->defines[d].name, k->config.template_name);
+    QD_TRY_CTX(qd_kernel_config_set(&k->config, rec->defines[d].name, rec->defines[d].value),
+               "the tuning record of %s at %s", k->key, shape);
+  }
+  return qd_cuda_kernel_rekey(k);
+}
+
 /* --- lists -------------------------------------------------------------------------------------------------- */
 
 void qd_cuda_kernel_list_init(qd_cuda_kernel_list_t* list, qd_cuda_kernel_target_t target, qd_allocator_t a) {
@@ -288,7 +339,7 @@ qd_status_t qd_cuda_kernel_list_add(qd_cuda_kernel_list_t* list, const qd_graph_
   qd_cuda_kernel_t k;
   for (int32_t i = 0; i < g->node_count; i++) {
     bool has;
-    qd_status_t s = qd_cuda_node_kernel(g, l, weights, list->target, i, &k, &has);
+    qd_status_t s = qd_cuda_node_kernel_tuned(g, l, weights, list->target, list->tuning, i, &k, &has);
     if (s && qd_status_code(s) == QD_CODE_OUT_OF_MEMORY) return s;
     if (s) {
       if (list->unsupported++ == 0) {
@@ -300,14 +351,19 @@ qd_status_t qd_cuda_kernel_list_add(qd_cuda_kernel_list_t* list, const qd_graph_
       continue;
     }
     if (!has || qd_cuda_kernel_list_find(list, k.key)) continue;
-    if (list->count == list->capacity) {
-      int32_t cap = list->capacity ? list->capacity * 2 : 16;
-      QD_TRY(qd_realloc(list->allocator, list->items, (size_t)list->capacity * sizeof *list->items,
-                        (size_t)cap * sizeof *list->items, (void**)&list->items));
-      list->capacity = cap;
-    }
-    list->items[list->count++] = k;
+    QD_TRY(qd_cuda_kernel_list_push(list, &k));
   }
+  return QD_OK;
+}
+
+qd_status_t qd_cuda_kernel_list_push(qd_cuda_kernel_list_t* list, const qd_cuda_kernel_t* k) {
+  if (list->count == list->capacity) {
+    int32_t cap = list->capacity ? list->capacity * 2 : 16;
+    QD_TRY(qd_realloc(list->allocator, list->items, (size_t)list->capacity * sizeof *list->items,
+                      (size_t)cap * sizeof *list->items, (void**)&list->items));
+    list->capacity = cap;
+  }
+  list->items[list->count++] = *k;
   return QD_OK;
 }
 

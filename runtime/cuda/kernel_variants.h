@@ -22,6 +22,7 @@
 #include "runtime/cuda/attention.h"
 #include "runtime/cuda/kernel_compile.h"
 #include "runtime/cuda/lowering.h"
+#include "runtime/cuda/tuning.h"
 #include "runtime/plan_content.h"
 #include "runtime/plan_kernels.h"
 
@@ -56,6 +57,20 @@ typedef struct qd_cuda_kernel {
 qd_status_t qd_cuda_node_kernel(const qd_graph_t* graph, const qd_cuda_lowering_t* lowering,
                                 const qd_plan_weight_t* weights, qd_cuda_kernel_target_t target, int32_t node,
                                 qd_cuda_kernel_t* out_kernel, bool* out_has);
+/* The same with autotuning records (runtime/cuda/tuning.h; NULL: none): when they hold the node's site (the
+ * default variant's key and qd_cuda_kernel_site_shape) and were tuned for the target's architecture, the tuned
+ * defines replace the defaults. Attention kernels are never tuned this way. A record whose defines the template
+ * rejects is an error (KERNEL_DEFINE_INVALID, naming the record). */
+qd_status_t qd_cuda_node_kernel_tuned(const qd_graph_t* graph, const qd_cuda_lowering_t* lowering,
+                                      const qd_plan_weight_t* weights, qd_cuda_kernel_target_t target,
+                                      const qd_tuning_t* tuning, int32_t node, qd_cuda_kernel_t* out_kernel,
+                                      bool* out_has);
+/* A node's shape signature for tuning: its output's dims, then '<' and each input's dims ("1x4608x3072<1x4608x3072,
+ * 1x3072"), into buf (always terminated; cut short past `size`). */
+void qd_cuda_kernel_site_shape(const qd_graph_t* graph, int32_t node, char* buf, size_t size);
+/* Re-derives the key (and nothing else) of a template kernel after its configuration changed. Errors: INTERNAL
+ * (a key too long). */
+qd_status_t qd_cuda_kernel_rekey(qd_cuda_kernel_t* kernel);
 
 /* Compiles a kernel with NVRTC for `nvrtc_arch` ("sm_86", "sm_90a"; NULL: the kernel's own architecture, with
  * "compute_80" meaning PTX of sm_80); outputs: QD_NVRTC_OUTPUT_* (0: a cubin). On success *out is filled (its
@@ -68,6 +83,7 @@ qd_status_t qd_cuda_kernel_compile(qd_allocator_t allocator, const qd_cuda_kerne
 typedef struct qd_cuda_kernel_list {
   qd_allocator_t allocator;
   qd_cuda_kernel_target_t target;
+  const qd_tuning_t* tuning; /* borrowed, NULL by default: qd_cuda_node_kernel_tuned's records */
   qd_cuda_kernel_t* items;
   int32_t count, capacity;
   int32_t unsupported;       /* nodes whose kernel cannot be built (their executor would fail) */
@@ -76,6 +92,8 @@ typedef struct qd_cuda_kernel_list {
 
 void qd_cuda_kernel_list_init(qd_cuda_kernel_list_t* list, qd_cuda_kernel_target_t target, qd_allocator_t allocator);
 void qd_cuda_kernel_list_deinit(qd_cuda_kernel_list_t* list);
+/* Appends one kernel (no check for its key being listed). Errors: OUT_OF_MEMORY. */
+qd_status_t qd_cuda_kernel_list_push(qd_cuda_kernel_list_t* list, const qd_cuda_kernel_t* kernel);
 /* Adds every node's kernel (qd_cuda_node_kernel) not listed yet. A node whose kernel cannot be built is counted in
  * `unsupported`, not an error: a plan can be compiled for the CPU too. Errors: OUT_OF_MEMORY. */
 qd_status_t qd_cuda_kernel_list_add(qd_cuda_kernel_list_t* list, const qd_graph_t* graph,
