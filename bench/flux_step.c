@@ -1,7 +1,7 @@
 /* Benchmark: one denoising step (a forward pass of a plan's transformer) on the GPU.
  *
  * usage: flux_step PLAN [PLAN...] [--resolution WxH] [--batch N] [--iters N] [--autotune [--autotune-candidates N]]
- *                  [--no-graph] [--no-overlap]
+ *                  [--untuned] [--no-graph] [--no-overlap]
  *                  [--no-gelu-epilogue] [--no-hoist] [--stream [--layers] [--slots K] [--keep GIB]] [--check-cpu]
  *                  [--jsonl FILE] [--gemm-profile] [--batch-linears] [--no-concat-parts] [--no-concat-in-place]
  *                  [--class-sweep]
@@ -14,7 +14,8 @@
  * --no-concat-in-place: concatenations are not written in place by their parts' producers (lowering.h); with
  * --no-concat-parts too, a linear over one (the single blocks' proj_out) copies it and runs one GEMM instead of one
  * GEMM per part.
- * --autotune: cuBLASLt's first N (8) candidates timed per GEMM shape (single runs).
+ * --autotune: cuBLASLt's first N (8) candidates timed per GEMM shape (single runs). --untuned: the plan's autotuning
+ * records (qdc tune) left unused: the heuristic's GEMM algorithms and the default kernel variants.
  * --class-sweep: after the step, times the step's launches of one op class at a time (and a few unions: GEMMs with
  * their dequantization, everything but the dequantization) in the step's order and memory
  * (qd_cuda_executor_set_class_filter): what each class costs under the power it draws itself.
@@ -157,6 +158,8 @@ int main(int argc, char** argv) {
       iters = atoi(argv[++i]);
     } else if (strcmp(argv[i], "--autotune") == 0) {
       opt.autotune = true;
+    } else if (strcmp(argv[i], "--untuned") == 0) {
+      opt.ignore_tuning = true;
     } else if (strcmp(argv[i], "--autotune-candidates") == 0 && i + 1 < argc) {
       opt.autotune_candidates = atoi(argv[++i]);
     } else if (strcmp(argv[i], "--no-graph") == 0) {

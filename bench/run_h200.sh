@@ -5,7 +5,7 @@
 # (bin/, lib/); the peer's packages in $QD_CARRY/peer. Results (JSON lines) go to $OUT.
 #   usage: bench/run_h200.sh [tests] [nf4] [bf16] [peer] [kernel-tests] [pipeline-tests] [pipeline] [pipeline-peer]
 #                            [stream-tests] [offload] [offload-peer] [batch] [sequential] [tiles] [concat] [pin] [final] [reuse] [probe]
-#                            [sweep] [tune]
+#                            [sweep] [tune] [autotune]
 # pipeline: the full-size FLUX.1-dev pipeline (random weights from qdc synth, the real FLUX tokenizers from
 # tests/data/tokenizers/flux_full, carried) compiled with qdc's defaults and timed with bench/flux_pipeline;
 # pipeline-peer: the same with diffusers' FluxPipeline (NF4 transformer and T5, torch.compile; the anchors' bench)
@@ -22,7 +22,9 @@
 # none (decoding in tiles), model and group, logging where each executor's preparation went (kernel modules are kept across images),
 # with the SM clock and power sampled by nvidia-smi meanwhile. sweep: the full-size NF4 step with each op class
 # alone in the step's order (flux_step --class-sweep), every line with its SM clock and power (NVML). tune: the
-# same with the GEMM algorithms from the heuristic and from tuning.
+# same with the GEMM algorithms from the heuristic and from tuning. autotune: qdc tune (compiler/autotune.h) on the
+# small transformer (then against the CPU), qdc compile --autotune on the tiny pipeline (then qdrun), and qdc tune on
+# the full-size VAE and NF4 transformer (then the step tuned and untuned, alternating).
 set -u
 CARRY=${QD_CARRY:-.carry}
 B=$CARRY/bin
@@ -290,6 +292,37 @@ for STAGE in $STAGES; do
         --jsonl "$OUT/step.jsonl" 2>&1 | grep -a -v "^upload"
     done
     rm -f /tmp/dev_nf4.qplan ;;
+  autotune)
+    echo "== qdc tune: the small transformer (tuned against the CPU), the tiny pipeline, the full-size VAE and step"
+    "$B/qdc" synth models/flux-transformer.json --config small --plan /tmp/small.qplan --quant nf4 \
+      --resolutions 256x256 --seed 7 -q
+    timeout 300 "$B/qdc" tune /tmp/small.qplan 2> "$OUT/tune_small.err"; echo "qdc tune rc=$?"; tail -3 "$OUT/tune_small.err"
+    for flags in "" "--untuned"; do
+      timeout 120 "$B/flux_step" /tmp/small.qplan --resolution 256x256 --check-cpu --iters 10 $flags 2>&1 \
+        | grep -a "^small\|vs CPU\|error"
+    done
+    echo "-- the small pipeline compiled with --autotune default, on the GPU against the CPU (test_gpu_pipeline)"
+    QD_TEST_AUTOTUNE=default QD_QDC=$B/qdc timeout 300 "$B/test_gpu_pipeline" > "$OUT/gpu_pipeline_tuned.txt" 2>&1
+    echo "test_gpu_pipeline (tuned plan) rc=$?"; grep -a -E "FAIL|error" "$OUT/gpu_pipeline_tuned.txt" | head -5
+    tail -2 "$OUT/gpu_pipeline_tuned.txt"
+    echo "-- the tiny golden pipeline with --autotune default (its T5 head size has no GPU kernel: not tuned)"
+    timeout 200 "$B/qdc" compile tests/data/golden/pipeline_tiny -o /tmp/tiny.qplan --autotune default \
+      2> "$OUT/tune_tiny.err" | grep -a -v "^  weights\|^            "
+    echo "qdc compile --autotune rc=${PIPESTATUS[0]}"; tail -2 "$OUT/tune_tiny.err"
+    "$B/qdc" synth models/flux-vae-decoder.json --plan /tmp/vae.qplan --resolutions 1024x1024 --seed 4 -q
+    timeout 400 "$B/qdc" tune /tmp/vae.qplan 2> "$OUT/tune_vae.err"; echo "qdc tune rc=$?"; tail -3 "$OUT/tune_vae.err"
+    rm -f /tmp/vae.qplan
+    if [ -z "${QD_NO_FULL_TUNE:-}" ]; then
+      "$B/qdc" synth models/flux-transformer.json --plan /tmp/dev_nf4.qplan --quant nf4 --resolutions 1024x1024 \
+        --seed 1 -q
+      timeout 400 "$B/qdc" tune /tmp/dev_nf4.qplan 2> "$OUT/tune_dev.err"; echo "qdc tune rc=$?"
+      tail -3 "$OUT/tune_dev.err"
+      for flags in "--untuned" "" "--untuned" ""; do
+        timeout 150 "$B/flux_step" /tmp/dev_nf4.qplan --resolution 1024x1024 --iters 20 $flags \
+          --jsonl "$OUT/step.jsonl" 2>&1 | grep -a "^dev_nf4\|timed steps\|error"
+      done
+      rm -f /tmp/dev_nf4.qplan
+    fi ;;
   probe)
     timeout 120 python3 "$CARRY/probe/pin_probe.py" 2>&1 | tail -12 ;;
   kernel-tests)

@@ -6,6 +6,7 @@
 
 #include "compiler/cli.h"
 #include "compiler/compile.h"
+#include "compiler/autotune.h"
 #include "compiler/kernel_build.h"
 #include "compiler/pipeline_sources.h"
 #include "compiler/qdc_commands.h"
@@ -53,6 +54,9 @@ static void qdc_compile_usage_(FILE* f) {
           "      --threads N          CPU threads for quantization (default: all cores)\n"
           "      --target LIST        GPU architectures to build kernels for: sm_80,sm_86,sm_89,sm_90 (default: the\n"
           "                           GPUs present, else all four; PTX of the lowest runs on newer GPUs), or none\n"
+          "      --autotune LEVEL     none (default), default or max: on the GPU present, time cuBLASLt's algorithms\n"
+          "                           per GEMM (8 candidates, or all) and kernel variants per site, and keep the\n"
+          "                           fastest in the plan (docs/user-guide.md, \"Autotuning\"); minutes per plan\n"
           "      --json               print the report as one JSON document\n"
           "  -q, --quiet              no progress, only errors\n"
           "  -v, --verbose            more messages\n"
@@ -75,7 +79,7 @@ static uint64_t qdc_nf4_bytes_(const qdc_component_t* c) {
 }
 
 static void qdc_print_report_(const qdc_compile_options_t* o, qdc_component_t* const* cs, int32_t count,
-                              double seconds, bool json) {
+                              double seconds, bool json, const qdc_autotune_report_t* tuning) {
   char a[32], b[32];
   uint64_t plan_bytes = 0;
   FILE* f = fopen(o->output, "rb");
@@ -111,6 +115,7 @@ static void qdc_print_report_(const qdc_compile_options_t* o, qdc_component_t* c
       for (int32_t r = 0; r < c->result_count; r++)
         cJSON_AddItemToArray(mem, cJSON_CreateNumber((double)c->results[r].memory->arena_bytes));
     }
+    if (tuning) cJSON_AddItemToObject(root, "autotune", qdc_autotune_json(tuning));
     char* text = cJSON_Print(root);
     if (text) printf("%s\n", text);
     free(text);
@@ -139,6 +144,7 @@ static void qdc_print_report_(const qdc_compile_options_t* o, qdc_component_t* c
              (long long)c->results[r].res.height, (long long)c->results[r].res.batch,
              qd_format_bytes(c->results[r].memory->arena_bytes, a, sizeof a), c->results[r].graph->node_count);
   }
+  if (tuning) qdc_autotune_print(tuning, false);
   printf("plan        %s, %s, in %.1f s\n", o->output, qd_format_bytes(plan_bytes, a, sizeof a), seconds);
 }
 
@@ -168,6 +174,7 @@ int qdc_cmd_compile(int argc, char** argv) {
   int64_t vae_tile_w = 512, vae_tile_h = 512; /* --vae-tile; 0: none */
   bool json = false, quiet = false;
   const char* target = NULL; /* --target */
+  int autotune = 0;          /* --autotune: none, default, max */
   char command[2048];
   size_t used = (size_t)snprintf(command, sizeof command, "qdc compile");
   for (int i = 1; i < argc && used < sizeof command; i++)
@@ -233,6 +240,10 @@ int qdc_cmd_compile(int argc, char** argv) {
         o.seed = strtoull(v, NULL, 10);
       } else if (strcmp(arg, "--target") == 0) {
         target = v;
+      } else if (strcmp(arg, "--autotune") == 0) {
+        if (strcmp(v, "none") != 0 && strcmp(v, "default") != 0 && strcmp(v, "max") != 0)
+          return qdc_compile_usage_error_("--autotune takes none, default or max, not", v);
+        autotune = strcmp(v, "none") == 0 ? 0 : strcmp(v, "default") == 0 ? 1 : 2;
       } else {
         return qdc_compile_usage_error_("unknown option", arg);
       }
@@ -297,13 +308,16 @@ int qdc_cmd_compile(int argc, char** argv) {
   }
   for (int32_t i = 0; i < count && !s; i++) s = qdc_choose_formats(&o, comps[i]);
   if (!s) s = qdc_emit_plan_multi(&o, comps, count, pipeline ? &ps.extras : NULL, pool);
+  qdc_autotune_report_t tuning;
+  memset(&tuning, 0, sizeof tuning);
+  if (!s && autotune) s = qdc_autotune_plan(o.output, autotune == 2, a, &tuning);
   int rc = 0;
   if (s) {
     qd_status_fprint(stderr, "qdc", s, false);
     qd_status_free(s);
     rc = 1;
   } else if (!quiet || json) {
-    qdc_print_report_(&o, comps, count, qd_now_seconds() - t0, json);
+    qdc_print_report_(&o, comps, count, qd_now_seconds() - t0, json, autotune ? &tuning : NULL);
   }
   for (int32_t i = 0; i < count; i++) qdc_component_destroy(comps[i]);
   qdc_pipeline_sources_deinit(&ps);

@@ -174,7 +174,7 @@ static void qdc_jobs_free_(qdc_jobs_t* j) {
 
 /* --- per component ------------------------------------------------------------------------------------------ */
 
-static int qdc_image_cmp_(const void* a, const void* b) {
+int qdc_kernel_image_cmp(const void* a, const void* b) {
   const qdc_kernel_image_t *x = a, *y = b;
   int k = strcmp(x->key, y->key);
   return k ? k : strcmp(x->arch, y->arch);
@@ -236,7 +236,7 @@ static qd_status_t qdc_collect_component_(const qd_plan_kernel_targets_t* t, qd_
       im->size = ptx ? job->out.ptx_size + 1 : job->out.cubin_size; /* PTX with its NUL: the driver reads it so */
     }
   }
-  qsort(out->images, (size_t)out->count, sizeof *out->images, qdc_image_cmp_);
+  qsort(out->images, (size_t)out->count, sizeof *out->images, qdc_kernel_image_cmp);
   for (int32_t i = 0; i < out->count; i++)
     out->variants += i == 0 || strcmp(out->images[i - 1].key, out->images[i].key) != 0;
   return QD_OK;
@@ -357,7 +357,11 @@ static uint64_t qdc_align_image_(uint64_t v) {
 
 qd_status_t qdc_kernels_write(const qdc_kernels_t* k, int32_t index, const char* name, qd_plan_writer_t* w) {
   if (!k->enabled) return QD_OK;
-  const qdc_component_kernels_t* c = &k->components[index];
+  return qdc_kern_section_write(k->allocator, &k->components[index], name, w);
+}
+
+qd_status_t qdc_kern_section_write(qd_allocator_t allocator, const qdc_component_kernels_t* c, const char* name,
+                                   qd_plan_writer_t* w) {
   size_t pool_cap = 0;
   for (int32_t i = 0; i < c->count; i++) pool_cap += strlen(c->images[i].key) + strlen(c->images[i].function) + 2;
   if (pool_cap > QD_KERN_MAX_STRINGS)
@@ -365,7 +369,7 @@ qd_status_t qdc_kernels_write(const qdc_kernels_t* k, int32_t index, const char*
                   QD_KERN_MAX_STRINGS);
   size_t table = QD_KERN_HEADER_SIZE + (size_t)c->count * QD_KERN_ENTRY_SIZE;
   uint8_t* idx;
-  QD_TRY(qd_calloc(k->allocator, 1, table + pool_cap + 1, (void**)&idx));
+  QD_TRY(qd_calloc(allocator, 1, table + pool_cap + 1, (void**)&idx));
   /* Strings first (each once: a key has an image per architecture), so that image offsets can follow the pool. */
   uint8_t* pool = idx + table;
   uint32_t pool_used = 0;
@@ -396,7 +400,7 @@ qd_status_t qdc_kernels_write(const qdc_kernels_t* k, int32_t index, const char*
     at = start + c->images[i].size;
   }
   if (!s) s = qd_plan_writer_end_section(w);
-  qd_free(k->allocator, idx, table + pool_cap + 1);
+  qd_free(allocator, idx, table + pool_cap + 1);
   return s;
 }
 

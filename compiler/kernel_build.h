@@ -68,6 +68,12 @@ qd_status_t qdc_kernels_build(const qdc_compile_options_t* o, qdc_component_t* c
                               void* pool, qd_allocator_t allocator, qdc_kernels_t* out);
 /* Writes component `index`'s KERN section (named `name`); nothing when the build is disabled. */
 qd_status_t qdc_kernels_write(const qdc_kernels_t* k, int32_t index, const char* name, qd_plan_writer_t* w);
+/* Writes a KERN section named `name` holding c's images (sorted by (key, arch), as qdc_kernel_image_cmp orders
+ * them). */
+qd_status_t qdc_kern_section_write(qd_allocator_t allocator, const qdc_component_kernels_t* c, const char* name,
+                                   qd_plan_writer_t* w);
+/* qsort order of kernel images: by key, then architecture. */
+int qdc_kernel_image_cmp(const void* a, const void* b);
 /* Adds "kernels" to META when the build is enabled; false when cJSON runs out of memory. */
 bool qdc_kernels_add_meta(const qdc_kernels_t* k, cJSON* meta);
 void qdc_kernels_deinit(qdc_kernels_t* k);

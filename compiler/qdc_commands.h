@@ -7,5 +7,6 @@ int qdc_cmd_inspect(int argc, char** argv);
 int qdc_cmd_compile(int argc, char** argv);
 int qdc_cmd_synth(int argc, char** argv);
 int qdc_cmd_quantize(int argc, char** argv);
+int qdc_cmd_tune(int argc, char** argv);
 
 #endif

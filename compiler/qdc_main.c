@@ -17,6 +17,7 @@ static const qdc_command_t qdc_commands[] = {
     {"compile", qdc_cmd_compile, "compile a checkpoint and a graph description into a .qplan"},
     {"quantize", qdc_cmd_quantize, "write a checkpoint's linear weights as bitsandbytes NF4 (a diffusers-loadable file)"},
     {"synth", qdc_cmd_synth, "write seeded random weights for a graph (checkpoint or plan)"},
+    {"tune", qdc_cmd_tune, "autotune a plan's GEMMs and kernels on the GPU present"},
     {"inspect", qdc_cmd_inspect, "describe a checkpoint, a graph description or a plan"},
 };
 

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/wait.h>
 
+#include "compiler/autotune.h"
 #include "compiler/kernel_build.h"
 #include "compiler/plan_writer.h"
 #include "qd/device.h"
@@ -263,6 +264,184 @@ static void m_replace_in_meta(sections_t* s, const char* from, const char* to) {
 static void m_meta_unknown_target(sections_t* s) { m_replace_in_meta(s, "\"sm_80\"", "\"sm_75\""); }
 static void m_meta_no_kernels(sections_t* s) { m_replace_in_meta(s, "\"kernels\":", "\"kernelz\":"); }
 static void m_meta_ptx(sections_t* s) { m_replace_in_meta(s, "\"compute_80\"", "\"compute_90a\""); }
+
+/* --- autotuning records: tuned variants and the rewritten plan ----------------------------------------------- */
+
+/* The first node of the plan's first program whose sm_90 kernel key starts with `prefix`; its key and shape. */
+static int32_t node_with_kernel(const qd_graph_t* g, const qd_cuda_lowering_t* l, const qd_plan_component_t* c,
+                                const char* prefix, qd_cuda_kernel_t* k, char* shape, size_t shape_size) {
+  for (int32_t i = 0; i < g->node_count; i++) {
+    bool has;
+    qd_status_t s = qd_cuda_node_kernel(g, l, c->weights, (qd_cuda_kernel_target_t){90, false}, i, k, &has);
+    if (s) {
+      qd_status_free(s);
+      continue;
+    }
+    if (has && strncmp(k->key, prefix, strlen(prefix)) == 0) {
+      qd_cuda_kernel_site_shape(g, i, shape, shape_size);
+      return i;
+    }
+  }
+  return -1;
+}
+
+/* A record for (site, shape) on sm_90 changes that node's variant on sm_90 cubins only; not on sm_80, not for PTX,
+ * not for another shape; records that set a non-tunable or an unlisted value are errors naming the record. */
+START_TEST(tuning_records_choose_variants) {
+  qd_plan_t* p;
+  QD_ASSERT_OK(qd_plan_open(plan_80_90, qd_allocator_system(), 0, &p));
+  const qd_plan_component_t* c = qd_plan_component(p, 0);
+  qd_graph_t* g;
+  QD_ASSERT_OK(qd_plan_instantiate(p, 0, 0, qd_allocator_system(), &g));
+  qd_cuda_lowering_t* l;
+  QD_ASSERT_OK(qd_cuda_lowering_create(g, QD_LOWER_DEFAULT, qd_allocator_system(), &l));
+  qd_cuda_kernel_t k, tuned;
+  char shape[QD_TUNING_SHAPE_MAX];
+  int32_t node = node_with_kernel(g, l, c, "layernorm_modulate.cu:qd_layernorm_modulate", &k, shape, sizeof shape);
+  ck_assert_int_ge(node, 0);
+  ck_assert_ptr_nonnull(strchr(shape, '<'));
+  qd_tuning_t* t;
+  QD_ASSERT_OK(qd_tuning_create(qd_allocator_system(), &t));
+  snprintf(t->arch, sizeof t->arch, "sm_90");
+  qd_tuning_kernel_t rec;
+  memset(&rec, 0, sizeof rec);
+  snprintf(rec.site, sizeof rec.site, "%s", k.key);
+  snprintf(rec.shape, sizeof rec.shape, "%s", shape);
+  rec.define_count = 1;
+  snprintf(rec.defines[0].name, sizeof rec.defines[0].name, "LN_THREADS");
+  rec.defines[0].value = 256;
+  QD_ASSERT_OK(qd_tuning_add_kernel(t, &rec));
+  bool has;
+  QD_ASSERT_OK(qd_cuda_node_kernel_tuned(g, l, c->weights, (qd_cuda_kernel_target_t){90, false}, t, node, &tuned, &has));
+  ck_assert(has);
+  ck_assert_str_ne(tuned.key, k.key);
+  ck_assert_ptr_nonnull(strstr(tuned.key, "LN_THREADS=256"));
+  int v = 0;
+  QD_ASSERT_OK(qd_kernel_config_get(&tuned.config, "LN_THREADS", &v));
+  ck_assert_int_eq(v, 256);
+  /* the same record leaves sm_80, PTX and a NULL record set at the default */
+  qd_cuda_kernel_target_t others[2] = {{80, false}, {90, true}};
+  for (int o = 0; o < 2; o++) {
+    qd_cuda_kernel_t d, x;
+    QD_ASSERT_OK(qd_cuda_node_kernel(g, l, c->weights, others[o], node, &d, &has));
+    QD_ASSERT_OK(qd_cuda_node_kernel_tuned(g, l, c->weights, others[o], t, node, &x, &has));
+    ck_assert_str_eq(x.key, d.key);
+  }
+  QD_ASSERT_OK(qd_cuda_node_kernel_tuned(g, l, c->weights, (qd_cuda_kernel_target_t){90, false}, NULL, node, &tuned, &has));
+  ck_assert_str_eq(tuned.key, k.key);
+  /* another shape: the default */
+  snprintf(rec.shape, sizeof rec.shape, "1x2x3");
+  t->kernels[0] = rec;
+  QD_ASSERT_OK(qd_cuda_node_kernel_tuned(g, l, c->weights, (qd_cuda_kernel_target_t){90, false}, t, node, &tuned, &has));
+  ck_assert_str_eq(tuned.key, k.key);
+  /* a select parameter, and a value the template does not list */
+  snprintf(rec.shape, sizeof rec.shape, "%s", shape);
+  snprintf(rec.defines[0].name, sizeof rec.defines[0].name, "LN_MODULATE");
+  rec.defines[0].value = 0;
+  t->kernels[0] = rec;
+  QD_ASSERT_DETAIL(qd_cuda_node_kernel_tuned(g, l, c->weights, (qd_cuda_kernel_target_t){90, false}, t, node, &tuned, &has),
+                   QD_E_KERNEL_DEFINE_INVALID);
+  snprintf(rec.defines[0].name, sizeof rec.defines[0].name, "LN_THREADS");
+  rec.defines[0].value = 7;
+  t->kernels[0] = rec;
+  QD_ASSERT_DETAIL(qd_cuda_node_kernel_tuned(g, l, c->weights, (qd_cuda_kernel_target_t){90, false}, t, node, &tuned, &has),
+                   QD_E_KERNEL_DEFINE_INVALID);
+  qd_tuning_destroy(t);
+  qd_cuda_lowering_destroy(l);
+  qd_graph_destroy(g);
+  qd_plan_close(p);
+}
+END_TEST
+
+/* qdc tune's rewrite (without a GPU: records made by hand): every section but KERN and TUNE comes through byte for
+ * byte, TUNE holds the records, KERN gains the tuned variant's sm_90 cubin (and only that), and the new plan covers
+ * what a tuned executor would load. Records for an architecture the plan lacks add no image. */
+START_TEST(tuned_plan_rewrite) {
+  qd_allocator_t a = qd_allocator_system();
+  qd_plan_t* p;
+  QD_ASSERT_OK(qd_plan_open(plan_90, a, 0, &p));
+  const qd_plan_component_t* c = qd_plan_component(p, 0);
+  qd_graph_t* g;
+  QD_ASSERT_OK(qd_plan_instantiate(p, 0, 0, a, &g));
+  qd_cuda_lowering_t* l;
+  QD_ASSERT_OK(qd_cuda_lowering_create(g, QD_LOWER_DEFAULT, a, &l));
+  qd_cuda_kernel_t k;
+  char shape[QD_TUNING_SHAPE_MAX];
+  ck_assert_int_ge(node_with_kernel(g, l, c, "gated_residual.cu:qd_gated_residual", &k, shape, sizeof shape), 0);
+  for (int arch = 0; arch < 2; arch++) {
+    qd_tuning_t* t;
+    QD_ASSERT_OK(qd_tuning_create(a, &t));
+    snprintf(t->mode, sizeof t->mode, "default");
+    snprintf(t->arch, sizeof t->arch, arch == 0 ? "sm_90" : "sm_86");
+    snprintf(t->device, sizeof t->device, "a test");
+    t->cublaslt = 130100;
+    qd_tuning_kernel_t rec;
+    memset(&rec, 0, sizeof rec);
+    snprintf(rec.site, sizeof rec.site, "%s", k.key);
+    snprintf(rec.shape, sizeof rec.shape, "%s", shape);
+    rec.define_count = 1;
+    snprintf(rec.defines[0].name, sizeof rec.defines[0].name, "GR_THREADS");
+    rec.defines[0].value = 512;
+    QD_ASSERT_OK(qd_tuning_add_kernel(t, &rec));
+    qd_tuning_gemm_t gm;
+    memset(&gm, 0, sizeof gm);
+    gm.m = 16, gm.n = 64, gm.k = 64, gm.batch = 1, gm.w_ld = 64, gm.y_ld = 64, gm.algo[0] = 7;
+    QD_ASSERT_OK(qd_tuning_add_gemm(t, &gm));
+    qd_cuda_kernel_list_t tuned;
+    qd_cuda_kernel_list_init(&tuned, (qd_cuda_kernel_target_t){90, false}, a);
+    tuned.tuning = t;
+    QD_ASSERT_OK(qd_cuda_kernel_list_add_program(&tuned, g, c->weights));
+    int32_t new_keys = 0;
+    for (int32_t i = 0; i < tuned.count; i++)
+      new_keys += !qd_plan_kernels_find(c->kernels, c->kernel_count, tuned.items[i].key, tuned.items[i].arch);
+    ck_assert_int_eq(new_keys, arch == 0 ? 1 : 0);
+    char out[600];
+    snprintf(out, sizeof out, "%s/kern_tiny_90_tuned_%d.qplan", qd_test_tmp_dir(), arch);
+    qd_tuning_t* records[1] = {t};
+    QD_ASSERT_OK(qdc_autotune_write_plan(p, out, records, &tuned, a));
+    qd_plan_t* q;
+    QD_ASSERT_OK(qd_plan_open(out, a, QD_PLAN_OPEN_VERIFY_ALL, &q));
+    /* every section but KERN and TUNE as it was */
+    qd_plan_file_t *pf = qd_plan_container(p), *qf = qd_plan_container(q);
+    for (size_t i = 0; i < qd_plan_file_section_count(pf); i++) {
+      const qd_plan_section_t* x = qd_plan_file_section(pf, i);
+      if (x->kind == QD_PLAN_KIND_KERN || x->kind == QD_PLAN_KIND_TUNE) continue;
+      const qd_plan_section_t* y = qd_plan_file_find(qf, x->kind, x->name);
+      ck_assert_ptr_nonnull(y);
+      ck_assert_uint_eq(y->size, x->size);
+      ck_assert_uint_eq(y->align_log2, x->align_log2);
+      ck_assert_int_eq(memcmp(y->data, x->data, (size_t)x->size), 0);
+    }
+    /* TUNE: the records */
+    const qd_plan_section_t* ts = qd_plan_file_find(qf, QD_PLAN_KIND_TUNE, qd_plan_component_name(q, 0));
+    ck_assert_ptr_nonnull(ts);
+    qd_tuning_t* back;
+    QD_ASSERT_OK(qd_tuning_parse((const char*)ts->data, ts->size, out, a, &back));
+    ck_assert_int_eq(back->kernel_count, 1);
+    ck_assert_int_eq(back->gemm_count, 1);
+    ck_assert_str_eq(back->arch, t->arch);
+    ck_assert_int_eq(back->gemms[0].algo[0], 7);
+    qd_tuning_destroy(back);
+    /* KERN: the old images and the tuned one */
+    const qd_plan_component_t* qc = qd_plan_component(q, 0);
+    ck_assert_int_eq(qc->kernel_count, c->kernel_count + new_keys);
+    for (int32_t i = 0; i < tuned.count; i++) {
+      const qd_plan_kernel_image_t* im =
+          qd_plan_kernels_find(qc->kernels, qc->kernel_count, tuned.items[i].key, tuned.items[i].arch);
+      if (arch == 1 && !im) continue; /* sm_86 records: nothing added, and sm_90 keeps its defaults */
+      ck_assert_msg(im != NULL, "no %s image of %s", tuned.items[i].arch, tuned.items[i].key);
+      ck_assert(qd_cubin_has_function(im->data, (size_t)im->size, im->function));
+    }
+    qd_plan_close(q);
+    remove(out);
+    qd_cuda_kernel_list_deinit(&tuned);
+    qd_tuning_destroy(t);
+  }
+  qd_cuda_lowering_destroy(l);
+  qd_graph_destroy(g);
+  qd_plan_close(p);
+}
+END_TEST
 
 START_TEST(corrupt_kern_indexes_are_rejected) {
   char bad[512];
@@ -568,6 +747,8 @@ static Suite* plan_kernels_suite(void) {
   tcase_set_timeout(tc, 600);
   tcase_add_test(tc, kern_index_covers_the_lowering);
   tcase_add_test(tc, listing_names_the_expected_variants);
+  tcase_add_test(tc, tuning_records_choose_variants);
+  tcase_add_test(tc, tuned_plan_rewrite);
   tcase_add_test(tc, corrupt_kern_indexes_are_rejected);
   tcase_add_test(tc, kern_may_be_absent);
   tcase_add_test(tc, kern_reader_sweeps);

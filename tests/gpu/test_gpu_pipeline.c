@@ -25,7 +25,8 @@
  *
  * Exits 77 without a GPU (or without the tools to build the plan), 0 when every check passes, 1 otherwise. Not a
  * Check suite: it must run on GPU machines without Check.
- * Usage: test_gpu_pipeline [--keep DIR]   (QD_QDC and QD_SOURCE_ROOT as the meson test environment sets them) */
+ * Usage: test_gpu_pipeline [--keep DIR]   (QD_QDC and QD_SOURCE_ROOT as the meson test environment sets them;
+ * QD_TEST_AUTOTUNE=default or max compiles the plan with --autotune) */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -283,8 +284,12 @@ int main(int argc, char** argv) {
   char dir[512], plan_path[600], cmd[2048];
   snprintf(dir, sizeof dir, "%s", keep ? keep : "/tmp/qd_gpu_pipeline");
   snprintf(plan_path, sizeof plan_path, "%s.qplan", dir);
+  /* QD_TEST_AUTOTUNE=default|max: the plan autotuned on this GPU (compiler/autotune.h), so that everything below
+   * runs the tuned GEMM algorithms and kernel variants. */
+  const char* tune = getenv("QD_TEST_AUTOTUNE");
   snprintf(cmd, sizeof cmd, "'%s/tools/make_small_pipeline.sh' '%s' '%s' >/dev/null && '%s' compile '%s' -o '%s' "
-           "--resolutions 256x256 --vae-tile 128x128 -q", root, qdc, dir, qdc, dir, plan_path);
+           "--resolutions 256x256 --vae-tile 128x128 -q%s%s", root, qdc, dir, qdc, dir, plan_path,
+           tune ? " --autotune " : "", tune ? tune : "");
   if (system(cmd) != 0) {
     fprintf(stderr, "test_gpu_pipeline: building the small pipeline plan failed: %s\n", cmd);
     return 1;
