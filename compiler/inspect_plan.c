@@ -20,6 +20,7 @@
 #include "qd/device.h"
 #include "qd/plan_file.h"
 #include "qd/progress.h"
+#include "runtime/cuda/tuning.h"
 #include "runtime/plan_kernels.h"
 
 typedef enum { QDC_VERIFY_NOT_RUN = 0, QDC_VERIFY_OK, QDC_VERIFY_MISMATCH } qdc_verify_result_t;
@@ -205,6 +206,58 @@ static bool qdc_plan_kernels_json_(const qdc_plan_view_t* v, cJSON* root) {
   return true;
 }
 
+/* --- tuning records (TUNE sections, runtime/cuda/tuning.h) --------------------------------------------------- */
+
+/* One TUNE section parsed: its records, or why they are invalid (into why). */
+static qd_tuning_t* qdc_plan_tuning_(const qd_plan_section_t* sec, char* why, size_t why_size) {
+  char where[96];
+  snprintf(where, sizeof where, "TUNE \"%s\"", sec->name);
+  qd_tuning_t* t = NULL;
+  qd_status_t s = qd_tuning_parse((const char*)sec->data, sec->size, where, qd_allocator_system(), &t);
+  if (s) {
+    qd_status_format(s, why, why_size);
+    qd_status_free(s);
+  }
+  return t;
+}
+
+static void qdc_plan_tuning_text_(const qdc_plan_view_t* v) {
+  for (size_t i = 0; i < qd_plan_file_section_count(v->pf); i++) {
+    const qd_plan_section_t* sec = qd_plan_file_section(v->pf, i);
+    if (sec->kind != QD_PLAN_KIND_TUNE) continue;
+    char why[400] = "";
+    qd_tuning_t* t = qdc_plan_tuning_(sec, why, sizeof why);
+    if (!t) {
+      printf("tuning: TUNE \"%s\": invalid: %s\n", sec->name, why);
+      continue;
+    }
+    printf("tuning: TUNE \"%s\": %s on %s (%s, cuBLASLt %d): %d GEMM algorithm%s, %d kernel variant%s\n", sec->name,
+           t->mode, t->device, t->arch, (int)t->cublaslt, (int)t->gemm_count, t->gemm_count == 1 ? "" : "s",
+           (int)t->kernel_count, t->kernel_count == 1 ? "" : "s");
+    qd_tuning_destroy(t);
+  }
+}
+
+static bool qdc_plan_tuning_json_(const qdc_plan_view_t* v, cJSON* root) {
+  cJSON* list = cJSON_AddArrayToObject(root, "tuning");
+  for (size_t i = 0; list && i < qd_plan_file_section_count(v->pf); i++) {
+    const qd_plan_section_t* sec = qd_plan_file_section(v->pf, i);
+    if (sec->kind != QD_PLAN_KIND_TUNE) continue;
+    cJSON* o = cJSON_CreateObject();
+    if (!o || !cJSON_AddItemToArray(list, o) || !cJSON_AddStringToObject(o, "name", sec->name)) return false;
+    char why[400] = "";
+    qd_tuning_t* t = qdc_plan_tuning_(sec, why, sizeof why);
+    bool ok = t ? cJSON_AddStringToObject(o, "mode", t->mode) && cJSON_AddStringToObject(o, "device", t->device) &&
+                      cJSON_AddStringToObject(o, "arch", t->arch) && cJSON_AddNumberToObject(o, "cublaslt", t->cublaslt) &&
+                      cJSON_AddNumberToObject(o, "gemms", t->gemm_count) &&
+                      cJSON_AddNumberToObject(o, "kernels", t->kernel_count)
+                : cJSON_AddStringToObject(o, "error", why) != NULL;
+    qd_tuning_destroy(t);
+    if (!ok) return false;
+  }
+  return list != NULL;
+}
+
 /* Text summary of the plan's contents, from META. Today: its top-level keys. */
 static void qdc_plan_contents_text_(const qdc_plan_view_t* v) {
   if (!v->meta) {
@@ -299,6 +352,7 @@ static void qdc_plan_print_text_(const qdc_plan_view_t* v) {
   qdc_plan_contents_print(pf, v->meta_json);
   putchar('\n');
   qdc_plan_kernels_text_(v);
+  qdc_plan_tuning_text_(v);
   if (v->verify) {
     if (v->mismatches == 0)
       printf("verify: all %zu section checksums match\n", n);
@@ -339,7 +393,8 @@ static cJSON* qdc_plan_build_json_(const qdc_plan_view_t* v) {
            cJSON_AddStringToObject(o, "computed", qdc_hex64_(v->computed[i], h, sizeof h));
     }
   }
-  ok = ok && qdc_plan_contents_json_(v, root) && qdc_plan_contents_add_json(pf, v->meta_json, root) && qdc_plan_kernels_json_(v, root);
+  ok = ok && qdc_plan_contents_json_(v, root) && qdc_plan_contents_add_json(pf, v->meta_json, root) && qdc_plan_kernels_json_(v, root) &&
+       qdc_plan_tuning_json_(v, root);
   if (ok && v->verify) {
     cJSON* vo = cJSON_AddObjectToObject(root, "verify");
     ok = vo && cJSON_AddBoolToObject(vo, "ok", v->mismatches == 0) &&

@@ -433,6 +433,18 @@ START_TEST(tuned_plan_rewrite) {
       ck_assert(qd_cubin_has_function(im->data, (size_t)im->size, im->function));
     }
     qd_plan_close(q);
+    /* qdc inspect summarizes the records */
+    char cmd[1400], text[8192] = "";
+    snprintf(cmd, sizeof cmd, "'%s' inspect '%s'", getenv("QD_QDC"), out);
+    FILE* f = popen(cmd, "r");
+    ck_assert_ptr_nonnull(f);
+    size_t got = fread(text, 1, sizeof text - 1, f);
+    text[got] = 0;
+    ck_assert_int_eq(pclose(f), 0);
+    char want[200];
+    snprintf(want, sizeof want, "tuning: TUNE \"%s\": default on a test (%s, cuBLASLt 130100): 1 GEMM algorithm, 1 "
+             "kernel variant", qd_plan_component_name(p, 0), t->arch);
+    ck_assert_msg(strstr(text, want) != NULL, "qdc inspect lacks '%s':\n%s", want, text);
     remove(out);
     qd_cuda_kernel_list_deinit(&tuned);
     qd_tuning_destroy(t);
