@@ -10,9 +10,11 @@
 #include "qd/device.h"
 #include "qd/log.h"
 #include "qd/plan.h"
+#include "qd/plan_file.h"
 #include "runtime/cuda/device_memory.h"
 #include "runtime/cuda/executor.h"
 #include "runtime/cuda/kernel_variants.h"
+#include "runtime/cuda/tuning.h"
 #include "runtime/cuda_nvrtc.h"
 #include "runtime/pipeline/schedule.h"
 #include "runtime/plan_internal.h"
@@ -177,6 +179,46 @@ static qd_status_t qdrun_check_kernels_(const qd_plan_t* p, bool nvrtc, qdrun_de
 
 static const char* qdrun_bytes_(uint64_t b, char* buf, size_t size) { return qd_format_bytes(b, buf, size); }
 
+/* The plan's autotuning records (TUNE, runtime/cuda/tuning.h) and whether they apply here: GEMM algorithms with the
+ * cuBLASLt they were timed with (`cublaslt`, 0 when none is loaded), kernel variants on GPUs of their architecture.
+ * One line each, or one JSON object each into `list` when it is not NULL. */
+static void qdrun_tuning_(const qd_plan_t* p, int cublaslt, cJSON* list) {
+  const qd_plan_file_t* pf = qd_plan_container(p);
+  for (size_t i = 0; i < qd_plan_file_section_count(pf); i++) {
+    const qd_plan_section_t* sec = qd_plan_file_section(pf, i);
+    if (sec->kind != QD_PLAN_KIND_TUNE) continue;
+    char where[96], why[400] = "";
+    snprintf(where, sizeof where, "TUNE '%s'", sec->name);
+    qd_tuning_t* t = NULL;
+    qd_status_t s = qd_tuning_parse((const char*)sec->data, sec->size, where, qd_allocator_system(), &t);
+    if (s) qd_status_format(s, why, sizeof why);
+    qd_status_free(s);
+    bool gemms_apply = t && t->gemm_count && t->cublaslt == cublaslt;
+    if (list) {
+      cJSON* o = cJSON_CreateObject();
+      cJSON_AddItemToArray(list, o);
+      cJSON_AddStringToObject(o, "component", sec->name);
+      if (!t) {
+        cJSON_AddStringToObject(o, "error", why);
+        continue;
+      }
+      cJSON_AddStringToObject(o, "arch", t->arch);
+      cJSON_AddNumberToObject(o, "cublaslt", t->cublaslt);
+      cJSON_AddNumberToObject(o, "gemms", t->gemm_count);
+      cJSON_AddNumberToObject(o, "kernels", t->kernel_count);
+      cJSON_AddBoolToObject(o, "gemms_apply", gemms_apply);
+    } else if (!t) {
+      printf("tuning    '%s': invalid: %s\n", sec->name, why);
+    } else {
+      printf("tuning    '%s': %d GEMM algorithm%s for cuBLASLt %d (%s), %d kernel variant%s for %s GPUs\n", sec->name,
+             (int)t->gemm_count, t->gemm_count == 1 ? "" : "s", (int)t->cublaslt,
+             !t->gemm_count ? "none to use" : gemms_apply ? "used here" : "not this one: the heuristic's instead",
+             (int)t->kernel_count, t->kernel_count == 1 ? "" : "s", t->arch);
+    }
+    qd_tuning_destroy(t);
+  }
+}
+
 static cJSON* qdrun_version_or_null_(int v) {
   char b[32];
   return v ? cJSON_CreateString(qd_cuda_version_format(v, b, sizeof b)) : cJSON_CreateNull();
@@ -332,6 +374,7 @@ int qdrun_check(const char* path, bool json) {
     cJSON_AddItemToObject(root, "nvrtc", nvrtc_missing[0] ? cJSON_CreateNull() : cJSON_CreateString(b));
     snprintf(b, sizeof b, "%d.%d.%d", v.cublaslt / 10000, (v.cublaslt / 100) % 100, v.cublaslt % 100);
     cJSON_AddItemToObject(root, "cublaslt", v.cublaslt_library ? cJSON_CreateString(b) : cJSON_CreateNull());
+    qdrun_tuning_(p, v.cublaslt_library ? v.cublaslt : 0, cJSON_AddArrayToObject(root, "tuning"));
     cJSON* da = cJSON_AddArrayToObject(root, "devices");
     for (size_t i = 0; devs && i < n_dev; i++) {
       const qdrun_device_check_t* d = &devs[i];
@@ -410,6 +453,7 @@ int qdrun_check(const char* path, bool json) {
              v.cublaslt_library);
     else
       printf("cuBLASLt  none\n");
+    qdrun_tuning_(p, v.cublaslt_library ? v.cublaslt : 0, NULL);
     for (size_t i = 0; devs && i < n_dev; i++) {
       const qdrun_device_check_t* d = &devs[i];
       printf("device %d  %s, sm_%d%d, %s: %s\n", d->info->ordinal, d->info->name, d->info->cc_major, d->info->cc_minor,

@@ -445,6 +445,17 @@ START_TEST(tuned_plan_rewrite) {
     snprintf(want, sizeof want, "tuning: TUNE \"%s\": default on a test (%s, cuBLASLt 130100): 1 GEMM algorithm, 1 "
              "kernel variant", qd_plan_component_name(p, 0), t->arch);
     ck_assert_msg(strstr(text, want) != NULL, "qdc inspect lacks '%s':\n%s", want, text);
+    /* qdrun --check says which records apply (whether it can run here or not) */
+    snprintf(cmd, sizeof cmd, "'%s' --check '%s' 2>&1", getenv("QD_QDRUN"), out);
+    f = popen(cmd, "r");
+    ck_assert_ptr_nonnull(f);
+    got = fread(text, 1, sizeof text - 1, f);
+    text[got] = 0;
+    pclose(f);
+    snprintf(want, sizeof want, "tuning    '%s': 1 GEMM algorithm for cuBLASLt 130100 (", qd_plan_component_name(p, 0));
+    ck_assert_msg(strstr(text, want) != NULL, "qdrun --check lacks '%s':\n%s", want, text);
+    snprintf(want, sizeof want, "1 kernel variant for %s GPUs", t->arch);
+    ck_assert_msg(strstr(text, want) != NULL, "qdrun --check lacks '%s':\n%s", want, text);
     remove(out);
     qd_cuda_kernel_list_deinit(&tuned);
     qd_tuning_destroy(t);
