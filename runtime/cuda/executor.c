@@ -1549,7 +1549,9 @@ qd_status_t qd_cuda_executor_autotune(qd_cuda_executor_t* e, bool max, const qd_
     if (!seen) first[sites++] = i;
   }
   qd_progress_t pr;
-  qd_progress_begin(&pr, progress, g->name, (uint64_t)(e->gemm_count + sites), "GEMMs and kernels");
+  char label[64];
+  snprintf(label, sizeof label, "autotune %s", e->comp->name);
+  qd_progress_begin(&pr, progress, label, (uint64_t)(e->gemm_count + sites), "sites");
   for (int32_t gi = 0; gi < e->gemm_count && !st; gi++) {
     const qd_step_t* sp = NULL;
     for (int32_t i = 0; i < e->prog.step_count && !sp; i++)

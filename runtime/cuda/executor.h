@@ -141,7 +141,8 @@ qd_status_t qd_cuda_executor_time(qd_cuda_executor_t* executor, int iterations, 
  * 2% or more; the records go into `into` (its mode, device, arch, driver and cublaslt are set here), and the tuned
  * kernels (key, configuration) into `tuned_kernels` (may be NULL) for the plan's KERN. Afterwards the executor runs
  * the tuned GEMM algorithms and the default kernels. The executor must have been made with options.ignore_tuning
- * and without hoisting or streamed weights (INVALID_ARGUMENT otherwise). Progress: one unit per GEMM and site. */
+ * and without hoisting or streamed weights (INVALID_ARGUMENT otherwise). Progress: one unit ("sites") per GEMM
+ * descriptor and kernel site. */
 qd_status_t qd_cuda_executor_autotune(qd_cuda_executor_t* executor, bool max, const qd_progress_sink_t* progress,
                                       qd_tuning_t* into, qd_cuda_kernel_list_t* tuned_kernels);
 
