@@ -12,6 +12,7 @@
 
 #include "qd/allocator.h"
 #include "qd_test.h"
+#include "runtime/cuda/kernel_compile.h"
 #include "runtime/cuda/attention.h"
 #include "runtime/cuda/kernel_sources.h"
 #include "runtime/cuda_nvrtc.h"
@@ -71,13 +72,18 @@ START_TEST(every_variant_compiles_without_local_memory) {
     const char* options[QD_ATTENTION_MAX_DEFINES + 1];
     for (size_t k = 0; k < defs.count; k++) options[k] = defs.options[k];
     options[defs.count] = "--ptxas-options=-v";
+    qd_kernel_headers_t headers; /* qd_mma.cuh and the other shared headers, as the runtime passes them */
+    qd_kernel_headers_get(&headers);
     for (size_t a = 0; a < narchs; a++) {
       qd_nvrtc_compile_options_t opt = {.source = sources[wg ? 1 : 0],
                                         .name = qd_attention_template_file(tv->v.kernel),
                                         .arch = archs[a],
                                         .outputs = QD_NVRTC_OUTPUT_CUBIN,
                                         .options = options,
-                                        .option_count = defs.count + 1};
+                                        .option_count = defs.count + 1,
+                                        .header_names = headers.names,
+                                        .headers = headers.texts,
+                                        .header_count = headers.count};
       qd_nvrtc_output_t out;
       QD_ASSERT_OK(qd_nvrtc_compile(qd_allocator_system(), &opt, &out));
       ck_assert_uint_gt(out.cubin_size, 64);

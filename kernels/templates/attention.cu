@@ -91,8 +91,9 @@ static_assert(STAGES >= 2 && STAGES <= 4, "STAGES must be 2, 3 or 4");
 
 #define QD_NEG_INF __int_as_float(0xff800000)
 
+#include "qd_mma.cuh" /* qd_u32, cp.async, ldmatrix, mma, bf16 pack, exp2 */
+
 typedef unsigned short qd_bf16_t;
-typedef unsigned int qd_u32;
 typedef unsigned long long qd_u64;
 
 /* Must match runtime/cuda/attention.h field for field (the launcher passes it by value). */
@@ -111,22 +112,9 @@ struct qd_attention_params {
 };
 static_assert(sizeof(qd_attention_params) == 128, "qd_attention_params layout changed");
 
-static __device__ __forceinline__ qd_u32 qd_smem_addr(const void* p) {
-  return (qd_u32)__cvta_generic_to_shared(p);
-}
-
 /* Byte offset of 16-byte chunk `ch` of row `row` in a swizzled tile of QD_DCH chunks per row. */
 static __device__ __forceinline__ qd_u32 qd_swz(int row, int ch) {
   return (qd_u32)(row * (HEAD_DIM * 2) + ((ch ^ (row & 7)) << 4));
-}
-
-static __device__ __forceinline__ void qd_cp_async16(qd_u32 dst, const void* src, int src_bytes) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
-}
-static __device__ __forceinline__ void qd_cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-template <int N>
-static __device__ __forceinline__ void qd_cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
 
 /* Copies ROWS rows of HEAD_DIM bf16 (row stride `stride` elements) into a swizzled tile; rows at or past
@@ -145,39 +133,6 @@ static __device__ __forceinline__ void qd_load_tile(qd_u32 s_base, const qd_bf16
       qd_cp_async16(s_base + qd_swz(row, ch), src, ok ? 16 : 0);
     }
   }
-}
-
-static __device__ __forceinline__ void qd_ldsm_x4(qd_u32 addr, qd_u32& r0, qd_u32& r1, qd_u32& r2, qd_u32& r3) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
-               : "r"(addr)
-               : "memory");
-}
-static __device__ __forceinline__ void qd_ldsm_x4_t(qd_u32 addr, qd_u32& r0, qd_u32& r1, qd_u32& r2, qd_u32& r3) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
-               : "r"(addr)
-               : "memory");
-}
-
-static __device__ __forceinline__ void qd_mma(float* c, const qd_u32* a, qd_u32 b0, qd_u32 b1) {
-  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-/* lo goes to the low half (the lower column), as the mma fragments expect. */
-static __device__ __forceinline__ qd_u32 qd_pack_bf16(float lo, float hi) {
-  qd_u32 r;
-  asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
-  return r;
-}
-
-static __device__ __forceinline__ float qd_exp2(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-  return y;
 }
 
 /* A fragments (16 rows x 16 columns starting at chunk 2*kk) of a swizzled tile for mma's row-major A. */

@@ -123,8 +123,7 @@ static_assert(CONV_STAGES >= 2 && CONV_STAGES <= 6, "CONV_STAGES is 2 to 6");
 static_assert(CV_MI * CV_NI * 4 <= 128, "a warp tile of more than 64 x 64 does not fit the registers");
 
 #include "qd_bf16.cuh"
-
-typedef unsigned int qd_u32;
+#include "qd_mma.cuh"
 
 struct qd_conv2d_params {
   qd_bf16* y;
@@ -137,33 +136,11 @@ struct qd_conv2d_params {
 };
 static_assert(sizeof(qd_conv2d_params) == 96, "qd_conv2d_params layout changed (runtime/cuda/kernels_image.c)");
 
-static __device__ __forceinline__ qd_u32 cv_smem_addr(const void* p) { return (qd_u32)__cvta_generic_to_shared(p); }
-
 /* Byte offset of 16-byte chunk q of row r in a swizzled tile of CONV_BK-element rows. */
 static __device__ __forceinline__ qd_u32 cv_swz(int r, int q) {
   return (qd_u32)(r * (CONV_BK * 2) + ((q ^ ((r / (8 / CV_CPR)) % CV_CPR)) << 4));
 }
 
-static __device__ __forceinline__ void cv_cp_async16(qd_u32 dst, const void* src, int src_bytes) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
-}
-static __device__ __forceinline__ void cv_cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-template <int N>
-static __device__ __forceinline__ void cv_cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
-static __device__ __forceinline__ void cv_ldsm_x4(qd_u32 addr, qd_u32& r0, qd_u32& r1, qd_u32& r2, qd_u32& r3) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
-               : "r"(addr)
-               : "memory");
-}
-static __device__ __forceinline__ void cv_mma(float* c, const qd_u32* a, qd_u32 b0, qd_u32 b1) {
-  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
 /* v, hidden from the optimizer: the halo slot addresses computed from it inside the main loop are then not hoisted
  * out of the loop into registers that the accumulators need (with k = 1 every step uses the same slots). */
 static __device__ __forceinline__ int cv_opaque(int v) {
@@ -186,7 +163,7 @@ static __device__ __forceinline__ void cv_load_a(const qd_conv2d_params& p, qd_u
       const int co = co0 + row, k = c * CONV_BK + q * 8;
       const bool ok = co < p.cout && k < p.cinp;
       const qd_bf16* src = ok ? p.w + ((long long)co * CV_KK + t) * p.cinp + k : p.w;
-      cv_cp_async16(base + cv_swz(row, q), src, ok ? 16 : 0);
+      qd_cp_async16(base + cv_swz(row, q), src, ok ? 16 : 0);
     }
   }
 }
@@ -235,7 +212,7 @@ extern "C" __global__ void __launch_bounds__(CV_THREADS) qd_conv2d(const qd_conv
   const long long hw = (long long)p.h * p.w_in;
   const qd_bf16* xn = p.x + (long long)n * p.cin * hw;
 
-  const qd_u32 sA = cv_smem_addr(cv_smem);
+  const qd_u32 sA = qd_smem_addr(cv_smem);
   const qd_u32 sH = sA + (qd_u32)(CONV_STAGES * CV_A_STAGE_BYTES);
   const int iters = p.chunks * CV_KK;
 
@@ -243,7 +220,7 @@ extern "C" __global__ void __launch_bounds__(CV_THREADS) qd_conv2d(const qd_conv
 #pragma unroll
   for (int s = 0; s < CONV_STAGES - 1; s++) {
     if (s < iters) cv_load_a(p, sA, s, s, co0, tid);
-    cv_cp_async_commit();
+    qd_cp_async_commit();
   }
   unsigned char* const hbuf = cv_smem + CONV_STAGES * CV_A_STAGE_BYTES; /* sH as a generic pointer */
 #pragma unroll
@@ -280,13 +257,13 @@ extern "C" __global__ void __launch_bounds__(CV_THREADS) qd_conv2d(const qd_conv
   int c = 0, t = 0;
 #pragma unroll 1
   for (int it = 0; it < iters; it++) {
-    cv_cp_async_wait<CONV_STAGES - 2>();
+    qd_cp_async_wait<CONV_STAGES - 2>();
     __syncthreads(); /* stage it has landed; everyone is done with step it - 1 (its stage and, at a chunk start,
                         the halo buffer the next chunk's patch goes to) */
     {
       const int nx = it + CONV_STAGES - 1;
       if (nx < iters) cv_load_a(p, sA, nx, nx % CONV_STAGES, co0, tid);
-      cv_cp_async_commit();
+      qd_cp_async_commit();
     }
     const bool prefetch = c + 1 < p.chunks;
     const int tid_l = cv_opaque(tid);
@@ -308,15 +285,15 @@ extern "C" __global__ void __launch_bounds__(CV_THREADS) qd_conv2d(const qd_conv
       qd_u32 af[CV_MI][4];
 #pragma unroll
       for (int i = 0; i < CV_MI; i++)
-        cv_ldsm_x4(a_st + cv_swz(a_row + i * 16, 2 * ks + a_q), af[i][0], af[i][1], af[i][2], af[i][3]);
+        qd_ldsm_x4(a_st + cv_swz(a_row + i * 16, 2 * ks + a_q), af[i][0], af[i][1], af[i][2], af[i][3]);
 #pragma unroll
       for (int j = 0; j < CV_NI / 2; j++) { /* two n8 tiles of B per ldmatrix, used at once: fewer live registers */
         qd_u32 b[4];
-        cv_ldsm_x4(h_cur + cv_swz(hb[j] + toff, 2 * ks + b_q), b[0], b[1], b[2], b[3]);
+        qd_ldsm_x4(h_cur + cv_swz(hb[j] + toff, 2 * ks + b_q), b[0], b[1], b[2], b[3]);
 #pragma unroll
         for (int i = 0; i < CV_MI; i++) {
-          cv_mma(acc[i][2 * j], af[i], b[0], b[1]);
-          cv_mma(acc[i][2 * j + 1], af[i], b[2], b[3]);
+          qd_mma(acc[i][2 * j], af[i], b[0], b[1]);
+          qd_mma(acc[i][2 * j + 1], af[i], b[2], b[3]);
         }
       }
     }
@@ -348,7 +325,7 @@ extern "C" __global__ void __launch_bounds__(CV_THREADS) qd_conv2d(const qd_conv
       c++;
     }
   }
-  cv_cp_async_wait<0>();
+  qd_cp_async_wait<0>();
 
   /* Epilogue: + bias (+ residual) in fp32, one rounding, pairs of adjacent pixels stored as one 32-bit word. */
   const int g = lane >> 2, t4 = lane & 3;

@@ -26,6 +26,7 @@
 #include "runtime/cpu/ref.h"
 #include "runtime/cpu/threadpool.h"
 #include "runtime/cuda/attention.h"
+#include "runtime/cuda/kernel_compile.h"
 #include "runtime/cuda/kernel_sources.h"
 #include "runtime/cuda_driver.h"
 #include "runtime/cuda_nvrtc.h"
@@ -461,9 +462,12 @@ int main(int argc, char** argv) {
     qd_attention_defines_t defs;
     s = qd_attention_variant_defines(&tv->v, &defs);
     if (s) die_status_(tv->name, s);
+    qd_kernel_headers_t headers; /* qd_mma.cuh and the other shared headers, as the runtime passes them */
+    qd_kernel_headers_get(&headers);
     qd_nvrtc_compile_options_t opt = {.source = src, .name = qd_attention_template_file(tv->v.kernel),
                                       .arch = arch, .outputs = QD_NVRTC_OUTPUT_CUBIN, .options = defs.options,
-                                      .option_count = defs.count};
+                                      .option_count = defs.count, .header_names = headers.names,
+                                      .headers = headers.texts, .header_count = headers.count};
     qd_nvrtc_output_t out;
     double t0 = now_s_();
     s = qd_nvrtc_compile(qd_allocator_system(), &opt, &out);
