@@ -327,11 +327,14 @@ static int32_t qdc_tune_decide_(qdc_tune_state_t* st, qdc_autotune_report_t* r) 
     for (int32_t i = 0; i < r->row_count; i++)
       if (r->rows[i].tuned_here && r->rows[i].component_index == c)
         u += r->rows[i].untuned_step_ms, t += r->rows[i].tuned_step_ms;
-    bool keep = t <= 0.995 * u && (st->records[c]->gemm_count || st->records[c]->kernel_count);
+    bool any = st->records[c]->gemm_count || st->records[c]->kernel_count;
+    bool keep = any && t <= 0.995 * u;
     for (int32_t i = 0; i < r->row_count; i++)
       if (r->rows[i].tuned_here && r->rows[i].component_index == c) {
         r->rows[i].kept = keep;
-        if (!keep) snprintf(r->rows[i].note, sizeof r->rows[i].note, "%s", "no faster: records dropped");
+        if (!keep)
+          snprintf(r->rows[i].note, sizeof r->rows[i].note, "%s",
+                   any ? "no faster in the whole program: records dropped" : "nothing beat the defaults");
       }
     if (keep) {
       kept++;
