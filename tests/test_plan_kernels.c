@@ -466,6 +466,55 @@ START_TEST(tuned_plan_rewrite) {
 }
 END_TEST
 
+/* Without a GPU (the driver library pointed at nothing): qdc tune is an error that says so and leaves the plan as it
+ * was; qdc compile --autotune writes the untuned plan and says why; a bad level is a usage error. */
+START_TEST(autotune_without_a_gpu) {
+  char copy[600], out[600], log[700], cmd[3000];
+  snprintf(copy, sizeof copy, "%s/kern_tiny_tune_copy.qplan", qd_test_tmp_dir());
+  snprintf(out, sizeof out, "%s/kern_tiny_tuned.qplan", qd_test_tmp_dir());
+  snprintf(log, sizeof log, "%s/kern_tiny_tune.log", qd_test_tmp_dir());
+  snprintf(cmd, sizeof cmd, "cp '%s' '%s'", plan_90, copy);
+  ck_assert_int_eq(run_shell(cmd), 0);
+  snprintf(cmd, sizeof cmd, "QD_CUDA_DRIVER_LIBRARY=/nonexistent/libcuda.so.1 '%s' tune '%s' > '%s' 2>&1",
+           getenv("QD_QDC"), copy, log);
+  ck_assert_int_eq(run_shell(cmd), 1);
+  FILE* f = fopen(log, "r");
+  ck_assert_ptr_nonnull(f);
+  char text[4096] = "";
+  text[fread(text, 1, sizeof text - 1, f)] = 0;
+  fclose(f);
+  ck_assert_msg(strstr(text, "qdc: error: tune:") && strstr(text, "no GPU to tune on"), "%s", text);
+  snprintf(cmd, sizeof cmd, "cmp -s '%s' '%s'", plan_90, copy);
+  ck_assert_int_eq(run_shell(cmd), 0); /* untouched */
+  snprintf(cmd, sizeof cmd, "QD_CUDA_DRIVER_LIBRARY=/nonexistent/libcuda.so.1 '%s' compile "
+           "'%s/golden/flux_guided_weights.safetensors' --graph '%s/models/flux-transformer.json' --resolutions 32x32 "
+           "--target none --threads 2 --autotune default -o '%s' > '%s' 2>&1",
+           getenv("QD_QDC"), qd_test_data_dir(), getenv("QD_SOURCE_ROOT"), out, log);
+  ck_assert_int_eq(run_shell(cmd), 0);
+  f = fopen(log, "r");
+  ck_assert_ptr_nonnull(f);
+  text[fread(text, 1, sizeof text - 1, f)] = 0;
+  fclose(f);
+  ck_assert_msg(strstr(text, "autotune    no GPU to tune on"), "%s", text);
+  qd_plan_t* p;
+  QD_ASSERT_OK(qd_plan_open(out, qd_allocator_system(), QD_PLAN_OPEN_VERIFY_ALL, &p));
+  ck_assert_ptr_null(qd_plan_file_find(qd_plan_container(p), QD_PLAN_KIND_TUNE, "transformer"));
+  qd_plan_close(p);
+  snprintf(cmd, sizeof cmd, "'%s' compile x -o '%s' --autotune fast > '%s' 2>&1", getenv("QD_QDC"), out, log);
+  ck_assert_int_eq(run_shell(cmd), 2);
+  f = fopen(log, "r");
+  ck_assert_ptr_nonnull(f);
+  text[fread(text, 1, sizeof text - 1, f)] = 0;
+  fclose(f);
+  ck_assert_msg(strstr(text, "--autotune takes none, default or max, not 'fast'"), "%s", text);
+  snprintf(cmd, sizeof cmd, "'%s' tune '%s' --level fast > '%s' 2>&1", getenv("QD_QDC"), copy, log);
+  ck_assert_int_eq(run_shell(cmd), 2);
+  remove(copy);
+  remove(out);
+  remove(log);
+}
+END_TEST
+
 START_TEST(corrupt_kern_indexes_are_rejected) {
   char bad[512];
   snprintf(bad, sizeof bad, "%s/kern_bad.qplan", qd_test_tmp_dir());
@@ -772,6 +821,7 @@ static Suite* plan_kernels_suite(void) {
   tcase_add_test(tc, listing_names_the_expected_variants);
   tcase_add_test(tc, tuning_records_choose_variants);
   tcase_add_test(tc, tuned_plan_rewrite);
+  tcase_add_test(tc, autotune_without_a_gpu);
   tcase_add_test(tc, corrupt_kern_indexes_are_rejected);
   tcase_add_test(tc, kern_may_be_absent);
   tcase_add_test(tc, kern_reader_sweeps);
