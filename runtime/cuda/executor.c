@@ -217,7 +217,6 @@ struct qd_cuda_executor {
    * options.ignore_tuning; tuned_gemms when its GEMM records are for the loaded cuBLASLt. */
   qd_tuning_t* records;
   bool tuned_gemms, tuning_warned;
-  int32_t tuned_gemm_count; /* GEMM shapes that run a recorded algorithm */
   cublasLtHandle_t lt_handle;
 
   qd_exec_program_t prog;  /* the step */
@@ -533,7 +532,6 @@ static void qd_exec_gemm_tuned_(qd_cuda_executor_t* e, qd_gemm_t* g) {
   if (st == CUBLAS_STATUS_SUCCESS && check.state == CUBLAS_STATUS_SUCCESS && check.workspaceSize <= QD_EXEC_WORKSPACE) {
     g->algo = algo;
     g->workspace_needed = check.workspaceSize;
-    e->tuned_gemm_count++;
     return;
   }
   if (!e->tuning_warned)
@@ -1380,6 +1378,21 @@ qd_status_t qd_cuda_executor_run(qd_cuda_executor_t* e) {
 
 /* --- autotuning (qdc compile --autotune) ------------------------------------------------------------------------ */
 
+/* Times `candidates` of cuBLASLt's algorithms for GEMM shape gi on the buffers of the first step that runs it and
+ * keeps the fastest (qd_gemm_tune); *out_ran false (nothing timed) when no step runs it. */
+static qd_status_t qd_exec_gemm_tune_(qd_cuda_executor_t* e, int32_t gi, int candidates, float* out_default_ms,
+                                      float* out_best_ms, bool* out_ran) {
+  *out_ran = false;
+  const qd_step_t* first = NULL;
+  for (int32_t i = 0; i < e->prog.step_count && !first; i++)
+    if (e->prog.steps[i].kind == QD_STEP_GEMM && e->prog.steps[i].gemm == gi) first = &e->prog.steps[i];
+  if (!first) return QD_OK;
+  *out_ran = true;
+  return qd_gemm_tune(&e->gemms[gi], e->cu, e->lt_handle, candidates, 10, first->u.gemm.y, first->u.gemm.x,
+                      first->u.gemm.w, first->u.gemm.bias, e->workspace, QD_EXEC_WORKSPACE, e->stream, out_default_ms,
+                      out_best_ms);
+}
+
 static int qd_double_cmp_(const void* a, const void* b) {
   double x = *(const double*)a, y = *(const double*)b;
   return (x > y) - (x < y);
@@ -1553,24 +1566,19 @@ qd_status_t qd_cuda_executor_autotune(qd_cuda_executor_t* e, bool max, const qd_
   snprintf(label, sizeof label, "autotune %s", e->comp->name);
   qd_progress_begin(&pr, progress, label, (uint64_t)(e->gemm_count + sites), "sites");
   for (int32_t gi = 0; gi < e->gemm_count && !st; gi++) {
-    const qd_step_t* sp = NULL;
-    for (int32_t i = 0; i < e->prog.step_count && !sp; i++)
-      if (e->prog.steps[i].kind == QD_STEP_GEMM && e->prog.steps[i].gemm == gi) sp = &e->prog.steps[i];
-    if (sp) {
-      qd_gemm_t* gm = &e->gemms[gi];
-      float def = 0, best = 0;
-      st = qd_gemm_tune(gm, cu, e->lt_handle, max ? 32 : 8, 10, sp->u.gemm.y, sp->u.gemm.x, sp->u.gemm.w,
-                        sp->u.gemm.bias, e->workspace, QD_EXEC_WORKSPACE, e->stream, &def, &best);
-      /* Only a clear win is recorded: single runs favour algorithms that lose at the power limit. */
-      if (!st && best <= 0.97f * def) {
-        qd_tuning_gemm_t rec = qd_exec_gemm_key_(gm);
-        memcpy(rec.algo, &gm->algo, sizeof rec.algo);
-        rec.workspace = gm->workspace_needed;
-        rec.candidates = gm->candidates;
-        rec.heuristic_us = def * 1e3;
-        rec.tuned_us = best * 1e3;
-        st = qd_tuning_add_gemm(into, &rec);
-      }
+    qd_gemm_t* gm = &e->gemms[gi];
+    float def = 0, best = 0;
+    bool ran;
+    st = qd_exec_gemm_tune_(e, gi, max ? 32 : 8, &def, &best, &ran);
+    /* Only a clear win is recorded: single runs favour algorithms that lose at the power limit. */
+    if (ran && !st && best <= 0.97f * def) {
+      qd_tuning_gemm_t rec = qd_exec_gemm_key_(gm);
+      memcpy(rec.algo, &gm->algo, sizeof rec.algo);
+      rec.workspace = gm->workspace_needed;
+      rec.candidates = gm->candidates;
+      rec.heuristic_us = def * 1e3;
+      rec.tuned_us = best * 1e3;
+      st = qd_tuning_add_gemm(into, &rec);
     }
     if (!qd_progress_advance(&pr, 1) && !st) st = QD_ERR(CANCELLED, CANCELLED, "autotuning cancelled");
   }
@@ -2161,14 +2169,10 @@ static qd_status_t qd_exec_create_(qd_cuda_executor_t* e, int32_t component, int
   if (e->options.autotune) {
     /* Time cuBLASLt's candidates for each GEMM shape on the real buffers of its first use. */
     for (int32_t gi = 0; gi < e->gemm_count; gi++) {
-      const qd_step_t* first = NULL;
-      for (int32_t i = 0; i < e->prog.step_count && !first; i++)
-        if (e->prog.steps[i].kind == QD_STEP_GEMM && e->prog.steps[i].gemm == gi) first = &e->prog.steps[i];
-      if (!first) continue;
       float def = 0, best = 0;
-      QD_TRY(qd_gemm_tune(&e->gemms[gi], cu, e->lt_handle, e->options.autotune_candidates, 10, first->u.gemm.y,
-                          first->u.gemm.x, first->u.gemm.w, first->u.gemm.bias, e->workspace, QD_EXEC_WORKSPACE,
-                          e->stream, &def, &best));
+      bool ran;
+      QD_TRY(qd_exec_gemm_tune_(e, gi, e->options.autotune_candidates, &def, &best, &ran));
+      if (!ran) continue;
       /* Weight the shape by how often the step uses it. */
       int uses = 0;
       for (int32_t i = 0; i < e->prog.step_count; i++) uses += e->prog.steps[i].kind == QD_STEP_GEMM && e->prog.steps[i].gemm == gi;

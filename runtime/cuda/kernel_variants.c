@@ -36,14 +36,9 @@ static qd_status_t qd_ck_template_defs_(qd_cuda_kernel_target_t t, const char* t
   memset(k, 0, sizeof *k);
   QD_TRY(qd_kernel_config_init(template_name, &k->config));
   for (size_t i = 0; i < count; i++) QD_TRY(qd_kernel_config_set(&k->config, defs[i].name, defs[i].value));
-  qd_kernel_variant_t v;
-  qd_kernel_config_variant(&k->config, function, &v);
-  if (qd_kernel_variant_format(&v, k->key, sizeof k->key) >= sizeof k->key)
-    return QD_ERR(INTERNAL, INTERNAL, "kernel key of %s:%s is longer than %d bytes", template_name, function,
-                  QD_CUDA_KERNEL_KEY_MAX - 1);
   k->function = function;
   qd_ck_arch_(t, k);
-  return qd_ck_seal_key_(k, template_name);
+  return qd_cuda_kernel_rekey(k);
 }
 
 /* A template kernel with at most one define set. */
