@@ -18,14 +18,17 @@
 #include "runtime/cuda/tuning.h"
 #include "runtime/cuda_cublaslt.h"
 #include "runtime/cuda_driver.h"
+#include "runtime/pipeline/latents.h"
 #include "runtime/plan_internal.h"
 
 /* --- inputs ------------------------------------------------------------------------------------------------------ */
 
-/* Seeded inputs: floating ones normal with deviation 0.5, integer ones (token ids) zero, a valid id everywhere. */
+/* Seeded inputs: floating ones normal with deviation 0.5 (torch's generator, runtime/pipeline/latents.h), integer
+ * ones (token ids) zero, a valid id everywhere. */
 static qd_status_t qdc_tune_inputs_(qd_cuda_executor_t* e, qd_allocator_t a) {
   const qd_graph_t* g = qd_cuda_executor_graph(e);
-  uint64_t state = 0x9e3779b97f4a7c15ull;
+  qd_torch_generator_t gen;
+  qd_torch_generator_seed(&gen, 0);
   for (int32_t i = 0; i < g->input_count; i++) {
     const qd_value_t* v = &g->values[g->inputs[i]];
     uint64_t n = (uint64_t)qd_shape_numel(&v->shape), bytes = 0;
@@ -35,20 +38,15 @@ static qd_status_t qdc_tune_inputs_(qd_cuda_executor_t* e, qd_allocator_t a) {
     } else if (!qd_dtype_bytes_for(v->dtype, n, &bytes)) {
       return QD_ERR(UNSUPPORTED, INTERNAL, "graph input '%s' has a type autotuning cannot fill", v->name);
     }
+    /* qd_torch_randn draws at least 16 values */
+    uint64_t held = fl && n < 16 ? 16 * 4 : bytes ? bytes : 1;
     void* data;
-    QD_TRY(qd_calloc(a, 1, bytes ? bytes : 1, &data));
-    for (uint64_t k = 0; fl && k < n; k++) {
-      /* xorshift and Box-Muller: reproducible and never degenerate */
-      double u[2];
-      for (int j = 0; j < 2; j++) {
-        state ^= state << 13, state ^= state >> 7, state ^= state << 17;
-        u[j] = ((double)(state >> 11) + 0.5) * 0x1p-53;
-      }
-      ((float*)data)[k] = (float)(0.5 * sqrt(-2 * log(u[0])) * cos(6.283185307179586 * u[1]));
-    }
+    QD_TRY(qd_calloc(a, 1, held, &data));
+    qd_status_t s = fl ? qd_torch_randn(&gen, data, n < 16 ? 16 : (size_t)n) : QD_OK;
+    for (uint64_t k = 0; fl && k < n; k++) ((float*)data)[k] *= 0.5f;
     qd_tensor_t t = {fl ? QD_DTYPE_F32 : v->dtype, v->shape, data, (size_t)bytes};
-    qd_status_t s = qd_cuda_executor_set_input(e, i, &t);
-    qd_free(a, data, bytes ? bytes : 1);
+    if (!s) s = qd_cuda_executor_set_input(e, i, &t);
+    qd_free(a, data, held);
     QD_TRY_CTX(s, "input '%s'", v->name);
   }
   return QD_OK;
@@ -151,10 +149,9 @@ qd_status_t qdc_autotune_write_plan(const qd_plan_t* plan, const char* to, qd_tu
     if (sec->kind == QD_PLAN_KIND_TUNE) continue; /* replaced below */
     int32_t c = sec->kind == QD_PLAN_KIND_KERN ? qd_plan_find_component(plan, sec->name) : -1;
     /* A tuned kernel joins KERN only for an architecture the plan's kernels cover (else qdrun compiles it). */
+    int cc = c >= 0 && records[c] ? qd_kernel_target_parse(records[c]->arch) : 0;
     bool covered = false;
-    for (int32_t t = 0; c >= 0 && targets->present && t < targets->count; t++)
-      covered = covered || (records[c] && strcmp(records[c]->arch, "") != 0 &&
-                            atoi(records[c]->arch + 3) == targets->cc[t]);
+    for (int32_t t = 0; cc && targets->present && t < targets->count; t++) covered = covered || cc == targets->cc[t];
     if (c >= 0 && covered && tuned[c].count) {
       qdc_component_kernels_t k;
       s = qdc_tune_kern_(plan, c, &tuned[c], a, &k, built, &built_count);
@@ -250,6 +247,19 @@ static qd_status_t qdc_tune_components_(qdc_tune_state_t* st, bool max, qdc_auto
   return QD_OK;
 }
 
+/* An executor for a row's component and size, with or without the plan's records, run once on the seeded inputs;
+ * its first output. On failure *out_e is the executor when it was made (the caller destroys it). */
+static qd_status_t qdc_tune_open_(const qd_plan_t* plan, const qdc_autotune_row_t* row, bool untuned, qd_allocator_t a,
+                                  qd_cuda_executor_t** out_e, qd_tensor_t* out) {
+  qd_cuda_executor_options_t o;
+  qd_cuda_executor_options_default(&o);
+  o.ignore_tuning = untuned;
+  QD_TRY(qd_cuda_executor_create(plan, row->component_index, row->resolution_index, &o, a, out_e));
+  QD_TRY(qdc_tune_inputs_(*out_e, a));
+  QD_TRY(qd_cuda_executor_run(*out_e));
+  return qd_cuda_executor_get_output(*out_e, 0, out);
+}
+
 /* Every tuned row of the plan at `path`: the same inputs through an executor with the records and one without
  * (both from that plan), the outputs compared, then each timed three times, alternating, the median kept. Both
  * executors at once when the GPU holds them, else one after the other. */
@@ -264,13 +274,7 @@ static qd_status_t qdc_tune_check_(const char* path, qdc_tune_state_t* st, qdc_a
     qd_tensor_t out[2] = {{0}, {0}};
     double step[2][3], cls[2][3][6];
     for (int k = 0; k < 2 && !s; k++) {
-      qd_cuda_executor_options_t o;
-      qd_cuda_executor_options_default(&o);
-      o.ignore_tuning = k == 0;
-      s = qd_cuda_executor_create(plan, row->component_index, row->resolution_index, &o, st->a, &e[k]);
-      if (!s) s = qdc_tune_inputs_(e[k], st->a);
-      if (!s) s = qd_cuda_executor_run(e[k]);
-      if (!s) s = qd_cuda_executor_get_output(e[k], 0, &out[k]);
+      s = qdc_tune_open_(plan, row, k == 0, st->a, &e[k], &out[k]);
       if (s && k == 1 && qd_status_code(s) == QD_CODE_DEVICE_OUT_OF_MEMORY) {
         /* Not both at once: measure the untuned one now, the tuned one after it. */
         qd_status_free(s);
@@ -278,11 +282,7 @@ static qd_status_t qdc_tune_check_(const char* path, qdc_tune_state_t* st, qdc_a
         for (int rep = 0; rep < 3 && !s; rep++) s = qdc_tune_measure_(e[0], &step[0][rep], cls[0][rep]);
         qd_cuda_executor_destroy(e[0]);
         e[0] = NULL;
-        qd_cuda_executor_options_default(&o);
-        s = qd_cuda_executor_create(plan, row->component_index, row->resolution_index, &o, st->a, &e[1]);
-        if (!s) s = qdc_tune_inputs_(e[1], st->a);
-        if (!s) s = qd_cuda_executor_run(e[1]);
-        if (!s) s = qd_cuda_executor_get_output(e[1], 0, &out[1]);
+        if (!s) s = qdc_tune_open_(plan, row, false, st->a, &e[1], &out[1]);
       }
     }
     for (int rep = 0; rep < 3 && !s; rep++)
